@@ -1,0 +1,1 @@
+"""crmkit.runtime: metadata → tables, records, queries, policy, web UI and API."""

@@ -1,0 +1,185 @@
+"""The field type contract. Adding a type is one subclass registered in ``registry``.
+
+A type knows, for a field definition of its kind:
+- its SQL column (``sql_type``) or that it has none (``stored = False``, child tables);
+- its marshmallow field and validators (``marshmallow_field``);
+- its JSON Schema fragment for the API (``json_schema``);
+- its form widget (``widget``) and list rendering (``display``);
+- its filter operators (``operators``) and how a filter compiles (``filter_clause``);
+- how it parses from CSV/Excel text (``parse_text``);
+- which definition properties it accepts (``config_schema``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from typing import Any, ClassVar
+
+from marshmallow import fields as mf
+from sqlalchemy import and_, false, not_, or_
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.types import TypeEngine
+
+from ..errors import BadQuery
+from ..meta.model import FieldDef, Label
+
+# Operators and the number of values they take: 0 (none), 1, 2 (between) or "n" (in).
+OPERATOR_ARITY: dict[str, int | str] = {
+    "eq": 1, "ne": 1, "lt": 1, "lte": 1, "gt": 1, "gte": 1, "between": 2,
+    "in": "n", "not_in": "n", "contains": 1, "not_contains": 1, "starts_with": 1,
+    "is_empty": 0, "is_not_empty": 0, "in_range": 1, "contains_any": "n", "contains_all": "n",
+}
+
+OPERATOR_LABELS: dict[str, Label] = {
+    "eq": Label("等于", "equals"), "ne": Label("不等于", "not equal"),
+    "lt": Label("小于", "less than"), "lte": Label("小于等于", "at most"),
+    "gt": Label("大于", "greater than"), "gte": Label("大于等于", "at least"),
+    "between": Label("介于", "between"), "in": Label("属于", "is any of"),
+    "not_in": Label("不属于", "is none of"), "contains": Label("包含", "contains"),
+    "not_contains": Label("不包含", "does not contain"), "starts_with": Label("开头是", "starts with"),
+    "is_empty": Label("为空", "is empty"), "is_not_empty": Label("不为空", "is not empty"),
+    "in_range": Label("时间范围", "in period"), "contains_any": Label("含任一", "has any of"),
+    "contains_all": Label("含全部", "has all of"),
+}
+
+COMMON_CONFIG: dict[str, dict] = {}
+
+
+class FieldType:
+    name: ClassVar[str]
+    label: ClassVar[Label]
+    widget: ClassVar[str] = "text"
+    stored: ClassVar[bool] = True
+    sortable: ClassVar[bool] = True
+    operators: ClassVar[tuple[str, ...]] = ("eq", "ne", "in", "not_in", "is_empty", "is_not_empty")
+    # JSON Schema "properties" for type-specific definition keys, and which are required.
+    config_properties: ClassVar[dict[str, dict]] = {}
+    config_required: ClassVar[tuple[str, ...]] = ()
+
+    # --- storage -----------------------------------------------------------------
+    def sql_type(self, f: FieldDef) -> TypeEngine:
+        raise NotImplementedError
+
+    def foreign_key(self, f: FieldDef) -> str | None:
+        """``table.column`` this field references, if any."""
+        return None
+
+    # --- input -------------------------------------------------------------------
+    def marshmallow_field(self, f: FieldDef) -> mf.Field:
+        """The marshmallow field validating API/form input into the Python value."""
+        raise NotImplementedError
+
+    def parse_text(self, f: FieldDef, text: str) -> Any:
+        """Parse a CSV/Excel cell; raise ``ValueError`` with a user-facing message."""
+        text = (text or "").strip()
+        if text == "":
+            return None
+        return self._deserialize(f, text)
+
+    def _deserialize(self, f: FieldDef, raw: Any) -> Any:
+        from marshmallow import ValidationError
+
+        try:
+            return self.marshmallow_field(f).deserialize(raw)
+        except ValidationError as exc:
+            msgs = exc.messages if isinstance(exc.messages, list) else [str(exc.messages)]
+            raise ValueError("; ".join(str(m) for m in msgs)) from None
+
+    # --- output ------------------------------------------------------------------
+    def to_json(self, f: FieldDef, value: Any) -> Any:
+        if isinstance(value, decimal.Decimal):
+            return str(value)
+        if isinstance(value, (dt.date, dt.datetime)):
+            return value.isoformat()
+        return value
+
+    def from_db(self, f: FieldDef, value: Any) -> Any:
+        return value
+
+    def display(self, f: FieldDef, value: Any, locale: str) -> str:
+        """Plain text for lists, exports and audit; templates escape it."""
+        if value is None:
+            return ""
+        return str(self.to_json(f, value))
+
+    def json_schema(self, f: FieldDef) -> dict:
+        raise NotImplementedError
+
+    # --- querying ----------------------------------------------------------------
+    def coerce_filter_value(self, f: FieldDef, value: Any) -> Any:
+        try:
+            return self._deserialize(f, value)
+        except ValueError as exc:
+            raise BadQuery(f"Filter value {value!r} is not valid for field '{f.name}': {exc}") from None
+
+    def filter_clause(self, f: FieldDef, col: ColumnElement, op: str, value: Any, ctx: "FilterContext") -> ColumnElement:
+        if op not in self.operators:
+            allowed = ", ".join(self.operators)
+            raise BadQuery(f"Operator '{op}' is not available for field '{f.name}' ({self.name}); use one of: {allowed}.")
+        if op == "is_empty":
+            return col.is_(None)
+        if op == "is_not_empty":
+            return col.is_not(None)
+        if op in ("in", "not_in"):
+            values = [self.coerce_filter_value(f, v) for v in _as_list(value, f.name)]
+            if not values:
+                return false() if op == "in" else not_(false())
+            clause = col.in_(values)
+            return clause if op == "in" else or_(not_(clause), col.is_(None))
+        if op == "between":
+            lo, hi = _pair(value, f.name)
+            parts = []
+            if lo not in (None, ""):
+                parts.append(col >= self.coerce_filter_value(f, lo))
+            if hi not in (None, ""):
+                parts.append(col <= self.coerce_filter_value(f, hi))
+            if not parts:
+                raise BadQuery(f"'between' on '{f.name}' needs at least one bound.")
+            return and_(*parts)
+        v = self.coerce_filter_value(f, value)
+        if op == "eq":
+            return col.is_(None) if v is None else col == v
+        if op == "ne":
+            return col.is_not(None) if v is None else or_(col != v, col.is_(None))
+        if op == "lt":
+            return col < v
+        if op == "lte":
+            return col <= v
+        if op == "gt":
+            return col > v
+        if op == "gte":
+            return col >= v
+        raise BadQuery(f"Operator '{op}' is not implemented for field '{f.name}'.")
+
+    # --- definition checks ---------------------------------------------------------
+    def check_definition(self, f: FieldDef, entity_key: str, catalog_entities: dict) -> list[str]:
+        """Cross-definition problems (e.g. a link to an unknown entity); empty when fine."""
+        return []
+
+
+class FilterContext:
+    """What a filter needs beyond the column: the dialect, the timezone and 'now'."""
+
+    def __init__(self, dialect: str, timezone: str, now: dt.datetime):
+        self.dialect = dialect
+        self.timezone = timezone
+        self.now = now
+
+
+def _as_list(value: Any, name: str) -> list:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        return [v for v in (p.strip() for p in value.split(",")) if v]
+    raise BadQuery(f"Filter on '{name}' expects a list of values.")
+
+
+def _pair(value: Any, name: str) -> tuple[Any, Any]:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return value[0], value[1]
+    raise BadQuery(f"'between' on '{name}' expects [low, high].")
+
+
+
+def escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

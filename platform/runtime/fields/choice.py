@@ -1,0 +1,203 @@
+"""Choice types: single select, multi select (options with stable values) and free tags."""
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError, fields as mf
+from sqlalchemy import JSON, String, and_, exists, false, func, not_, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ..errors import BadQuery
+from ..meta.model import FieldDef, Label
+from .base import FieldType, _as_list
+
+OPTION_SCHEMA = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["value", "label"],
+        "additionalProperties": False,
+        "properties": {
+            "value": {"type": "string", "pattern": "^[A-Za-z0-9_\\-]{1,64}$"},
+            "label": {"$ref": "#/$defs/label"},
+            "color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+        },
+    },
+}
+
+
+def option_values(f: FieldDef) -> list[str]:
+    return [o["value"] for o in f.opt("options", ())]
+
+
+def option_label(f: FieldDef, value: str, locale: str) -> str:
+    for o in f.opt("options", ()):
+        if o["value"] == value:
+            lab = o["label"]
+            return Label.of(lab, value).get(locale)
+    return value
+
+
+def option_color(f: FieldDef, value: str) -> str | None:
+    for o in f.opt("options", ()):
+        if o["value"] == value:
+            return o.get("color")
+    return None
+
+
+class OptionString(mf.String):
+    """Accepts an option's value, or (from spreadsheets) its zh/en label."""
+
+    def __init__(self, field_def: FieldDef, **kw):
+        super().__init__(**kw)
+        self.field_def = field_def
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        s = super()._deserialize(value, attr, data, **kwargs).strip()
+        if s == "":
+            return None
+        return resolve_option(self.field_def, s)
+
+
+def resolve_option(f: FieldDef, s: str) -> str:
+    for o in f.opt("options", ()):
+        lab = Label.of(o["label"], o["value"])
+        if s == o["value"] or s == lab.zh or s.lower() == lab.en.lower():
+            return o["value"]
+    allowed = ", ".join(option_values(f))
+    raise ValidationError(f"'{s}' is not one of the options ({allowed}).")
+
+
+class SingleSelectType(FieldType):
+    name = "single_select"
+    label = Label("单选", "Single select")
+    widget = "select"
+    config_properties = {"options": OPTION_SCHEMA}
+    config_required = ("options",)
+
+    def sql_type(self, f):
+        return String(64)
+
+    def marshmallow_field(self, f):
+        return OptionString(f, allow_none=True)
+
+    def json_schema(self, f):
+        return {"type": ["string", "null"], "enum": option_values(f) + [None]}
+
+    def display(self, f, value, locale):
+        return "" if value is None else option_label(f, value, locale)
+
+
+def json_list_type():
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+class StringList(mf.List):
+    """A list from JSON, or from text separated by commas/；/、."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace("，", ",").replace("；", ",").replace(";", ",").replace("、", ",").split(",")]
+            value = [p for p in parts if p]
+        if value is None:
+            return None
+        out = super()._deserialize(value, attr, data, **kwargs)
+        seen: list = []
+        for v in out:
+            if v not in seen:
+                seen.append(v)
+        return seen
+
+
+def list_contains_clause(col, values: list[str], dialect: str, mode: str):
+    """``mode`` is 'any' or 'all'. Values are bound; column names come from metadata."""
+    if dialect == "postgresql":
+        parts = [col.op("@>")(func.jsonb_build_array(v)) for v in values]
+    else:
+        parts = []
+        for v in values:
+            je = func.json_each(col).table_valued("value")
+            parts.append(exists(select(1).select_from(je).where(je.c.value == v)))
+    if not parts:
+        return false()
+    return or_(*parts) if mode == "any" else and_(*parts)
+
+
+class _ListType(FieldType):
+    sortable = False
+    operators = ("contains_any", "contains_all", "is_empty", "is_not_empty")
+
+    def sql_type(self, f):
+        return json_list_type()
+
+    def from_db(self, f, value):
+        return list(value) if value else []
+
+    def filter_clause(self, f, col, op, value, ctx):
+        if op not in self.operators:
+            raise BadQuery(f"Operator '{op}' is not available for field '{f.name}' ({self.name}); use one of: {', '.join(self.operators)}.")
+        if op == "is_empty":
+            return or_(col.is_(None), func.json_array_length(col) == 0) if ctx.dialect == "sqlite" else or_(col.is_(None), func.jsonb_array_length(col) == 0)
+        if op == "is_not_empty":
+            return not_(self.filter_clause(f, col, "is_empty", value, ctx))
+        values = [self.coerce_item(f, v) for v in _as_list(value, f.name)]
+        return list_contains_clause(col, values, ctx.dialect, "any" if op == "contains_any" else "all")
+
+    def coerce_item(self, f, v):
+        return str(v)
+
+    def display(self, f, value, locale):
+        return "、".join(value or []) if (locale or "").startswith("zh") else ", ".join(value or [])
+
+
+class MultiSelectType(_ListType):
+    name = "multi_select"
+    label = Label("多选", "Multi select")
+    widget = "multiselect"
+    config_properties = {"options": OPTION_SCHEMA, "max_items": {"type": "integer", "minimum": 1}}
+    config_required = ("options",)
+
+    def marshmallow_field(self, f):
+        return StringList(OptionString(f), allow_none=True, validate=_max_items(f.opt("max_items")))
+
+    def coerce_item(self, f, v):
+        try:
+            return resolve_option(f, str(v))
+        except ValidationError as exc:
+            raise BadQuery(f"Filter on '{f.name}': {exc.messages[0]}") from None
+
+    def json_schema(self, f):
+        return {"type": ["array", "null"], "items": {"type": "string", "enum": option_values(f)}, "uniqueItems": True}
+
+    def display(self, f, value, locale):
+        sep = "、" if (locale or "").startswith("zh") else ", "
+        return sep.join(option_label(f, v, locale) for v in (value or []))
+
+
+def _max_items(n: int | None):
+    def check(values):
+        if values is not None and n and len(values) > n:
+            raise ValidationError(f"Choose at most {n}.")
+
+    return check
+
+
+class TagsType(_ListType):
+    name = "tags"
+    label = Label("标签", "Tags")
+    widget = "tags"
+    config_properties = {
+        "max_items": {"type": "integer", "minimum": 1, "maximum": 100},
+        "suggestions": {"type": "array", "items": {"type": "string", "maxLength": 32}},
+    }
+
+    def marshmallow_field(self, f):
+        def tag_ok(v):
+            if len(v) > 32:
+                raise ValidationError("A tag is at most 32 characters.")
+
+        return StringList(mf.String(validate=tag_ok), allow_none=True, validate=_max_items(f.opt("max_items", 20)))
+
+    def json_schema(self, f):
+        return {"type": ["array", "null"], "items": {"type": "string", "maxLength": 32}, "maxItems": f.opt("max_items", 20)}

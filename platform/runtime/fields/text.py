@@ -1,0 +1,206 @@
+"""Text-like types: text, long text, email, phone, url."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from marshmallow import ValidationError, fields as mf, validate
+from sqlalchemy import String, Text
+
+from ..meta.model import FieldDef, Label
+from .base import FieldType
+
+TEXT_OPERATORS = ("eq", "ne", "contains", "not_contains", "starts_with", "in", "not_in", "is_empty", "is_not_empty")
+
+
+class TrimmedString(mf.String):
+    """A string with surrounding whitespace removed; empty becomes None."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        s = super()._deserialize(value, attr, data, **kwargs)
+        s = s.strip()
+        return s or None
+
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        out = super().deserialize(value, attr, data, **kwargs)
+        if out is None and self.required:
+            raise ValidationError(self.error_messages["required"])
+        return out
+
+
+class _TextBase(FieldType):
+    operators = TEXT_OPERATORS
+    default_max = 255
+
+    def max_length(self, f: FieldDef) -> int:
+        return int(f.opt("max_length", self.default_max))
+
+    def sql_type(self, f: FieldDef):
+        return String(self.max_length(f))
+
+    def validators(self, f: FieldDef) -> list:
+        return [validate.Length(min=f.opt("min_length"), max=self.max_length(f))]
+
+    def marshmallow_field(self, f: FieldDef) -> mf.Field:
+        return TrimmedString(allow_none=True, validate=self.validators(f))
+
+    def json_schema(self, f: FieldDef) -> dict:
+        s = {"type": ["string", "null"], "maxLength": self.max_length(f)}
+        if f.opt("min_length"):
+            s["minLength"] = f.opt("min_length")
+        return s
+
+    def filter_clause(self, f, col, op, value, ctx):
+        if op in ("contains", "not_contains", "starts_with"):
+            if not isinstance(value, str) or value == "":
+                from ..errors import BadQuery
+
+                raise BadQuery(f"'{op}' on '{f.name}' needs a non-empty text value.")
+            if op == "starts_with":
+                return _like(col, value, ctx.dialect, prefix=True)
+            clause = _like(col, value, ctx.dialect)
+            from sqlalchemy import not_, or_
+
+            return clause if op == "contains" else or_(not_(clause), col.is_(None))
+        return super().filter_clause(f, col, op, value, ctx)
+
+
+def _like(col, value: str, dialect: str, prefix: bool = False):
+    from .base import escape_like
+
+    pattern = escape_like(value) + "%"
+    if not prefix:
+        pattern = "%" + pattern
+    return col.ilike(pattern, escape="\\") if dialect == "postgresql" else col.like(pattern, escape="\\")
+
+
+class TextType(_TextBase):
+    name = "text"
+    label = Label("单行文本", "Text")
+    config_properties = {
+        "max_length": {"type": "integer", "minimum": 1, "maximum": 4000},
+        "min_length": {"type": "integer", "minimum": 0},
+        "pattern": {"type": "string", "format": "regex"},
+        "pattern_message": {"$ref": "#/$defs/label"},
+    }
+
+    def validators(self, f):
+        vs = super().validators(f)
+        if f.opt("pattern"):
+            msg = f.opt("pattern_message")
+            text = (msg.get("en") if isinstance(msg, dict) else None) or f"Does not match the required format ({f.opt('pattern')})."
+            vs.append(validate.Regexp(f.opt("pattern"), error=text))
+        return vs
+
+    def json_schema(self, f):
+        s = super().json_schema(f)
+        if f.opt("pattern"):
+            s["pattern"] = f.opt("pattern")
+        return s
+
+
+class LongTextType(_TextBase):
+    name = "long_text"
+    label = Label("多行文本", "Long text")
+    widget = "textarea"
+    sortable = False
+    default_max = 20000
+    operators = ("contains", "not_contains", "is_empty", "is_not_empty")
+    config_properties = {"max_length": {"type": "integer", "minimum": 1, "maximum": 1000000}, "min_length": {"type": "integer", "minimum": 0}}
+
+    def sql_type(self, f):
+        return Text()
+
+
+class EmailType(_TextBase):
+    name = "email"
+    label = Label("邮箱", "Email")
+    widget = "email"
+    default_max = 254
+
+    def validators(self, f):
+        return super().validators(f) + [validate.Email(error="Not a valid email address, e.g. name@example.com.")]
+
+    def marshmallow_field(self, f):
+        return LowercaseString(allow_none=True, validate=self.validators(f))
+
+    def json_schema(self, f):
+        return {**super().json_schema(f), "format": "email"}
+
+
+class LowercaseString(TrimmedString):
+    def _deserialize(self, value, attr, data, **kwargs):
+        s = super()._deserialize(value, attr, data, **kwargs)
+        return s.lower() if s else s
+
+
+MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+INTERNATIONAL = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def normalize_phone(raw: str, allow_international: bool = True) -> str:
+    """Return the canonical form: 11 digits for mainland mobiles, E.164 otherwise."""
+    s = re.sub(r"[\s\-()]", "", raw)
+    if s.startswith("0086"):
+        s = "+86" + s[4:]
+    if s.startswith("+86"):
+        local = s[3:]
+        if MAINLAND_MOBILE.match(local):
+            return local
+        raise ValueError("Not a valid mainland China mobile number (11 digits starting with 13–19).")
+    if MAINLAND_MOBILE.match(s):
+        return s
+    if allow_international and INTERNATIONAL.match(s):
+        return s
+    if allow_international:
+        raise ValueError("Not a valid phone number: use an 11-digit mainland mobile or +country code and number.")
+    raise ValueError("Not a valid mainland China mobile number (11 digits starting with 13–19).")
+
+
+class PhoneString(TrimmedString):
+    def __init__(self, allow_international: bool = True, **kw):
+        super().__init__(**kw)
+        self.allow_international = allow_international
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        s = super()._deserialize(value, attr, data, **kwargs)
+        if s is None:
+            return None
+        try:
+            return normalize_phone(s, self.allow_international)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class PhoneType(_TextBase):
+    name = "phone"
+    label = Label("手机号", "Phone")
+    widget = "tel"
+    default_max = 20
+    config_properties = {"allow_international": {"type": "boolean"}}
+
+    def validators(self, f):
+        return []
+
+    def marshmallow_field(self, f):
+        return PhoneString(allow_international=bool(f.opt("allow_international", True)), allow_none=True)
+
+    def json_schema(self, f):
+        return {"type": ["string", "null"], "pattern": r"^(1[3-9]\d{9}|\+[1-9]\d{6,14})$", "maxLength": 20}
+
+
+class UrlType(_TextBase):
+    name = "url"
+    label = Label("网址", "URL")
+    widget = "url"
+    default_max = 2048
+
+    def validators(self, f):
+        return super().validators(f) + [
+            validate.URL(schemes={"http", "https"}, require_tld=False, error="Not a valid web address; start it with http:// or https://.")
+        ]
+
+    def json_schema(self, f):
+        return {**super().json_schema(f), "format": "uri"}

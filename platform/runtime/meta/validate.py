@@ -1,0 +1,81 @@
+"""JSON Schema (draft 2020-12) validation of definitions, with file + JSON pointer errors."""
+from __future__ import annotations
+
+import copy
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+
+from ..fields import FieldTypeRegistry
+
+KINDS = ("app", "entity", "form", "view")
+BASE_URI = "https://crmkit.dev/schemas/"
+
+
+def _load(name: str) -> dict:
+    return json.loads(resources.files(__package__).joinpath("schemas", f"{name}.json").read_text("utf-8"))
+
+
+@lru_cache(maxsize=None)
+def _raw_schemas() -> dict[str, dict]:
+    return {n: _load(n) for n in ("common", *KINDS)}
+
+
+def meta_schema(kind: str, field_types: FieldTypeRegistry) -> dict:
+    """The meta-schema for a kind. The entity schema gets one if/then per registered field type."""
+    schema = copy.deepcopy(_raw_schemas()[kind])
+    if kind == "entity":
+        field = schema["$defs"]["field"]
+        field["properties"]["type"] = {"enum": field_types.names()}
+        field["allOf"] = [
+            {
+                "if": {"properties": {"type": {"const": t.name}}, "required": ["type"]},
+                "then": {"properties": dict(t.config_properties), "required": list(t.config_required)},
+            }
+            for t in field_types.all()
+        ]
+    return schema
+
+
+class DefinitionValidator:
+    """Validates raw definitions of every kind; built once per field type registry."""
+
+    def __init__(self, field_types: FieldTypeRegistry):
+        raw = _raw_schemas()
+        registry = Registry().with_resources(
+            (BASE_URI + f"{n}.json", Resource.from_contents(raw[n] if n != "entity" else meta_schema("entity", field_types)))
+            for n in raw
+        )
+        self._validators = {
+            kind: Draft202012Validator(meta_schema(kind, field_types), registry=registry, format_checker=FormatChecker())
+            for kind in KINDS
+        }
+
+    def problems(self, kind: str, document: Any, filename: str) -> list[tuple[str, str, str]]:
+        """Every schema problem as (file, JSON pointer, message), in document order."""
+        validator = self._validators[kind]
+        out = []
+        for err in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]):
+            out.append((filename, pointer(err.absolute_path), _message(err)))
+        return out
+
+
+def pointer(path) -> str:
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in path]
+    return "/" + "/".join(parts) if parts else ""
+
+
+def _message(err) -> str:
+    if err.validator == "enum" and err.absolute_path and err.absolute_path[-1] == "type":
+        return f"unknown field type {err.instance!r}; known types: {', '.join(err.validator_value)}"
+    if err.validator == "not" and isinstance(err.instance, str):
+        return f"{err.instance!r} is reserved; choose another name"
+    if err.validator == "pattern":
+        return f"{err.instance!r} does not have the required form (pattern {err.validator_value})"
+    if err.validator == "oneOf" and isinstance(err.instance, dict) and {"field", "op"} - set(err.instance):
+        return "a filter is {\"and\": [...]}, {\"or\": [...]} or {\"field\", \"op\", \"value\"}"
+    return err.message

@@ -1,0 +1,4 @@
+"""The one read path: (entity, filter tree, sort, fields, cursor) → a policy-filtered select."""
+from .service import Page, QueryService
+
+__all__ = ["Page", "QueryService"]

@@ -1,0 +1,72 @@
+"""Compile a JSON filter tree into a SQL clause.
+
+A tree is ``{"and": [...]}``, ``{"or": [...]}`` or ``{"field": name, "op": op, "value": v}``.
+Column names come only from the entity's allowlist; every value is bound.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, and_, or_, true
+from sqlalchemy.sql import ColumnElement
+
+from ..errors import BadQuery
+from ..fields import FilterContext
+from ..fields.numeric import IntegerType
+from ..fields.temporal import DateTimeType
+from ..meta.catalog import Catalog
+from ..meta.model import EntityDef, FieldDef, Label
+
+MAX_DEPTH = 5
+MAX_CONDITIONS = 50
+
+SYSTEM_FIELDS = {
+    "id": FieldDef(id="sys_id", name="id", type="integer", label=Label("编号", "ID")),
+    "created_at": FieldDef(id="sys_created_at", name="created_at", type="datetime", label=Label("创建时间", "Created")),
+    "updated_at": FieldDef(id="sys_updated_at", name="updated_at", type="datetime", label=Label("更新时间", "Updated")),
+    "created_by": FieldDef(id="sys_created_by", name="created_by", type="user", label=Label("创建人", "Created by")),
+    "owner_id": FieldDef(id="sys_owner_id", name="owner_id", type="user", label=Label("负责人", "Owner")),
+}
+
+
+def resolve_field(catalog: Catalog, entity: EntityDef, name: Any, readable: tuple[str, ...]) -> FieldDef:
+    if not isinstance(name, str):
+        raise BadQuery("A filter condition needs \"field\" as a field name.")
+    if name in SYSTEM_FIELDS:
+        return SYSTEM_FIELDS[name]
+    f = entity.field_map.get(name)
+    if f is None or name not in readable or not catalog.type_of(f).stored:
+        raise BadQuery(f"Cannot filter on '{name}': {entity.key} has no such field you can read.")
+    return f
+
+
+def compile_filter(catalog: Catalog, entity: EntityDef, table: Table, tree: Any, ctx: FilterContext, readable: tuple[str, ...]) -> ColumnElement:
+    count = [0]
+
+    def walk(node: Any, depth: int) -> ColumnElement:
+        if depth > MAX_DEPTH:
+            raise BadQuery(f"The filter is nested more than {MAX_DEPTH} levels deep.")
+        if not isinstance(node, dict):
+            raise BadQuery("A filter is an object: {\"and\": [...]}, {\"or\": [...]} or {\"field\", \"op\", \"value\"}.")
+        if "and" in node or "or" in node:
+            key = "and" if "and" in node else "or"
+            if set(node) != {key} or not isinstance(node[key], list):
+                raise BadQuery(f"\"{key}\" takes a list of conditions and nothing else.")
+            parts = [walk(n, depth + 1) for n in node[key]]
+            if not parts:
+                return true()
+            return and_(*parts) if key == "and" else or_(*parts)
+        extra = set(node) - {"field", "op", "value"}
+        if extra:
+            raise BadQuery(f"Unknown keys in filter condition: {', '.join(sorted(extra))}.")
+        count[0] += 1
+        if count[0] > MAX_CONDITIONS:
+            raise BadQuery(f"A filter has at most {MAX_CONDITIONS} conditions.")
+        f = resolve_field(catalog, entity, node.get("field"), readable)
+        op = node.get("op")
+        if not isinstance(op, str):
+            raise BadQuery(f"The condition on '{f.name}' needs \"op\".")
+        ft = catalog.field_types.get(f.type)
+        return ft.filter_clause(f, table.c[f.name], op, node.get("value"), ctx)
+
+    return walk(tree, 0)

@@ -1,0 +1,336 @@
+"""QueryService: the one read path for lists, detail pages, the API, exports and lookups.
+
+It turns (entity, filter tree, sort, search, fields, cursor) into one SQLAlchemy Core
+select, applies the policy point's row filter and readable fields, pages by keyset,
+and loads related labels in one query per related table.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from sqlalchemy import Engine, Table, and_, false, func, or_, select, true, tuple_
+from sqlalchemy.sql import ColumnElement
+
+from ..actor import Actor
+from ..errors import BadQuery, RecordNotFound
+from ..fields import FilterContext
+from ..fields.text import _like
+from ..meta.catalog import Catalog
+from ..meta.model import EntityDef, FieldDef
+from ..meta.store import MetadataStore
+from ..policy import Policy
+from ..records.service import TableCache
+from ..storage import fab_tables, platform_tables as pt
+from .cursor import decode_cursor, encode_cursor
+from .filters import SYSTEM_FIELDS, compile_filter
+
+MAX_PAGE = 200
+COUNT_CAP = 1000
+SYSTEM_OUT = ("id", "row_version", "created_at", "updated_at", "created_by", "updated_by", "owner_id", "org_unit_id", "deleted_at", "deleted_by", "workflow_state")
+NOT_NULL_SORT = {"id", "created_at", "updated_at"}
+
+
+@dataclass
+class Page:
+    rows: list[dict]
+    next_cursor: str | None
+    prev_cursor: str | None
+    total: int | None
+    total_exact: bool
+    sort: list[tuple[str, bool]] = field(default_factory=list)
+
+    @property
+    def total_label(self) -> str:
+        if self.total is None:
+            return ""
+        return f"{self.total}" if self.total_exact else f"{self.total}+"
+
+
+class QueryService:
+    def __init__(self, engine: Engine, store: MetadataStore, policy: Policy, tables: TableCache, *, timezone: str = "Asia/Shanghai"):
+        self.engine = engine
+        self.store = store
+        self.policy = policy
+        self.table_cache = tables
+        self.timezone = timezone
+
+    def catalog(self) -> Catalog:
+        return self.store.catalog()
+
+    # --- lists ------------------------------------------------------------------------
+    def list(self, entity_key: str, actor: Actor, *, filter: Any = None, sort: Iterable[str] | None = None, search: str | None = None,
+             fields: Iterable[str] | None = None, cursor: str | None = None, limit: int = 25, deleted: bool = False,
+             count: str = "capped", labels: bool = True) -> Page:
+        catalog = self.catalog()
+        entity = catalog.entity(entity_key)
+        self.policy.check(actor, entity, "read")
+        table = self.table_cache.tables(catalog)[entity.key]
+        readable = self.policy.readable_fields(actor, entity)
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise BadQuery(f"limit must be between 1 and {MAX_PAGE}.")
+        if count not in ("capped", "exact", "none"):
+            raise BadQuery("count must be 'capped', 'exact' or 'none'.")
+        out_fields = self._out_fields(catalog, entity, readable, fields)
+        where = self._where(catalog, entity, table, actor, readable, filter, search, deleted)
+        sort_keys = self._sort_keys(catalog, entity, readable, sort)
+        sig = ",".join(("-" if d else "") + n for n, d in sort_keys)
+        direction = "after"
+        conds = list(where)
+        if cursor:
+            values, direction = decode_cursor(cursor, sig)
+            conds.append(self._keyset(catalog, entity, table, sort_keys, values, direction))
+        cols = [table.c[c] for c in SYSTEM_OUT] + [table.c[f.name] for f in out_fields]
+        q = select(*cols).where(*conds).order_by(*self._order(table, sort_keys, reverse=(direction == "before"))).limit(limit + 1)
+        with self.engine.connect() as conn:
+            raw = conn.execute(q).mappings().all()
+            has_more = len(raw) > limit
+            raw = list(raw[:limit])
+            if direction == "before":
+                raw.reverse()
+            total, exact = self._count(conn, table, where, count)
+            rows = [self._row(catalog, entity, r, out_fields) for r in raw]
+            if labels:
+                self._attach_labels(conn, catalog, out_fields, rows)
+        next_cursor = prev_cursor = None
+        if rows:
+            last, first = rows[-1], rows[0]
+            if direction == "after" and has_more or direction == "before":
+                next_cursor = encode_cursor(sig, self._cursor_values(catalog, entity, last, sort_keys), "after")
+            if cursor and (direction == "after" or has_more):
+                prev_cursor = encode_cursor(sig, self._cursor_values(catalog, entity, first, sort_keys), "before")
+        return Page(rows=rows, next_cursor=next_cursor, prev_cursor=prev_cursor, total=total, total_exact=exact, sort=sort_keys)
+
+    def get(self, entity_key: str, record_id: Any, actor: Actor, *, deleted: bool = False) -> dict:
+        """One record with its child rows and related labels; missing or unreadable → RecordNotFound."""
+        catalog = self.catalog()
+        entity = catalog.entity(entity_key)
+        self.policy.check(actor, entity, "read")
+        try:
+            record_id = int(record_id)
+        except (TypeError, ValueError):
+            raise RecordNotFound(f"{entity.label.en} '{record_id}' does not exist.") from None
+        tables = self.table_cache.tables(catalog)
+        table = tables[entity.key]
+        readable = self.policy.readable_fields(actor, entity)
+        out_fields = self._out_fields(catalog, entity, readable, None)
+        where = [table.c.id == record_id]
+        if not deleted:
+            where.append(table.c.deleted_at.is_(None))
+        row_filter = self.policy.row_filter(actor, entity, table)
+        if row_filter is not None:
+            where.append(row_filter)
+        cols = [table.c[c] for c in SYSTEM_OUT] + [table.c[f.name] for f in out_fields]
+        with self.engine.connect() as conn:
+            r = conn.execute(select(*cols).where(*where)).mappings().first()
+            if r is None:
+                raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist or was deleted.")
+            row = self._row(catalog, entity, r, out_fields)
+            self._attach_labels(conn, catalog, out_fields, [row])
+            for f, child in catalog.children_of(entity):
+                if f.name not in readable:
+                    continue
+                ct = tables[child.key]
+                child_fields = self._out_fields(catalog, child, self.policy.readable_fields(actor, child), None)
+                crow = conn.execute(select(*[ct.c[c] for c in SYSTEM_OUT], *[ct.c[x.name] for x in child_fields])
+                                    .where(ct.c.parent_id == record_id).order_by(ct.c.sort_order, ct.c.id)).mappings().all()
+                rows = [self._row(catalog, child, c, child_fields) for c in crow]
+                self._attach_labels(conn, catalog, child_fields, rows)
+                row[f.name] = rows
+        return row
+
+    def history(self, entity_key: str, record_id: int, actor: Actor, limit: int = 100) -> list[dict]:
+        """The audit timeline of one record, newest first, with actor names."""
+        catalog = self.catalog()
+        entity = catalog.entity(entity_key)
+        self.policy.check(actor, entity, "read")
+        readable = set(self.policy.readable_fields(actor, entity))
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(pt.audit).where(pt.audit.c.entity == entity.key, pt.audit.c.record_id == record_id)
+                                .order_by(pt.audit.c.id.desc()).limit(limit)).mappings().all()
+            names = self._user_names(conn, {r["actor_id"] for r in rows if r["actor_id"]})
+        out = []
+        for r in rows:
+            changes = {k: v for k, v in (r["changes"] or {}).items() if k in readable}
+            out.append({"at": r["at"], "action": r["action"], "actor_id": r["actor_id"], "actor": names.get(r["actor_id"], "system"), "changes": changes})
+        return out
+
+    def options(self, entity_key: str, actor: Actor, search: str | None = None, limit: int = 20) -> list[tuple[int, str]]:
+        """(id, title) pairs for pickers and autocomplete, through the same list path."""
+        catalog = self.catalog()
+        entity = catalog.entity(entity_key)
+        page = self.list(entity_key, actor, search=search, fields=[entity.title_field], limit=limit, count="none",
+                         sort=[entity.title_field] if catalog.type_of(entity.field(entity.title_field)).sortable else None, labels=False)
+        return [(r["id"], _title(catalog, entity, r)) for r in page.rows]
+
+    # --- building blocks --------------------------------------------------------------------
+    def _out_fields(self, catalog, entity, readable, fields) -> list[FieldDef]:
+        stored = [f for f in entity.fields if catalog.type_of(f).stored and f.name in readable]
+        if fields is None:
+            return stored
+        wanted = list(fields)
+        by_name = {f.name: f for f in stored}
+        unknown = [n for n in wanted if n not in by_name and n not in SYSTEM_OUT]
+        if unknown:
+            raise BadQuery(f"Unknown or unreadable fields: {', '.join(map(str, unknown))}.")
+        return [by_name[n] for n in wanted if n in by_name]
+
+    def _where(self, catalog, entity, table, actor, readable, tree, search, deleted) -> list[ColumnElement]:
+        conds: list[ColumnElement] = [table.c.deleted_at.is_not(None) if deleted else table.c.deleted_at.is_(None)]
+        row_filter = self.policy.row_filter(actor, entity, table)
+        if row_filter is not None:
+            conds.append(row_filter)
+        if tree:
+            ctx = FilterContext(self.engine.dialect.name, self.timezone, dt.datetime.now(dt.timezone.utc))
+            conds.append(compile_filter(catalog, entity, table, tree, ctx, readable))
+        if search is not None and search.strip():
+            terms = search.strip().split()[:5]
+            cols = [table.c[n] for n in entity.search_fields if n in readable] or [table.c[entity.title_field]]
+            for term in terms:
+                if len(term) > 100:
+                    raise BadQuery("Search terms are at most 100 characters.")
+                conds.append(or_(*[_like(c, term, self.engine.dialect.name) for c in cols]))
+        return conds
+
+    def _sort_keys(self, catalog, entity, readable, sort) -> list[tuple[str, bool]]:
+        if sort is None or (isinstance(sort, (list, tuple)) and not sort):
+            view = catalog.view(entity)
+            keys = [(s.field, s.descending) for s in view.default_sort] or [("created_at", True)]
+        else:
+            if isinstance(sort, str):
+                sort = [s for s in sort.split(",") if s]
+            keys = []
+            for s in list(sort)[:3]:
+                if not isinstance(s, str) or not s.strip("-"):
+                    raise BadQuery("Sort by a field name, or -name for descending.")
+                name, desc = (s[1:], True) if s.startswith("-") else (s, False)
+                if name in NOT_NULL_SORT:
+                    keys.append((name, desc))
+                    continue
+                f = entity.field_map.get(name)
+                if f is None or name not in readable or not catalog.type_of(f).stored:
+                    raise BadQuery(f"Cannot sort by '{name}': {entity.key} has no such field you can read.")
+                if not catalog.type_of(f).sortable:
+                    raise BadQuery(f"Cannot sort by '{name}': {f.type} fields are not sortable.")
+                keys.append((name, desc))
+        keys = [k for k in keys if k[0] != "id"] + [("id", keys[-1][1] if keys else True)]
+        return keys
+
+    @staticmethod
+    def _order(table: Table, keys, reverse: bool):
+        out = []
+        for name, desc in keys:
+            col = table.c[name]
+            d = desc != reverse
+            expr = col.desc() if d else col.asc()
+            if name not in NOT_NULL_SORT:
+                expr = expr.nulls_first() if reverse else expr.nulls_last()
+            out.append(expr)
+        return out
+
+    def _keyset(self, catalog, entity, table, keys, values, direction) -> ColumnElement:
+        if len(values) != len(keys):
+            raise BadQuery("The page cursor is not valid; start again from the first page.")
+        vals = [self._coerce_cursor(catalog, entity, name, v) for (name, _), v in zip(keys, values)]
+        before = direction == "before"
+        if all(n in NOT_NULL_SORT for n, _ in keys) and len({d for _, d in keys}) == 1:
+            desc = keys[0][1] != before
+            tup, tv = tuple_(*[table.c[n] for n, _ in keys]), tuple_(*vals)
+            return tup < tv if desc else tup > tv
+        ors = []
+        for i, (name, desc) in enumerate(keys):
+            eqs = [(table.c[n].is_(None) if v is None else table.c[n] == v) for (n, _), v in zip(keys[:i], vals[:i])]
+            col, v = table.c[name], vals[i]
+            nullable = name not in NOT_NULL_SORT
+            if v is None:
+                step = false() if not before else col.is_not(None)
+            elif not before:
+                step = (col < v) if desc else (col > v)
+                if nullable:
+                    step = or_(step, col.is_(None))
+            else:
+                step = (col > v) if desc else (col < v)
+            ors.append(and_(*eqs, step) if eqs else step)
+        return or_(*ors)
+
+    def _coerce_cursor(self, catalog, entity, name, value):
+        if value is None:
+            return None
+        f = SYSTEM_FIELDS.get(name) or entity.field_map.get(name)
+        try:
+            if name == "id":
+                return int(value)
+            return catalog.type_of(f)._deserialize(f, value)
+        except (ValueError, TypeError):
+            raise BadQuery("The page cursor is not valid; start again from the first page.") from None
+
+    def _cursor_values(self, catalog, entity, row, keys) -> list:
+        out = []
+        for name, _ in keys:
+            v = row.get(name)
+            f = SYSTEM_FIELDS.get(name) or entity.field_map.get(name)
+            out.append(None if v is None else catalog.type_of(f).to_json(f, v))
+        return out
+
+    def _count(self, conn, table, where, mode) -> tuple[int | None, bool]:
+        if mode == "none":
+            return None, False
+        if mode == "exact":
+            return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one(), True
+        sub = select(table.c.id).where(*where).limit(COUNT_CAP + 1).subquery()
+        n = conn.execute(select(func.count()).select_from(sub)).scalar_one()
+        return (COUNT_CAP, False) if n > COUNT_CAP else (n, True)
+
+    def _row(self, catalog, entity, r, out_fields) -> dict:
+        row = {c: r[c] for c in SYSTEM_OUT}
+        for f in out_fields:
+            row[f.name] = catalog.type_of(f).from_db(f, r[f.name])
+        row["_labels"] = {}
+        return row
+
+    def _attach_labels(self, conn, catalog: Catalog, out_fields, rows: list[dict]) -> None:
+        """One query per related table for the whole page, never one per row."""
+        if not rows:
+            return
+        tables = self.table_cache.tables(catalog)
+        wanted: dict[tuple[str, str], set] = {}
+        for f in out_fields:
+            if f.type in ("link", "user", "org_unit"):
+                target = f.opt("target") if f.type == "link" else f.type
+                wanted.setdefault((target, f.type), set()).update(r[f.name] for r in rows if r.get(f.name) is not None)
+        wanted.setdefault(("user", "user"), set()).update(r[c] for r in rows for c in ("created_by", "updated_by", "owner_id") if r.get(c))
+        resolved: dict[str, dict] = {}
+        for (target, kind), ids in wanted.items():
+            if not ids:
+                continue
+            if kind == "link":
+                te = catalog.entities[target]
+                tt = tables[te.key]
+                tf = te.field(te.title_field)
+                res = conn.execute(select(tt.c.id, tt.c[te.title_field]).where(tt.c.id.in_(ids))).all()
+                resolved[target] = {i: catalog.type_of(tf).display(tf, catalog.type_of(tf).from_db(tf, v), "zh") for i, v in res}
+            elif kind == "user":
+                resolved["user"] = self._user_names(conn, ids)
+            else:
+                resolved["org_unit"] = dict(conn.execute(select(pt.org_unit.c.id, pt.org_unit.c.name).where(pt.org_unit.c.id.in_(ids))).all())
+        for r in rows:
+            labels = r["_labels"]
+            for f in out_fields:
+                if f.type in ("link", "user", "org_unit") and r.get(f.name) is not None:
+                    target = f.opt("target") if f.type == "link" else f.type
+                    labels[f.name] = resolved.get(target, {}).get(r[f.name], f"#{r[f.name]}")
+            for c in ("created_by", "updated_by", "owner_id"):
+                if r.get(c):
+                    labels[c] = resolved.get("user", {}).get(r[c], f"#{r[c]}")
+
+    def _user_names(self, conn, ids) -> dict:
+        if not ids:
+            return {}
+        ab = fab_tables.ab_user
+        return dict(conn.execute(select(ab.c.id, ab.c.username).where(ab.c.id.in_(ids))).all())
+
+
+def _title(catalog: Catalog, entity: EntityDef, row: dict) -> str:
+    f = entity.field(entity.title_field)
+    return catalog.type_of(f).display(f, row.get(f.name), "zh") or f"#{row['id']}"

@@ -1,0 +1,404 @@
+"""RecordService: the one write path for UI forms, the API, imports, bulk edits and app hooks.
+
+Each call validates (marshmallow schema from the entity) → authorizes (policy point)
+→ persists → writes audit entries → writes outbox events, in one transaction.
+Bulk calls run the same per-record steps, so they produce the same audit and events.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, Engine, Table, exists, func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..actor import Actor
+from ..db import write_transaction
+from ..errors import CrmkitError, RecordNotFound, StaleRecord, ValidationFailed
+from ..meta.catalog import Catalog
+from ..meta.model import EntityDef, FieldDef
+from ..meta.store import MetadataStore
+from ..policy import Policy
+from ..storage import fab_tables, platform_tables as pt
+from ..storage.entity_tables import build_tables
+from .validation import SchemaCache, validate_input
+
+MAX_BULK = 1000
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class TableCache:
+    """SQLAlchemy tables per catalog version (built once, shared by the read and write paths)."""
+
+    def __init__(self):
+        self._version: int | None = None
+        self._tables: dict[str, Table] = {}
+
+    def tables(self, catalog: Catalog) -> dict[str, Table]:
+        if self._version != catalog.version or not self._tables:
+            self._tables = build_tables(catalog)[1]
+            self._version = catalog.version
+        return self._tables
+
+
+class RecordService:
+    def __init__(self, engine: Engine, store: MetadataStore, policy: Policy, tables: TableCache, *, max_upload_bytes: int = 10 * 1024 * 1024):
+        self.engine = engine
+        self.store = store
+        self.policy = policy
+        self.table_cache = tables
+        self.schemas = SchemaCache()
+        self.max_upload_bytes = max_upload_bytes
+
+    # --- public API ------------------------------------------------------------------
+    def create(self, entity_key: str, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
+        """Create a record (and its child rows); returns the new id."""
+        catalog, entity = self._entity(entity_key)
+        self.policy.check(actor, entity, "create")
+        values, children = self._clean(catalog, entity, data, actor, creating=True)
+        with write_transaction(self.engine) as conn:
+            record_id = self._insert(conn, catalog, entity, values, children, actor, request_id)
+        return record_id
+
+    def update(self, entity_key: str, record_id: int, data: Any, actor: Actor, *, expected_version: int | None, request_id: str | None = None) -> int:
+        """Update the fields present in ``data``; returns the new row version.
+
+        ``expected_version`` is the row_version the caller edited; a different current version is refused.
+        """
+        catalog, entity = self._entity(entity_key)
+        self.policy.check(actor, entity, "update")
+        if expected_version is None:
+            raise ValidationFailed({"row_version": ["Send the row_version of the record you edited, so that concurrent changes are not overwritten."]})
+        with write_transaction(self.engine) as conn:
+            current = self._load_for_update(conn, catalog, entity, record_id)
+            if current["row_version"] != expected_version:
+                raise StaleRecord(
+                    f"Someone else changed this record after you opened it (you edited version {expected_version}; it is now version "
+                    f"{current['row_version']}). Reload it to see their changes, then apply yours again.",
+                    details={"current_version": current["row_version"]},
+                )
+            values, children = self._clean(catalog, entity, data, actor, creating=False, current=current)
+            return self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
+
+    def delete(self, entity_key: str, record_id: int, actor: Actor, *, expected_version: int | None = None, request_id: str | None = None) -> None:
+        """Soft delete: the record moves to the recycle bin and can be restored."""
+        catalog, entity = self._entity(entity_key)
+        self.policy.check(actor, entity, "delete")
+        with write_transaction(self.engine) as conn:
+            self._soft_delete(conn, catalog, entity, record_id, actor, expected_version, request_id)
+
+    def restore(self, entity_key: str, record_id: int, actor: Actor, *, request_id: str | None = None) -> None:
+        catalog, entity = self._entity(entity_key)
+        self.policy.check(actor, entity, "delete")
+        table = self._table(catalog, entity)
+        with write_transaction(self.engine) as conn:
+            row = conn.execute(select(table).where(table.c.id == record_id)).mappings().first()
+            if row is None:
+                raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist.")
+            if row["deleted_at"] is None:
+                raise ValidationFailed({"_schema": [f"{entity.label.en} #{record_id} is not in the recycle bin."]})
+            try:
+                with conn.begin_nested():
+                    conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=None, deleted_by=None, row_version=table.c.row_version + 1, updated_at=utcnow(), updated_by=actor.id))
+            except IntegrityError:
+                raise ValidationFailed({"_schema": ["It cannot be restored: another record now uses one of its unique values. Change that record first."]}) from None
+            self._audit(conn, entity, record_id, "restore", {}, actor, request_id)
+            self._event(conn, entity, record_id, "restored", {}, actor)
+
+    def bulk_update(self, entity_key: str, ids: Iterable[int], data: Any, actor: Actor, *, request_id: str | None = None) -> int:
+        """Apply the same change to many records, all or nothing; each gets its own audit entry and event."""
+        catalog, entity = self._entity(entity_key)
+        self.policy.check(actor, entity, "update")
+        ids = _ids(ids)
+        values, children = self._clean(catalog, entity, data, actor, creating=False, current={})
+        if children:
+            raise ValidationFailed({k: ["Child rows cannot be bulk-edited; edit each record."] for k in children})
+        if not values:
+            raise ValidationFailed({"_schema": ["Choose at least one field to change."]})
+        changed = 0
+        with write_transaction(self.engine) as conn:
+            for rid in ids:
+                current = self._load_for_update(conn, catalog, entity, rid)
+                before = current["row_version"]
+                if self._update_row(conn, catalog, entity, current, dict(values), {}, actor, request_id) != before:
+                    changed += 1
+        return changed
+
+    def bulk_delete(self, entity_key: str, ids: Iterable[int], actor: Actor, *, request_id: str | None = None) -> int:
+        catalog, entity = self._entity(entity_key)
+        self.policy.check(actor, entity, "delete")
+        ids = _ids(ids)
+        with write_transaction(self.engine) as conn:
+            for rid in ids:
+                self._soft_delete(conn, catalog, entity, rid, actor, None, request_id)
+        return len(ids)
+
+    def store_file(self, upload_dir, filename: str, content_type: str, data: bytes, actor: Actor) -> dict:
+        """Keep an uploaded file under ``var/files``; an attachment field then refers to its id."""
+        import hashlib
+        from pathlib import Path
+
+        if len(data) > self.max_upload_bytes:
+            raise ValidationFailed({"file": [f"The file is larger than {self.max_upload_bytes // (1024 * 1024)} MB."]})
+        name = Path(filename or "file").name[:255] or "file"
+        fid = uuid.uuid4().hex
+        folder = Path(upload_dir) / fid[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / fid).write_bytes(data)
+        row = {"id": fid, "name": name, "size": len(data), "content_type": (content_type or "application/octet-stream")[:100],
+               "sha256": hashlib.sha256(data).hexdigest(), "created_at": utcnow(), "created_by": actor.id}
+        with write_transaction(self.engine) as conn:
+            conn.execute(pt.stored_file.insert().values(**row))
+        return {k: row[k] for k in ("id", "name", "size", "content_type")}
+
+    # --- steps -----------------------------------------------------------------------
+    def _entity(self, key: str) -> tuple[Catalog, EntityDef]:
+        catalog = self.store.catalog()
+        entity = catalog.entity(key)
+        if entity.is_child:
+            raise ValidationFailed({"_schema": [f"{entity.label.en} rows are edited through their parent {entity.parent}."]})
+        return catalog, entity
+
+    def _table(self, catalog: Catalog, entity: EntityDef) -> Table:
+        return self.table_cache.tables(catalog)[entity.key]
+
+    def _clean(self, catalog, entity, data, actor, *, creating: bool, current: dict | None = None) -> tuple[dict, dict]:
+        values = validate_input(catalog, entity, data, self.schemas, creating=creating,
+                                writable=self.policy.writable_fields(actor, entity), current=current)
+        children = {}
+        for f in entity.fields:
+            if f.type == "child_table" and f.name in values:
+                children[f.name] = values.pop(f.name) or []
+        if creating:
+            for f in entity.fields:
+                if f.name not in values and f.default is not None and catalog.type_of(f).stored:
+                    values[f.name] = catalog.type_of(f)._deserialize(f, f.default)
+        for f in entity.fields:
+            derive = getattr(catalog.type_of(f), "derived_values", None)
+            if derive and f.name in values:
+                for target, v in derive(f, values[f.name]).items():
+                    existing = values.get(target, (current or {}).get(target))
+                    if existing in (None, ""):
+                        values[target] = v
+        return values, children
+
+    def _check_references(self, conn: Connection, catalog: Catalog, entity: EntityDef, values: dict, exclude_id: int | None) -> None:
+        """Links point at live records, files exist, unique values are free: a field error instead of a DB error."""
+        tables = self.table_cache.tables(catalog)
+        errors: dict[str, list[str]] = {}
+        table = tables[entity.key]
+        for name, value in values.items():
+            f = entity.field_map.get(name)
+            if f is None or value in (None, [], ""):
+                continue
+            ft = catalog.type_of(f)
+            if f.type == "link":
+                target = catalog.entities[f.opt("target")]
+                tt = tables[target.key]
+                if not conn.execute(select(exists().where(tt.c.id == value, tt.c.deleted_at.is_(None)))).scalar():
+                    errors.setdefault(name, []).append(f"There is no {target.label.en} with id {value}.")
+            elif f.type in ("user", "org_unit"):
+                ref = pt.org_unit if f.type == "org_unit" else fab_tables.ab_user
+                if not conn.execute(select(exists().where(ref.c.id == value))).scalar():
+                    errors.setdefault(name, []).append(f"There is no {'org unit' if f.type == 'org_unit' else 'user'} with id {value}.")
+            elif f.type == "attachment":
+                rows = {r.id: r for r in conn.execute(select(pt.stored_file).where(pt.stored_file.c.id.in_(value)))}
+                missing = [v for v in value if v not in rows]
+                if missing:
+                    errors.setdefault(name, []).append("A file is missing; upload it again.")
+                else:
+                    limit = ft.max_bytes(f, self.max_upload_bytes)
+                    for r in rows.values():
+                        if r.size > limit:
+                            errors.setdefault(name, []).append(f"'{r.name}' is larger than {limit // 1024} KB.")
+                        if not ft.accepts(f, r.name):
+                            errors.setdefault(name, []).append(f"'{r.name}' is not an accepted file type ({', '.join(f.opt('accept'))}).")
+                    if f.opt("max_files") and len(value) > f.opt("max_files"):
+                        errors.setdefault(name, []).append(f"At most {f.opt('max_files')} files.")
+                    values[name] = [{"id": v, "name": rows[v].name, "size": rows[v].size, "content_type": rows[v].content_type} for v in value]
+            if f.unique and ft.stored:
+                q = select(table.c.id).where(table.c[name] == value, table.c.deleted_at.is_(None))
+                if exclude_id is not None:
+                    q = q.where(table.c.id != exclude_id)
+                if conn.execute(q.limit(1)).first() is not None:
+                    errors.setdefault(name, []).append(f"This value is already used by another {entity.label.en}.")
+        if errors:
+            raise ValidationFailed(errors)
+
+    def _insert(self, conn, catalog, entity, values, children, actor, request_id, parent_id: int | None = None, sort_order: int = 0) -> int:
+        table = self._table(catalog, entity)
+        self._check_references(conn, catalog, entity, values, None)
+        for f in entity.fields:
+            if f.type == "sequence" and values.get(f.name) in (None, ""):
+                values[f.name] = catalog.type_of(f).format(f, next_sequence(conn, f"{entity.key}.{f.id}", int(f.opt("start", 1))))
+        now = utcnow()
+        row = dict(values, created_at=now, updated_at=now, created_by=actor.id, updated_by=actor.id, owner_id=actor.id,
+                   org_unit_id=actor.org_unit_id, row_version=1)
+        if parent_id is not None:
+            row.update(parent_id=parent_id, sort_order=sort_order)
+        try:
+            with conn.begin_nested():
+                record_id = conn.execute(table.insert().values(**row)).inserted_primary_key[0]
+        except IntegrityError as exc:
+            raise _integrity(entity, exc) from None
+        changes = {k: [None, _json(catalog, entity, k, v)] for k, v in values.items()}
+        for field_name, rows in children.items():
+            changes[field_name] = self._write_children(conn, catalog, entity, entity.field(field_name), record_id, rows, actor, request_id, existing={})
+        if parent_id is None:
+            self._audit(conn, entity, record_id, "create", changes, actor, request_id)
+            self._event(conn, entity, record_id, "created", changes, actor)
+        return record_id
+
+    def _load_for_update(self, conn, catalog, entity, record_id) -> dict:
+        table = self._table(catalog, entity)
+        q = select(table).where(table.c.id == record_id)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        row = conn.execute(q).mappings().first()
+        if row is None or row["deleted_at"] is not None:
+            raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist or was deleted.")
+        current = dict(row)
+        for f in entity.fields:
+            if f.name in current:
+                current[f.name] = catalog.type_of(f).from_db(f, current[f.name])
+        return current
+
+    def _update_row(self, conn, catalog, entity, current, values, children, actor, request_id) -> int:
+        table = self._table(catalog, entity)
+        changed = {k: v for k, v in values.items() if _differs(current.get(k), v)}
+        self._check_references(conn, catalog, entity, changed, current["id"])
+        changes = {k: [_json(catalog, entity, k, current.get(k)), _json(catalog, entity, k, v)] for k, v in changed.items()}
+        for field_name, rows in children.items():
+            child_changes = self._write_children(conn, catalog, entity, entity.field(field_name), current["id"], rows, actor, request_id, existing=None)
+            if any(child_changes.values()):
+                changes[field_name] = child_changes
+        if not changes:
+            return current["row_version"]
+        new_version = current["row_version"] + 1
+        try:
+            with conn.begin_nested():
+                result = conn.execute(
+                    table.update().where(table.c.id == current["id"], table.c.row_version == current["row_version"])
+                    .values(**changed, row_version=new_version, updated_at=utcnow(), updated_by=actor.id)
+                )
+        except IntegrityError as exc:
+            raise _integrity(entity, exc) from None
+        if result.rowcount != 1:
+            raise StaleRecord("Someone else changed this record at the same moment. Reload it and apply your change again.")
+        self._audit(conn, entity, current["id"], "update", changes, actor, request_id)
+        self._event(conn, entity, current["id"], "updated", changes, actor)
+        return new_version
+
+    def _write_children(self, conn, catalog, parent, f: FieldDef, parent_id, rows, actor, request_id, existing) -> dict:
+        child = catalog.entities[f.opt("entity")]
+        table = self._table(catalog, child)
+        if f.opt("max_rows") and len(rows) > f.opt("max_rows"):
+            raise ValidationFailed({f.name: [f"At most {f.opt('max_rows')} rows."]})
+        if existing is None:
+            existing = {r["id"]: dict(r) for r in conn.execute(select(table).where(table.c.parent_id == parent_id)).mappings()}
+        errors: dict[str, list] = {}
+        plan = []
+        for i, raw in enumerate(rows):
+            if not isinstance(raw, dict):
+                errors[f"{f.name}.{i}"] = ["Each row must be an object of field values."]
+                continue
+            rid = raw.get("id")
+            cur = existing.get(rid) if rid is not None else None
+            if rid is not None and cur is None:
+                errors[f"{f.name}.{i}.id"] = [f"Row {rid} does not belong to this record."]
+                continue
+            try:
+                cleaned = validate_input(catalog, child, raw, self.schemas, creating=cur is None, writable=self.policy.writable_fields(actor, child), current=cur)
+            except ValidationFailed as exc:
+                for k, msgs in exc.field_errors.items():
+                    errors[f"{f.name}.{i}.{k}"] = msgs
+                continue
+            plan.append((i, cur, cleaned))
+        if errors:
+            raise ValidationFailed(errors)
+        out = {"added": [], "changed": {}, "removed": []}
+        kept = set()
+        for i, cur, cleaned in plan:
+            if cur is None:
+                cid = self._insert(conn, catalog, child, cleaned, {}, actor, request_id, parent_id=parent_id, sort_order=i)
+                out["added"].append({"id": cid, **{k: _json(catalog, child, k, v) for k, v in cleaned.items()}})
+            else:
+                kept.add(cur["id"])
+                diff = {k: v for k, v in cleaned.items() if _differs(cur.get(k), v)}
+                if diff or cur.get("sort_order") != i:
+                    self._check_references(conn, catalog, child, diff, cur["id"])
+                    conn.execute(table.update().where(table.c.id == cur["id"]).values(**diff, sort_order=i, updated_at=utcnow(), updated_by=actor.id, row_version=table.c.row_version + 1))
+                if diff:
+                    out["changed"][str(cur["id"])] = {k: [_json(catalog, child, k, cur.get(k)), _json(catalog, child, k, v)] for k, v in diff.items()}
+        for cid in existing:
+            if cid not in kept:
+                conn.execute(table.delete().where(table.c.id == cid))
+                out["removed"].append(cid)
+        return out
+
+    def _soft_delete(self, conn, catalog, entity, record_id, actor, expected_version, request_id) -> None:
+        table = self._table(catalog, entity)
+        current = self._load_for_update(conn, catalog, entity, record_id)
+        if expected_version is not None and current["row_version"] != expected_version:
+            raise StaleRecord("Someone else changed this record after you opened it. Reload it before deleting.")
+        conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=utcnow(), deleted_by=actor.id, row_version=table.c.row_version + 1))
+        self._audit(conn, entity, record_id, "delete", {}, actor, request_id)
+        self._event(conn, entity, record_id, "deleted", {}, actor)
+
+    def _audit(self, conn, entity, record_id, action, changes, actor, request_id) -> None:
+        conn.execute(pt.audit.insert().values(at=utcnow(), actor_id=actor.id, entity=entity.key, record_id=record_id,
+                                              action=action, changes=changes, request_id=request_id))
+
+    def _event(self, conn, entity, record_id, verb, changes, actor) -> None:
+        conn.execute(pt.outbox.insert().values(created_at=utcnow(), topic=f"record.{verb}", entity=entity.key, record_id=record_id,
+                                               payload={"entity": entity.key, "id": record_id, "changes": changes, "actor_id": actor.id}))
+
+
+def next_sequence(conn: Connection, key: str, start: int) -> int:
+    """Gap-free: the counter row changes inside the caller's transaction and rolls back with it."""
+    row = conn.execute(pt.sequence.update().where(pt.sequence.c.key == key).values(value=pt.sequence.c.value + 1).returning(pt.sequence.c.value)).first()
+    if row is not None:
+        return row[0]
+    try:
+        with conn.begin_nested():
+            conn.execute(pt.sequence.insert().values(key=key, value=start))
+        return start
+    except IntegrityError:
+        return conn.execute(pt.sequence.update().where(pt.sequence.c.key == key).values(value=pt.sequence.c.value + 1).returning(pt.sequence.c.value)).scalar_one()
+
+
+def _differs(old, new) -> bool:
+    if old is None and new in ([], ""):
+        return False
+    return old != new
+
+
+def _json(catalog: Catalog, entity: EntityDef, name: str, value):
+    f = entity.field_map.get(name)
+    if f is None or value is None:
+        return value
+    return catalog.type_of(f).to_json(f, value)
+
+
+def _ids(ids) -> list[int]:
+    try:
+        out = list(dict.fromkeys(int(i) for i in ids))
+    except (TypeError, ValueError):
+        raise ValidationFailed({"ids": ["Send a list of record ids."]}) from None
+    if not out:
+        raise ValidationFailed({"ids": ["Select at least one record."]})
+    if len(out) > MAX_BULK:
+        raise ValidationFailed({"ids": [f"At most {MAX_BULK} records at once."]})
+    return out
+
+
+def _integrity(entity: EntityDef, exc: IntegrityError) -> CrmkitError:
+    msg = str(exc.orig)
+    for f in entity.fields:
+        if f.name in msg:
+            return ValidationFailed({f.name: ["This value conflicts with another record (it must be unique or refer to an existing record)."]})
+    return ValidationFailed({"_schema": ["The change conflicts with other data (a unique value or a reference). Check the values and try again."]})

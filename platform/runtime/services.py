@@ -1,0 +1,39 @@
+"""The composition root: builds the runtime's services once per process from settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from .config import Settings
+from .db import make_engine
+from .fields import FieldTypeRegistry, default_registry
+from .meta.store import MetadataStore
+from .policy import Policy
+from .query import QueryService
+from .records import RecordService
+from .records.service import TableCache
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    field_types: FieldTypeRegistry
+    store: MetadataStore
+    policy: Policy
+    records: RecordService
+    queries: QueryService
+
+    @classmethod
+    def build(cls, settings: Settings, engine: Engine | None = None) -> "Services":
+        engine = engine or make_engine(settings.database_url)
+        field_types = default_registry(settings.timezone)
+        store = MetadataStore(engine, field_types)
+        policy = Policy()
+        tables = TableCache()
+        return cls(
+            settings=settings, engine=engine, field_types=field_types, store=store, policy=policy,
+            records=RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes),
+            queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
+        )

@@ -1,0 +1,1 @@
+"""Storage: the platform's own tables, entity tables, and schema plans."""

@@ -1,0 +1,394 @@
+"""Schema plans: ``plan = diff(live database, desired definitions)``; applying is a separate step.
+
+Every step says what it does, whether it is destructive or lossy, and how many
+rows it affects. ``apply_plan`` refuses destructive/lossy steps unless confirmed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sqlalchemy import Connection, Engine, Table, func, inspect, literal_column, or_, select, text
+from sqlalchemy.schema import CreateTable
+
+from ..errors import PlanRefused
+from ..meta.catalog import Catalog
+from ..meta.model import EntityDef, FieldDef
+from . import platform_tables as pt
+from .entity_tables import build_tables, entity_indexes, make_index
+
+
+@dataclass
+class Step:
+    op: str                      # create_table, add_column, rename_column, rename_table, change_type, drop_column, drop_table, create_index, drop_index, adopt_column
+    table: str
+    description: str
+    destructive: bool = False
+    lossy: bool = False
+    affected_rows: int | None = None
+    sql: str = ""
+    # Bound by the planner; runs the step on a connection.
+    run: Callable[[Connection], None] | None = field(default=None, repr=False)
+    outside_transaction: bool = False
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.destructive or self.lossy
+
+    def to_dict(self) -> dict:
+        return {
+            "op": self.op, "table": self.table, "description": self.description, "destructive": self.destructive,
+            "lossy": self.lossy, "affected_rows": self.affected_rows, "sql": self.sql,
+        }
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+
+    @property
+    def empty(self) -> bool:
+        return not self.steps
+
+    @property
+    def needs_confirmation(self) -> list[Step]:
+        return [s for s in self.steps if s.needs_confirmation]
+
+    def to_dict(self) -> dict:
+        return {"steps": [s.to_dict() for s in self.steps], "needs_confirmation": bool(self.needs_confirmation)}
+
+    def render(self) -> str:
+        if not self.steps:
+            return "The database matches the definitions; nothing to do."
+        lines = []
+        for i, s in enumerate(self.steps, 1):
+            flag = " [DESTRUCTIVE]" if s.destructive else (" [LOSSY]" if s.lossy else "")
+            rows = f" ({s.affected_rows} rows affected)" if s.affected_rows is not None and s.needs_confirmation else ""
+            lines.append(f"{i:>3}. {s.description}{flag}{rows}")
+        return "\n".join(lines)
+
+
+def type_sig(col_type, dialect) -> str:
+    return str(col_type.compile(dialect=dialect))
+
+
+def _kind(sig: str) -> str:
+    s = sig.upper()
+    for prefix, kind in (("VARCHAR", "string"), ("TEXT", "text"), ("BIGINT", "integer"), ("INTEGER", "integer"),
+                         ("NUMERIC", "numeric"), ("BOOLEAN", "boolean"), ("DATETIME", "datetime"), ("TIMESTAMP", "datetime"),
+                         ("DATE", "date"), ("JSON", "json")):
+        if s.startswith(prefix):
+            return kind
+    return s
+
+
+def _length(sig: str) -> int | None:
+    if "(" in sig and sig.upper().startswith("VARCHAR"):
+        return int(sig[sig.index("(") + 1:sig.index(")")])
+    return None
+
+
+def _numeric_ps(sig: str) -> tuple[int, int] | None:
+    if sig.upper().startswith("NUMERIC") and "(" in sig:
+        p, s = sig[sig.index("(") + 1:sig.index(")")].split(",")
+        return int(p), int(s)
+    return None
+
+
+def lossy_rows_predicate(col, old_sig: str, new_sig: str, dialect: str):
+    """A predicate selecting the rows whose value would not survive the type change,
+    or None when the change is lossless. ``False`` means 'every non-null value is lost'."""
+    ok, nk = _kind(old_sig), _kind(new_sig)
+    if nk in ("string",):
+        n = _length(new_sig)
+        if ok in ("string", "text", "integer", "numeric"):
+            old_n = _length(old_sig)
+            if ok == "string" and old_n is not None and n is not None and n >= old_n:
+                return None
+            return func.length(func.cast(col, _text_type())) > n
+        return False
+    if nk == "text":
+        return None if ok in ("string", "text", "integer", "numeric") else False
+    if nk == "integer":
+        if ok == "integer":
+            return None
+        if ok == "numeric":
+            return col != func.round(col, 0)
+        if ok in ("string", "text"):
+            return _not_matching(col, r"^-?[0-9]{1,18}$", dialect)
+        return False
+    if nk == "numeric":
+        p, s = _numeric_ps(new_sig) or (18, 4)
+        limit = 10 ** (p - s)
+        if ok in ("integer", "numeric"):
+            old = _numeric_ps(old_sig)
+            if old and old[1] <= s and old[0] - old[1] <= p - s:
+                return None
+            return or_(func.abs(col) >= limit, col != func.round(col, s))
+        if ok in ("string", "text"):
+            return _not_matching(col, r"^-?[0-9]+(\.[0-9]+)?$", dialect)
+        return False
+    if nk == "date" and ok in ("string", "text"):
+        return _not_matching(col, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", dialect)
+    if nk == ok:
+        return None
+    return False
+
+
+def _text_type():
+    from sqlalchemy import Text
+
+    return Text()
+
+
+def _not_matching(col, pattern: str, dialect: str):
+    if dialect == "postgresql":
+        return ~col.op("~")(pattern)
+    # SQLite has no REGEXP by default: compare with a round trip through the target type.
+    if "0-9]{4}" in pattern:
+        return func.date(col).is_(None) | (func.date(col) != col)
+    if "\\." in pattern:
+        return func.cast(func.cast(col, literal_column("REAL")), _text_type()).is_(None) | (func.trim(col, "0123456789.-") != "")
+    return func.cast(func.cast(col, literal_column("INTEGER")), _text_type()) != col
+
+
+class Planner:
+    """Compares the desired catalog with the live database and the recorded applied state."""
+
+    def __init__(self, engine: Engine, catalog: Catalog):
+        self.engine = engine
+        self.catalog = catalog
+        self.dialect = engine.dialect
+
+    def plan(self) -> Plan:
+        md, tables = build_tables(self.catalog)
+        with self.engine.connect() as conn:
+            insp = inspect(conn)
+            live_tables = set(insp.get_table_names())
+            applied_entities = {r.entity_id: r for r in conn.execute(select(pt.applied_entity))}
+            applied_fields: dict[str, dict[str, object]] = {}
+            for r in conn.execute(select(pt.applied_field)):
+                applied_fields.setdefault(r.entity_id, {})[r.field_id] = r
+            steps: list[Step] = []
+            desired_ids = set()
+            for key, table in tables.items():
+                entity = self.catalog.entities[key]
+                desired_ids.add(entity.id)
+                prev = applied_entities.get(entity.id)
+                if prev is not None and prev.table_name != table.name and prev.table_name in live_tables:
+                    steps.append(self._rename_table(entity, prev.table_name, table.name))
+                    live_name = prev.table_name
+                else:
+                    live_name = table.name
+                if live_name not in live_tables:
+                    steps.append(self._create_table(entity, table))
+                    continue
+                steps += self._diff_columns(conn, insp, entity, table, live_name, applied_fields.get(entity.id, {}))
+                steps += self._diff_indexes(insp, entity, table, live_name)
+            for entity_id, prev in applied_entities.items():
+                if entity_id not in desired_ids and prev.table_name in live_tables:
+                    n = conn.execute(text(f'SELECT count(*) FROM "{prev.table_name}"')).scalar_one()
+                    steps.append(self._drop_table(entity_id, prev.table_name, n))
+        return Plan(steps)
+
+    # --- steps -------------------------------------------------------------------------
+    def _create_table(self, entity: EntityDef, table: Table) -> Step:
+        sql = str(CreateTable(table).compile(dialect=self.dialect)).strip()
+
+        def run(conn: Connection):
+            table.create(conn)
+            self._record_entity(conn, entity)
+            for f in entity.fields:
+                col = table.c.get(f.name)
+                if col is not None:
+                    self._record_field(conn, entity, f, col)
+
+        return Step("create_table", table.name, f"Create table {table.name} for {entity.key} ({len(table.c)} columns)", sql=sql, run=run)
+
+    def _rename_table(self, entity: EntityDef, old: str, new: str) -> Step:
+        def run(conn: Connection):
+            conn.execute(text(f'ALTER TABLE "{old}" RENAME TO "{new}"'))
+            self._record_entity(conn, entity)
+
+        return Step("rename_table", old, f"Rename table {old} → {new} (entity {entity.key} renamed; data kept)", sql=f'ALTER TABLE "{old}" RENAME TO "{new}"', run=run)
+
+    def _drop_table(self, entity_id: str, table_name: str, rows: int) -> Step:
+        def run(conn: Connection):
+            conn.execute(text(f'DROP TABLE "{table_name}"'))
+            conn.execute(pt.applied_field.delete().where(pt.applied_field.c.entity_id == entity_id))
+            conn.execute(pt.applied_entity.delete().where(pt.applied_entity.c.entity_id == entity_id))
+
+        return Step("drop_table", table_name, f"Drop table {table_name} (its entity is no longer defined)", destructive=True,
+                    affected_rows=rows, sql=f'DROP TABLE "{table_name}"', run=run)
+
+    def _diff_columns(self, conn, insp, entity: EntityDef, table: Table, live_name: str, applied: dict) -> list[Step]:
+        steps = []
+        live_cols = {c["name"] for c in insp.get_columns(live_name)}
+        desired_field_ids = set()
+        for f in entity.fields:
+            col = table.c.get(f.name)
+            if col is None:
+                continue
+            desired_field_ids.add(f.id)
+            sig = type_sig(col.type, self.dialect)
+            prev = applied.get(f.id)
+            current_name = prev.column_name if prev is not None else f.name
+            if prev is not None and prev.column_name != f.name and prev.column_name in live_cols:
+                steps.append(self._rename_column(entity, live_name, prev.column_name, f, col))
+                live_cols.add(f.name)
+            elif f.name not in live_cols:
+                steps.append(self._add_column(entity, live_name, f, col))
+                continue
+            if prev is None:
+                steps.append(self._adopt_column(entity, live_name, f, col))
+            elif prev.type_sig != sig:
+                steps.append(self._change_type(conn, entity, live_name, f, col, prev.type_sig, sig))
+        for field_id, prev in applied.items():
+            if field_id not in desired_field_ids and prev.column_name in live_cols:
+                n = conn.execute(text(f'SELECT count(*) FROM "{live_name}" WHERE "{prev.column_name}" IS NOT NULL')).scalar_one()
+                steps.append(self._drop_column(entity, live_name, prev.column_name, field_id, n))
+        return steps
+
+    def _add_column(self, entity, table_name, f: FieldDef, col) -> Step:
+        ddl = f'ALTER TABLE "{table_name}" ADD COLUMN "{f.name}" {type_sig(col.type, self.dialect)}'
+
+        def run(conn: Connection):
+            from alembic.operations import Operations
+            from alembic.runtime.migration import MigrationContext
+
+            new_col = col._copy()
+            Operations(MigrationContext.configure(conn)).add_column(table_name, new_col)
+            self._record_field(conn, entity, f, col)
+
+        return Step("add_column", table_name, f"Add column {table_name}.{f.name} ({f.type}, nullable, no table rewrite)", sql=ddl, run=run)
+
+    def _adopt_column(self, entity, table_name, f: FieldDef, col) -> Step:
+        def run(conn: Connection):
+            self._record_field(conn, entity, f, col)
+
+        return Step("adopt_column", table_name, f"Record existing column {table_name}.{f.name} as field {f.id}", run=run)
+
+    def _rename_column(self, entity, table_name, old: str, f: FieldDef, col) -> Step:
+        sql = f'ALTER TABLE "{table_name}" RENAME COLUMN "{old}" TO "{f.name}"'
+
+        def run(conn: Connection):
+            conn.execute(text(sql))
+            self._record_field(conn, entity, f, col)
+
+        return Step("rename_column", table_name, f"Rename column {table_name}.{old} → {f.name} (data kept)", sql=sql, run=run)
+
+    def _change_type(self, conn, entity, table_name, f: FieldDef, col, old_sig: str, new_sig: str) -> Step:
+        live = Table(table_name, col.table.metadata.__class__(), autoload_with=conn)
+        pred = lossy_rows_predicate(live.c[f.name], old_sig, new_sig, self.dialect.name)
+        if pred is None:
+            n, lossy = 0, False
+        elif pred is False:
+            n = conn.execute(select(func.count()).select_from(live).where(live.c[f.name].is_not(None))).scalar_one()
+            lossy = n > 0
+        else:
+            n = conn.execute(select(func.count()).select_from(live).where(live.c[f.name].is_not(None), pred)).scalar_one()
+            lossy = n > 0
+        dialect = self.dialect.name
+
+        def run(conn: Connection):
+            from alembic.operations import Operations
+            from alembic.runtime.migration import MigrationContext
+
+            target = Table(table_name, col.table.metadata.__class__(), autoload_with=conn)
+            c = target.c[f.name]
+            p = lossy_rows_predicate(c, old_sig, new_sig, dialect)
+            if p is False:
+                conn.execute(target.update().values({f.name: None}))
+            elif p is not None:
+                conn.execute(target.update().where(c.is_not(None), p).values({f.name: None}))
+            ops = Operations(MigrationContext.configure(conn))
+            if dialect == "postgresql":
+                using = f'"{f.name}"::{new_sig}' if _kind(old_sig) != "json" else None
+                ops.alter_column(table_name, f.name, type_=col.type, existing_nullable=True, postgresql_using=using)
+            else:
+                with ops.batch_alter_table(table_name, recreate="always") as batch:
+                    batch.alter_column(f.name, type_=col.type, existing_nullable=True)
+            self._record_field(conn, entity, f, col)
+
+        what = f"{n} rows hold values that cannot be converted and will be cleared" if lossy else "all values convert"
+        return Step("change_type", table_name, f"Change {table_name}.{f.name} from {old_sig} to {new_sig} ({what})",
+                    lossy=lossy, affected_rows=n, sql=f'ALTER TABLE "{table_name}" ALTER COLUMN "{f.name}" TYPE {new_sig}', run=run)
+
+    def _drop_column(self, entity, table_name, column: str, field_id: str, rows: int) -> Step:
+        def run(conn: Connection):
+            from alembic.operations import Operations
+            from alembic.runtime.migration import MigrationContext
+
+            ops = Operations(MigrationContext.configure(conn))
+            if conn.dialect.name == "sqlite":
+                for ix in inspect(conn).get_indexes(table_name):
+                    if column in ix["column_names"]:
+                        ops.drop_index(ix["name"], table_name=table_name)
+                with ops.batch_alter_table(table_name) as batch:
+                    batch.drop_column(column)
+            else:
+                ops.drop_column(table_name, column)
+            conn.execute(pt.applied_field.delete().where(pt.applied_field.c.entity_id == entity.id, pt.applied_field.c.field_id == field_id))
+
+        return Step("drop_column", table_name, f"Drop column {table_name}.{column} (field removed from the definition)",
+                    destructive=True, affected_rows=rows, sql=f'ALTER TABLE "{table_name}" DROP COLUMN "{column}"', run=run)
+
+    def _diff_indexes(self, insp, entity: EntityDef, table: Table, live_name: str) -> list[Step]:
+        steps = []
+        live = {ix["name"]: ix for ix in insp.get_indexes(live_name)}
+        desired = {name: (cols, unique) for name, cols, unique in entity_indexes(entity, self.catalog)}
+        for name, (cols, unique) in desired.items():
+            if name not in live:
+                steps.append(self._create_index(live_name, table, name, cols, unique))
+        for name, ix in live.items():
+            if name.startswith(("ix_", "uq_")) and name not in desired:
+                steps.append(Step("drop_index", live_name, f"Drop index {name} on {live_name}", sql=f'DROP INDEX "{name}"',
+                                  run=lambda conn, n=name: conn.execute(text(f'DROP INDEX "{n}"'))))
+        return steps
+
+    def _create_index(self, table_name: str, table: Table, name: str, cols, unique: bool) -> Step:
+        ix = make_index(table, name, tuple(cols), unique) if name not in {i.name for i in table.indexes} else next(i for i in table.indexes if i.name == name)
+        concurrent = self.dialect.name == "postgresql"
+
+        def run(conn: Connection):
+            if concurrent:
+                conn.execute(text("SET lock_timeout = '5s'"))
+                ix.dialect_options["postgresql"]["concurrently"] = True
+            ix.create(conn)
+
+        kind = "unique index" if unique else "index"
+        return Step("create_index", table_name, f"Create {kind} {name} on {table_name}({', '.join(cols)})" + (" CONCURRENTLY" if concurrent else ""),
+                    run=run, outside_transaction=concurrent)
+
+    # --- applied state ---------------------------------------------------------------
+    def _record_entity(self, conn: Connection, entity: EntityDef) -> None:
+        conn.execute(pt.applied_entity.delete().where(pt.applied_entity.c.entity_id == entity.id))
+        conn.execute(pt.applied_entity.insert().values(entity_id=entity.id, entity_key=entity.key, table_name=entity.table_name))
+
+    def _record_field(self, conn: Connection, entity: EntityDef, f: FieldDef, col) -> None:
+        conn.execute(pt.applied_field.delete().where(pt.applied_field.c.entity_id == entity.id, pt.applied_field.c.field_id == f.id))
+        conn.execute(pt.applied_field.insert().values(entity_id=entity.id, field_id=f.id, column_name=f.name, type_sig=type_sig(col.type, self.dialect)))
+
+
+def apply_plan(engine: Engine, plan: Plan, *, confirm: bool = False, progress: Callable[[int, int, Step], None] | None = None) -> int:
+    """Run the plan's steps in order, each in its own transaction. Returns the number applied."""
+    risky = plan.needs_confirmation
+    if risky and not confirm:
+        raise PlanRefused(
+            "The plan has steps that delete or change existing data; review them and confirm to apply:\n" +
+            "\n".join(f"- {s.description} ({s.affected_rows} rows)" for s in risky),
+            details={"steps": [s.to_dict() for s in risky]},
+        )
+    for i, step in enumerate(plan.steps, 1):
+        if progress:
+            progress(i, len(plan.steps), step)
+        if step.outside_transaction:
+            with engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                step.run(conn)
+        else:
+            from ..db import write_transaction
+
+            with write_transaction(engine) as conn:
+                step.run(conn)
+    return len(plan.steps)
