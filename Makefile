@@ -1,0 +1,55 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+# Both create the virtualenv and install what they need first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+VAR    ?= var
+PORT   ?= 8000
+export CRMKIT_VAR_DIR ?= $(abspath $(VAR))
+
+.PHONY: run test bench install install-dev clean-var help
+
+help:
+	@echo "make run    - install, initialise a SQLite demo database under $(VAR)/, print the admin login, serve on http://127.0.0.1:$(PORT)"
+	@echo "make test   - install dev extras and run the test suite (CRMKIT_TEST_DATABASE_URL selects PostgreSQL)"
+	@echo "make bench  - run the benchmarks (BENCH_SIZE=100000, CRMKIT_DATABASE_URL selects the database)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# The local demo only: a secret key and an admin password are generated once and kept under var/.
+run: install
+	@mkdir -p $(VAR)
+	@test -s $(VAR)/secret_key || $(BIN)/python -c "import secrets;print(secrets.token_hex(32))" > $(VAR)/secret_key
+	@CRMKIT_SECRET_KEY=$$(cat $(VAR)/secret_key) $(BIN)/crmkit init
+	@CRMKIT_SECRET_KEY=$$(cat $(VAR)/secret_key) $(BIN)/crmkit apps list | grep -q "^membership .*installed" || \
+		CRMKIT_SECRET_KEY=$$(cat $(VAR)/secret_key) $(BIN)/crmkit apps install membership --demo
+	@test -s $(VAR)/admin_password || $(BIN)/python -c "import secrets;print(secrets.token_urlsafe(12))" > $(VAR)/admin_password
+	@CRMKIT_SECRET_KEY=$$(cat $(VAR)/secret_key) $(BIN)/crmkit create-admin --if-missing --password "$$(cat $(VAR)/admin_password)" >/dev/null
+	@echo ""
+	@echo "  crmkit is starting on http://127.0.0.1:$(PORT)/"
+	@echo "  log in as:  admin / $$(cat $(VAR)/admin_password)"
+	@echo ""
+	@CRMKIT_SECRET_KEY=$$(cat $(VAR)/secret_key) $(BIN)/crmkit run --port $(PORT)
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean-var:
+	rm -rf $(VAR)

@@ -1,0 +1,1 @@
+"""The REST API generated from metadata (/api/v1)."""

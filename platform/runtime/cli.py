@@ -1,0 +1,199 @@
+"""The ``crmkit`` command line. Configuration comes from CRMKIT_* environment variables."""
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+
+import click
+
+from .config import ConfigError, Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _app(settings: Settings | None = None):
+    from .web.app import create_app
+
+    settings = settings or _settings()
+    if not settings.secret_key:
+        # Commands that never serve requests still need Flask-AppBuilder; they never issue cookies.
+        settings = Settings(**{**settings.__dict__, "secret_key": secrets.token_hex(32)})
+    return create_app(settings)
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(click.style("Error: ", fg="red", bold=True) + message, err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """crmkit: a metadata-driven, low-code CRM platform.
+
+    Configure with environment variables: CRMKIT_DATABASE_URL (default: SQLite
+    under var/), CRMKIT_SECRET_KEY (required to serve), CRMKIT_REDIS_URL.
+    """
+
+
+@main.command()
+def init():
+    """Create or upgrade the platform's tables (idempotent)."""
+    from .services import Services
+    from .storage.migrate import upgrade_platform
+
+    settings = _settings()
+    services = Services.build(settings)
+    upgrade_platform(services.engine)
+    services.engine.dispose()
+    app = _app(settings)  # creates Flask-AppBuilder's user and role tables
+    with app.app_context():
+        from .web.permissions import sync_entity_permissions
+
+        sync_entity_permissions(app, app.extensions["crmkit"])
+    click.echo(f"Database ready: {_safe_url(settings.database_url)}")
+
+
+@main.command("create-admin")
+@click.option("--username", default="admin", show_default=True)
+@click.option("--email", default="admin@example.com", show_default=True)
+@click.option("--password", default=None, help="Generated and printed when omitted.")
+@click.option("--first-name", default="Admin", show_default=True)
+@click.option("--last-name", default="User", show_default=True)
+@click.option("--if-missing", is_flag=True, help="Do nothing when the user already exists.")
+def create_admin(username, email, password, first_name, last_name, if_missing):
+    """Create an administrator account."""
+    app = _app()
+    with app.app_context():
+        sm = app.appbuilder.sm
+        if sm.find_user(username=username) is not None:
+            if if_missing:
+                click.echo(f"Admin user '{username}' already exists.")
+                return
+            _fail(f"A user named '{username}' already exists; choose another --username.")
+        password = password or secrets.token_urlsafe(12)
+        role = sm.find_role(app.config["AUTH_ROLE_ADMIN"])
+        user = sm.add_user(username, first_name, last_name, email, role, password)
+        if not user:
+            _fail("The admin user could not be created (is the email already used?).")
+    click.echo("Admin account created:")
+    click.echo(f"  username: {username}")
+    click.echo(f"  password: {password}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--debug", is_flag=True, help="Reload on code changes; never in production.")
+def run(host, port, debug):
+    """Serve the web UI and API (development server; use gunicorn in production, see docs/operations.md)."""
+    settings = _settings()
+    try:
+        settings.require_secret_key()
+    except ConfigError as exc:
+        _fail(str(exc))
+    app = _app(settings)
+    click.echo(f"crmkit serving on http://{host}:{port}/ (database: {_safe_url(settings.database_url)})")
+    app.run(host=host, port=port, debug=debug, threaded=True, use_reloader=debug)
+
+
+@main.group()
+def apps():
+    """List and install app templates."""
+
+
+@apps.command("list")
+def apps_list():
+    """Show the available app templates and which are installed."""
+    from .installer import installed_apps
+    from .packages import discover
+
+    app = _app()
+    with app.app_context():
+        installed = installed_apps(app.extensions["crmkit"])
+    for app_id, pkg in discover().items():
+        manifest = json.loads((pkg.path / "app.json").read_text("utf-8"))
+        state = f"installed {installed[app_id]}" if app_id in installed else "available"
+        click.echo(f"{app_id:<14} {manifest['version']:<8} {state:<18} {manifest['title']['en']} / {manifest['title']['zh']}")
+
+
+@apps.command("install")
+@click.argument("name")
+@click.option("--demo", is_flag=True, help="Also create demo records.")
+@click.option("--demo-size", default=200, show_default=True, help="How many demo members/records to create.")
+@click.option("--yes", is_flag=True, help="Confirm destructive or lossy schema steps.")
+def apps_install(name, demo, demo_size, yes):
+    """Install an app template: validate → plan → migrate → seed."""
+    from .errors import CrmkitError
+    from .installer import install
+    from .web.permissions import sync_entity_permissions
+
+    app = _app()
+    with app.app_context():
+        services = app.extensions["crmkit"]
+        try:
+            report = install(services, name, demo=demo, confirm=yes, demo_size=demo_size, progress=click.echo)
+        except CrmkitError as exc:
+            _fail(exc.message)
+        sync_entity_permissions(app, services)
+    click.echo(f"Installed {name}" + (f" with {report.seeded} demo records" if demo else "") + ".")
+
+
+@main.group()
+def schema():
+    """Compare the database with the definitions, and apply the difference."""
+
+
+def _plan(app):
+    from .storage.plan import Planner
+
+    services = app.extensions["crmkit"]
+    return services, Planner(services.engine, services.store.catalog()).plan()
+
+
+@schema.command("plan")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def schema_plan(as_json):
+    """Show what `schema apply` would do, with affected row counts for risky steps."""
+    app = _app()
+    with app.app_context():
+        _, plan = _plan(app)
+    click.echo(json.dumps(plan.to_dict(), ensure_ascii=False, indent=2) if as_json else plan.render())
+
+
+@schema.command("apply")
+@click.option("--yes", is_flag=True, help="Confirm destructive or lossy steps.")
+def schema_apply(yes):
+    """Apply the plan. Destructive or lossy steps need --yes."""
+    from .errors import PlanRefused
+    from .storage.plan import apply_plan
+
+    app = _app()
+    with app.app_context():
+        services, plan = _plan(app)
+        click.echo(plan.render())
+        if plan.empty:
+            return
+        try:
+            n = apply_plan(services.engine, plan, confirm=yes)
+        except PlanRefused as exc:
+            _fail(exc.message + "\nRun `crmkit schema apply --yes` to apply anyway.", code=2)
+    click.echo(f"Applied {n} steps.")
+
+
+@main.command()
+def worker():
+    """Run background jobs (imports, automations, messaging). Arrives with the jobs issue."""
+    click.echo("crmkit worker: there are no background job types yet; the jobs issue adds them. Nothing to run.")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    main()

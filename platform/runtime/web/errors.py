@@ -1,0 +1,44 @@
+"""Error pages for the browser and JSON bodies for the API: never a bare traceback."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import CrmkitError
+from .i18n import translate
+
+log = logging.getLogger(__name__)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CrmkitError)
+    def crmkit_error(exc: CrmkitError):
+        if wants_json():
+            return jsonify(exc.to_dict()), exc.status
+        title = {404: "not_found", 403: "forbidden"}.get(exc.status, "bad_request")
+        return render_template("crmkit/error.html", status=exc.status, title=translate(title), message=exc.message,
+                               hint=translate(f"{title}_hint") if title != "bad_request" else ""), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if wants_json():
+            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request", 401: "unauthorized"}.get(exc.code, "http_error")
+            return jsonify({"code": code, "message": exc.description}), exc.code
+        title = {404: "not_found", 403: "forbidden"}.get(exc.code, "bad_request")
+        return render_template("crmkit/error.html", status=exc.code, title=translate(title), message=exc.description,
+                               hint=translate(f"{title}_hint") if title != "bad_request" else ""), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        if isinstance(exc, HTTPException):
+            return http_error(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_json():
+            return jsonify({"code": "internal_error", "message": "The server hit an unexpected error; it has been logged. Try again later."}), 500
+        return render_template("crmkit/error.html", status=500, title=translate("error"), message="", hint=translate("error_hint")), 500

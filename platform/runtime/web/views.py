@@ -1,0 +1,101 @@
+"""The ``crmkit_web`` blueprint: shell routes (home, locale) and the nav context.
+
+Entity pages (list, detail, form, recycle bin) live in ``entity_views``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from ..actor import Actor
+from ..errors import PermissionDenied
+from .actors import current_actor
+from .i18n import SUPPORTED, current_locale, translate
+
+web_blueprint = Blueprint(
+    "crmkit_web", __name__, static_folder=str(Path(__file__).parent / "static"), static_url_path="/static/crmkit",
+)
+
+
+def services():
+    return current_app.extensions["crmkit"]
+
+
+def require_actor() -> Actor:
+    """The logged-in actor; anonymous users are sent to the login page by ``login_required``."""
+    actor = current_actor()
+    if actor is None:
+        raise PermissionDenied("Log in first.")
+    return actor
+
+
+@web_blueprint.before_request
+def login_required():
+    if request.endpoint in ("crmkit_web.static", "crmkit_web.set_locale"):
+        return None
+    if not current_user.is_authenticated:
+        return redirect(url_for(current_app.appbuilder.sm.auth_view.__class__.__name__ + ".login", next=request.full_path))
+    return None
+
+
+@web_blueprint.app_context_processor
+def shell_context():
+    locale = current_locale()
+    ctx = {"locale": locale, "t": lambda key, **kw: translate(key, locale, **kw), "nav": [], "admin_nav": []}
+    actor = current_actor() if current_user and current_user.is_authenticated else None
+    if actor is None:
+        return ctx
+    try:
+        catalog = services().store.catalog()
+    except Exception:  # platform tables missing: the page itself reports it
+        return ctx
+    path = request.path
+    for app_def, items in catalog.menu():
+        entries = []
+        for entity, label in items:
+            if services().policy.allows(actor, entity, "read"):
+                url = url_for("crmkit_web.entity_list", entity_key=entity.key)
+                entries.append({"label": label.get(locale), "url": url, "active": path.startswith(url), "icon": entity.icon})
+        if entries:
+            ctx["nav"].append({"title": app_def.title.get(locale), "items": entries})
+    if actor.is_admin:
+        ctx["admin_nav"] = [
+            {"label": translate("users", locale), "url": url_for("UserDBModelView.list"), "active": path.startswith("/users/"), "icon": "user"},
+            {"label": translate("roles", locale), "url": url_for("RoleModelView.list"), "active": path.startswith("/roles/"), "icon": "shield"},
+        ]
+    return ctx
+
+
+@web_blueprint.route("/locale/<locale>")
+def set_locale(locale: str):
+    if locale in SUPPORTED:
+        session["locale"] = locale
+    target = request.referrer or url_for("crmkit_web.home")
+    if not target.startswith(request.host_url) and not target.startswith("/"):
+        target = url_for("crmkit_web.home")
+    return redirect(target)
+
+
+@web_blueprint.route("/home")
+def home():
+    actor = require_actor()
+    svc = services()
+    catalog = svc.store.catalog()
+    locale = current_locale()
+    cards = []
+    for app_def, items in catalog.menu():
+        entries = []
+        for entity, label in items:
+            if svc.policy.allows(actor, entity, "read"):
+                page = svc.queries.list(entity.key, actor, limit=1, count="capped", labels=False)
+                entries.append({"label": label.get(locale), "url": url_for("crmkit_web.entity_list", entity_key=entity.key),
+                                "count": page.total_label, "icon": entity.icon})
+        cards.append({"title": app_def.title.get(locale), "description": app_def.description.get(locale), "items": entries})
+    return render_template("crmkit/home.html", cards=cards, actor=actor)
+
+
+from .entity_views import register_entity_routes  # noqa: E402
+
+register_entity_routes(web_blueprint)
