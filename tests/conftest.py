@@ -111,9 +111,11 @@ def build_template(url: str, kind: str, var_dir: Path) -> None:
             install(app.extensions["crmkit"], "membership")
             from crmkit.runtime.web.permissions import sync_entity_permissions
 
+            app.extensions["sqlalchemy"].session.remove()  # drop the session's pre-install snapshot (SQLite: busy)
             sync_entity_permissions(app, app.extensions["crmkit"])
-        app.extensions["crmkit"].engine.dispose()
+        # Close every connection before the file is copied, so SQLite folds its WAL into the database file.
         app.extensions["sqlalchemy"].session.remove()
+        app.extensions["crmkit"].engine.dispose()
 
 
 @pytest.fixture(scope="session")
