@@ -16,6 +16,23 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+def api_message(exc: HTTPException) -> str:
+    """Messages for routing errors on /api/ that say what to do instead."""
+    if exc.code == 404:
+        return "There is no such API address. The endpoints are listed in /api/v1/openapi.json."
+    if exc.code == 405:
+        allowed = ", ".join(m for m in (getattr(exc, "valid_methods", None) or []) if m not in ("HEAD", "OPTIONS"))
+        return f"{request.method} is not allowed here" + (f"; use {allowed}." if allowed else ".")
+    if exc.code == 413:
+        return "The request body is too large: JSON bodies may be up to 2 MiB, file uploads up to the configured upload size."
+    return exc.description or ""
+
+
+def _allow_header(exc: HTTPException) -> dict:
+    methods = getattr(exc, "valid_methods", None)
+    return {"Allow": ", ".join(methods)} if exc.code == 405 and methods else {}
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CrmkitError)
     def crmkit_error(exc: CrmkitError):
@@ -29,7 +46,7 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException):
         if wants_json():
             code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request", 401: "unauthorized"}.get(exc.code, "http_error")
-            return jsonify({"code": code, "message": exc.description}), exc.code
+            return jsonify({"code": code, "message": api_message(exc)}), exc.code, _allow_header(exc)
         title = {404: "not_found", 403: "forbidden"}.get(exc.code, "bad_request")
         return render_template("crmkit/error.html", status=exc.code, title=translate(title), message=exc.description,
                                hint=translate(f"{title}_hint") if title != "bad_request" else ""), exc.code

@@ -1,0 +1,62 @@
+"""The acting user of an API request: a JWT bearer token, or the browser session plus CSRF.
+
+A request carrying an ``Authorization`` header is token-authenticated and never looks at
+cookies. Without it the session cookie counts, and every state-changing method must
+carry a valid CSRF token in ``X-CSRFToken`` (the same token the web pages embed).
+"""
+from __future__ import annotations
+
+from flask import request
+from flask_jwt_extended import get_current_user, verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTExtendedException
+from flask_wtf.csrf import validate_csrf
+from jwt.exceptions import PyJWTError
+from wtforms.validators import ValidationError
+
+from ..actor import Actor
+from ..web.actors import actor_for_user
+from ..web.i18n import current_locale
+from .errors import CsrfFailed, NotAuthenticated
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADERS = ("X-CSRFToken", "X-CSRF-Token")
+LOGIN_HINT = "Log in with POST /api/v1/security/login and send the access token as 'Authorization: Bearer <token>'."
+
+
+def request_actor() -> Actor:
+    """Resolve the actor or raise NotAuthenticated / CsrfFailed."""
+    if "Authorization" in request.headers:
+        user = _token_user()
+    else:
+        user = _session_user()
+        if user is not None and request.method not in SAFE_METHODS:
+            _check_csrf()
+    actor = actor_for_user(user, current_locale())
+    if actor is None:
+        raise NotAuthenticated(f"You are not logged in. {LOGIN_HINT}")
+    return actor
+
+
+def _token_user():
+    try:
+        verify_jwt_in_request()
+        return get_current_user()
+    except (JWTExtendedException, PyJWTError) as exc:
+        raise NotAuthenticated(f"The access token was not accepted ({exc}). {LOGIN_HINT}") from None
+
+
+def _session_user():
+    from flask_login import current_user
+
+    return current_user if getattr(current_user, "is_authenticated", False) else None
+
+
+def _check_csrf() -> None:
+    token = next((request.headers[h] for h in CSRF_HEADERS if request.headers.get(h)), None)
+    try:
+        validate_csrf(token)
+    except ValidationError as exc:
+        raise CsrfFailed(
+            f"{exc} Cookie-authenticated changes need the page's CSRF token in the X-CSRFToken header; "
+            "scripts should use a bearer token instead."
+        ) from None
