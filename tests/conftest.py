@@ -99,7 +99,7 @@ def build_template(url: str, kind: str, var_dir: Path) -> None:
     from crmkit.runtime.storage.migrate import upgrade_platform
     from crmkit.runtime.web.app import create_app
 
-    settings = Settings(database_url=url, secret_key="template", var_dir=var_dir)
+    settings = Settings(database_url=url, secret_key="template-secret-key-0123456789abcdef0123456789", var_dir=var_dir)
     services = Services.build(settings)
     upgrade_platform(services.engine)
     services.engine.dispose()
@@ -126,7 +126,7 @@ def databases(tmp_path_factory):
 
 
 def make_settings(url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=url, secret_key="test-secret-key", var_dir=tmp_path / "var")
+    return Settings(database_url=url, secret_key="test-secret-key-0123456789abcdef0123456789abcdef", var_dir=tmp_path / "var")
 
 
 @pytest.fixture

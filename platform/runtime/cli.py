@@ -11,7 +11,10 @@ from .config import ConfigError, Settings
 
 
 def _settings() -> Settings:
-    return Settings.from_env()
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        _fail(str(exc))
 
 
 def _app(settings: Settings | None = None):

@@ -42,7 +42,8 @@ class Settings:
             debug=env.get(ENV_PREFIX + "DEBUG", "").lower() in {"1", "true", "yes", "on"},
             timezone=env.get(ENV_PREFIX + "TIMEZONE", "Asia/Shanghai"),
             default_locale=env.get(ENV_PREFIX + "LOCALE", "zh"),
-            max_upload_bytes=int(env.get(ENV_PREFIX + "MAX_UPLOAD_BYTES", str(10 * 1024 * 1024))),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
+            jwt_expires_seconds=_int(env, "JWT_EXPIRES_SECONDS", 3600),
         )
 
     def require_secret_key(self) -> str:
@@ -59,3 +60,16 @@ class Settings:
     @property
     def upload_dir(self) -> Path:
         return self.var_dir / "files"
+
+
+def _int(env, name: str, default: int) -> int:
+    raw = env.get(ENV_PREFIX + name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name} must be a whole number, not {raw!r}.") from None
+    if value <= 0:
+        raise ConfigError(f"{ENV_PREFIX}{name} must be positive, not {value}.")
+    return value
