@@ -17,7 +17,11 @@ TAGS = ["高价值", "新客", "沉睡", "生日月", "团购", "亲子", "商�
 
 
 def seed_demo(ctx) -> int:
-    """Create levels and ``ctx.size`` members; returns the number of records created."""
+    """Create levels and ``ctx.size`` members; returns the number of records created.
+
+    Demo data goes into an empty app only, so installing again with demo data adds nothing."""
+    if ctx.queries.list("membership.level", ctx.actor, limit=1, count="none", labels=False).rows:
+        return 0
     fake = Faker("zh_CN")
     Faker.seed(20261125)
     rnd = random.Random(20261125)

@@ -14,7 +14,7 @@ from .meta.loader import load_app_folder
 from .packages import AppPackage, SeedContext, discover, get_package
 from .services import Services
 from .storage import platform_tables as pt
-from .storage.plan import Plan, Planner, apply_plan
+from .storage.plan import Plan, Planner, apply_plan, refuse_unsafe
 
 
 @dataclass
@@ -62,8 +62,7 @@ def install(services: Services, app_id: str, *, demo: bool = False, confirm: boo
     # destructive step stop the install before anything is stored.
     preview = services.store.preview(docs)
     plan = Planner(services.engine, preview).plan()
-    if plan.needs_confirmation and not confirm:
-        apply_plan(services.engine, plan, confirm=False)  # raises PlanRefused listing the steps
+    refuse_unsafe(plan, confirm=confirm)  # PlanRefused lists blocked or unconfirmed steps
     stamp = services.store.save(docs, actor_id=actor.id, comment=f"install {app_id}")
     catalog = services.store.catalog()
     plan = Planner(services.engine, catalog).plan()

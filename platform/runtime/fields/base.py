@@ -82,8 +82,7 @@ class FieldType:
         try:
             return self.marshmallow_field(f).deserialize(raw)
         except ValidationError as exc:
-            msgs = exc.messages if isinstance(exc.messages, list) else [str(exc.messages)]
-            raise ValueError("; ".join(str(m) for m in msgs)) from None
+            raise ValueError("; ".join(flatten_messages(exc.messages))) from None
 
     # --- output ------------------------------------------------------------------
     def to_json(self, f: FieldDef, value: Any) -> Any:
@@ -179,6 +178,31 @@ def _pair(value: Any, name: str) -> tuple[Any, Any]:
         return value[0], value[1]
     raise BadQuery(f"'between' on '{name}' expects [low, high].")
 
+
+
+def flatten_messages(messages: Any) -> list[str]:
+    """marshmallow messages as plain sentences; list items are named by position ("item 2: ...")."""
+    if isinstance(messages, dict):
+        out = []
+        for key, sub in messages.items():
+            where = f"item {key + 1}" if isinstance(key, int) else str(key)
+            out.extend(f"{where}: {m}" for m in flatten_messages(sub))
+        return out
+    if isinstance(messages, (list, tuple)):
+        return [m for sub in messages for m in flatten_messages(sub)]
+    return [str(messages)]
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether U+0000 hides anywhere in a JSON-like value. PostgreSQL cannot store it in text or JSON,
+    so input and filters refuse it on every database alike."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple)):
+        return any(contains_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    return False
 
 
 def escape_like(value: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import ValidationError, fields as mf
-from sqlalchemy import JSON, String, and_, exists, false, func, not_, or_, select
+from sqlalchemy import JSON, Integer, String, and_, exists, false, func, not_, or_, select
+from sqlalchemy.sql.functions import Function
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ..errors import BadQuery
@@ -60,6 +61,21 @@ class OptionString(mf.String):
         return resolve_option(self.field_def, s)
 
 
+def option_problems(f: FieldDef) -> list[str]:
+    """Duplicate option values would make stored data ambiguous; duplicate labels would make imports ambiguous."""
+    out, values, labels = [], {}, {}
+    for i, o in enumerate(f.opt("options", ())):
+        if o["value"] in values:
+            out.append(f"option value '{o['value']}' is used twice (options {values[o['value']]} and {i}); every option needs its own value")
+        values.setdefault(o["value"], i)
+        lab = Label.of(o["label"], o["value"])
+        for text in {lab.zh, lab.en.lower()}:
+            if text in labels and labels[text] != i:
+                out.append(f"option label '{text}' is used by options {labels[text]} and {i}; labels must tell options apart")
+            labels.setdefault(text, i)
+    return out
+
+
 def resolve_option(f: FieldDef, s: str) -> str:
     for o in f.opt("options", ()):
         lab = Label.of(o["label"], o["value"])
@@ -84,6 +100,9 @@ class SingleSelectType(FieldType):
 
     def json_schema(self, f):
         return {"type": ["string", "null"], "enum": option_values(f) + [None]}
+
+    def check_definition(self, f, entity_key, catalog_entities):
+        return option_problems(f)
 
     def display(self, f, value, locale):
         return "" if value is None else option_label(f, value, locale)
@@ -138,7 +157,9 @@ class _ListType(FieldType):
         if op not in self.operators:
             raise BadQuery(f"Operator '{op}' is not available for field '{f.name}' ({self.name}); use one of: {', '.join(self.operators)}.")
         if op == "is_empty":
-            return or_(col.is_(None), func.json_array_length(col) == 0) if ctx.dialect == "sqlite" else or_(col.is_(None), func.jsonb_array_length(col) == 0)
+            # A plain named function: sqlalchemy-utils (pulled in by FAB) registers an uncacheable "json_array_length".
+            length = Function("json_array_length" if ctx.dialect == "sqlite" else "jsonb_array_length", col, type_=Integer())
+            return or_(col.is_(None), length == 0)
         if op == "is_not_empty":
             return not_(self.filter_clause(f, col, "is_empty", value, ctx))
         values = [self.coerce_item(f, v) for v in _as_list(value, f.name)]
@@ -169,6 +190,9 @@ class MultiSelectType(_ListType):
 
     def json_schema(self, f):
         return {"type": ["array", "null"], "items": {"type": "string", "enum": option_values(f)}, "uniqueItems": True}
+
+    def check_definition(self, f, entity_key, catalog_entities):
+        return option_problems(f)
 
     def display(self, f, value, locale):
         sep = "、" if (locale or "").startswith("zh") else ", "

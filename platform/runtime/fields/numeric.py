@@ -14,6 +14,13 @@ NUMBER_OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_
 RANGE_CONFIG = {"min": {"type": "number"}, "max": {"type": "number"}}
 
 
+def range_problems(f: FieldDef) -> list[str]:
+    lo, hi = f.opt("min"), f.opt("max")
+    if lo is not None and hi is not None and lo > hi:
+        return [f"min ({lo}) is greater than max ({hi}); no value could be valid"]
+    return []
+
+
 def _range(f: FieldDef):
     if f.opt("min") is None and f.opt("max") is None:
         return []
@@ -30,6 +37,9 @@ class StrictInteger(mf.Integer):
             value = value.strip().replace(",", "")
             if value == "":
                 return None
+        if isinstance(value, (float, decimal.Decimal)) and value == value and value not in (float("inf"), float("-inf")) and value % 1 != 0:
+            # marshmallow's non-strict Integer would truncate 12.5 to 12 without a word.
+            raise ValidationError("Not a valid integer; it has a fractional part.")
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -47,6 +57,9 @@ class IntegerType(FieldType):
         lo, hi = -(2**63), 2**63 - 1
         return StrictInteger(strict=False, allow_none=True, validate=_range(f) + [validate.Range(min=lo, max=hi, error="Number is too large.")])
 
+    def check_definition(self, f, entity_key, catalog_entities):
+        return range_problems(f)
+
     def json_schema(self, f):
         s: dict[str, Any] = {"type": ["integer", "null"]}
         if f.opt("min") is not None:
@@ -56,12 +69,18 @@ class IntegerType(FieldType):
         return s
 
 
+# SQLite (the embedded default) keeps NUMERIC values as 8-byte floats, exact to 15
+# significant digits. Every database is held to that, so a value never changes silently.
+MAX_EXACT_DIGITS = 15
+
+
 class ScaledDecimal(mf.Decimal):
     """A decimal that refuses more digits than the column holds instead of silently rounding."""
 
     def __init__(self, precision: int, scale: int, **kw):
         super().__init__(allow_nan=False, **kw)
         self.precision, self.scale = precision, scale
+        self.integer_digits = max(1, min(precision, MAX_EXACT_DIGITS) - scale)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):
@@ -78,8 +97,8 @@ class ScaledDecimal(mf.Decimal):
         exp = d.as_tuple().exponent
         if isinstance(exp, int) and -exp > self.scale:
             raise ValidationError(f"Use at most {self.scale} decimal places.")
-        if abs(d) >= decimal.Decimal(10) ** (self.precision - self.scale):
-            raise ValidationError(f"Number is too large (at most {self.precision - self.scale} digits before the decimal point).")
+        if abs(d) >= decimal.Decimal(10) ** self.integer_digits:
+            raise ValidationError(f"Number is too large (at most {self.integer_digits} digits before the decimal point).")
         return d
 
 
@@ -101,6 +120,13 @@ class DecimalType(FieldType):
     def marshmallow_field(self, f):
         p, s = self.precision_scale(f)
         return ScaledDecimal(p, s, allow_none=True, validate=_range(f))
+
+    def check_definition(self, f, entity_key, catalog_entities):
+        p, s = self.precision_scale(f)
+        out = range_problems(f)
+        if s > p:
+            out.append(f"scale ({s}) is greater than precision ({p}); precision counts all digits, scale those after the decimal point")
+        return out
 
     def from_db(self, f, value):
         if value is None or isinstance(value, decimal.Decimal):

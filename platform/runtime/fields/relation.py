@@ -11,14 +11,22 @@ from .numeric import StrictInteger
 REF_OPERATORS = ("eq", "ne", "in", "not_in", "is_empty", "is_not_empty")
 
 
+MAX_BIGINT = 2**63 - 1
+MAX_INT = 2**31 - 1
+
+
 class RefInteger(StrictInteger):
-    """A referenced id: a positive integer, or an object carrying ``id``."""
+    """A referenced id: a positive integer that fits the key column, or an object carrying ``id``."""
+
+    def __init__(self, max_id: int = MAX_BIGINT, **kw):
+        super().__init__(**kw)
+        self.max_id = max_id
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, dict):
             value = value.get("id")
         v = super()._deserialize(value, attr, data, **kwargs)
-        if v is not None and v <= 0:
+        if v is not None and not 0 < v <= self.max_id:
             raise ValidationError("Not a valid record id.")
         return v
 
@@ -65,6 +73,9 @@ class UserType(_RefType):
     name = "user"
     label = Label("用户", "User")
 
+    def marshmallow_field(self, f):
+        return RefInteger(max_id=MAX_INT, allow_none=True)  # FAB's ab_user.id is a 32-bit INTEGER
+
     def sql_type(self, f):
         return Integer()
 
@@ -106,7 +117,7 @@ class ChildTableType(FieldType):
         return None
 
     def marshmallow_field(self, f):
-        return ChildRows(mf.Dict(), allow_none=True)
+        return ChildRows(mf.Raw(), allow_none=True)  # rows are checked one by one, each against the child entity
 
     def json_schema(self, f):
         return {"type": "array", "items": {"$ref": f"#/components/schemas/{f.opt('entity').replace('.', '_')}_input"}}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 from marshmallow import ValidationError, fields as mf
@@ -131,11 +132,42 @@ class DateType(FieldType):
     def json_schema(self, f):
         return {"type": ["string", "null"], "format": "date"}
 
+    def check_definition(self, f, entity_key, catalog_entities):
+        lo, hi = f.opt("min"), f.opt("max")
+        try:
+            if lo and hi and dt.date.fromisoformat(lo) > dt.date.fromisoformat(hi):
+                return [f"min ({lo}) is after max ({hi}); no date could be valid"]
+        except ValueError:
+            pass  # the meta-schema reports malformed dates
+        return []
+
     def filter_clause(self, f, col, op, value, ctx):
         if op == "in_range":
             start, end = period_bounds(str(value), ctx.now.astimezone(ZoneInfo(ctx.timezone)).date())
             return and_(col >= start, col < end)
         return super().filter_clause(f, col, op, value, ctx)
+
+
+LOOSE_DATETIME = re.compile(
+    r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
+    r"(?:(?:\s+|T)(\d{1,2})[:：](\d{2})(?:[:：](\d{2})(\.\d{1,6})?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_loose_datetime(s: str) -> dt.datetime | None:
+    """ISO 8601, or what spreadsheets hold: 2024/3/5 9:30, 2024年3月5日 09:30. None when unreadable."""
+    m = LOOSE_DATETIME.match(s)
+    if m is None:
+        return None
+    y, mo, d, h, mi, sec, frac, tz = m.groups()
+    iso = f"{y}-{int(mo):02d}-{int(d):02d}T{int(h or 0):02d}:{mi or '00'}:{sec or '00'}{frac or ''}"
+    if tz:
+        iso += "+00:00" if tz == "Z" else (tz if ":" in tz else f"{tz[:3]}:{tz[3:]}")
+    try:
+        return dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return None
 
 
 class LocalAwareDateTime(mf.DateTime):
@@ -149,20 +181,20 @@ class LocalAwareDateTime(mf.DateTime):
         if isinstance(value, dt.datetime):
             parsed = value
         elif isinstance(value, str):
-            s = value.strip().replace("/", "-")
+            s = value.strip()
             if s == "":
                 return None
-            if s.endswith("Z"):
-                s = s[:-1] + "+00:00"
-            try:
-                parsed = dt.datetime.fromisoformat(s)
-            except ValueError:
-                raise ValidationError("Not a valid date and time; use YYYY-MM-DD HH:MM, e.g. 2024-03-15 14:30.") from None
+            parsed = parse_loose_datetime(s)
+            if parsed is None:
+                raise ValidationError("Not a valid date and time; use YYYY-MM-DD HH:MM, e.g. 2024-03-15 14:30.")
         else:
             raise ValidationError("Not a valid date and time; use YYYY-MM-DD HH:MM.")
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=self.tz)
-        return parsed.astimezone(dt.timezone.utc)
+        try:
+            return parsed.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise ValidationError("The date and time is out of range.") from None
 
 
 class DateTimeType(FieldType):

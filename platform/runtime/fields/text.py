@@ -23,6 +23,10 @@ class TrimmedString(mf.String):
         s = s.strip()
         return s or None
 
+    def _validate(self, value):
+        if value is not None:  # blank input became None: length/pattern checks do not apply
+            super()._validate(value)
+
     def deserialize(self, value, attr=None, data=None, **kwargs):
         out = super().deserialize(value, attr, data, **kwargs)
         if out is None and self.required:
@@ -46,11 +50,32 @@ class _TextBase(FieldType):
     def marshmallow_field(self, f: FieldDef) -> mf.Field:
         return TrimmedString(allow_none=True, validate=self.validators(f))
 
+    def check_definition(self, f, entity_key, catalog_entities):
+        lo = f.opt("min_length")
+        if lo is not None and lo > self.max_length(f):
+            return [f"min_length ({lo}) is greater than max_length ({self.max_length(f)})"]
+        return []
+
     def json_schema(self, f: FieldDef) -> dict:
         s = {"type": ["string", "null"], "maxLength": self.max_length(f)}
         if f.opt("min_length"):
             s["minLength"] = f.opt("min_length")
         return s
+
+    def coerce_filter_value(self, f, value):
+        """Normalise like stored input (trimmed, lower-case email, canonical phone); a value no record
+        could hold (too long, not an email) is not an error, it simply matches nothing."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            from ..errors import BadQuery
+
+            raise BadQuery(f"Filter value {value!r} is not valid for field '{f.name}': use text.")
+        text = str(value).strip()
+        try:
+            return self._deserialize(f, text)
+        except ValueError:
+            return text
 
     def filter_clause(self, f, col, op, value, ctx):
         if op in ("contains", "not_contains", "starts_with"):

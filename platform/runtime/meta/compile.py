@@ -13,6 +13,8 @@ from .validate import DefinitionValidator
 
 FIELD_KEYS = {"id", "name", "type", "label", "help", "placeholder", "required", "unique", "read_only", "default"}
 SYSTEM_SORTABLE = ("id", "created_at", "updated_at")
+# System columns a filter may name, with the type they filter as (mirrors query.filters.SYSTEM_FIELDS).
+SYSTEM_FILTERABLE = {"id": "integer", "created_at": "datetime", "updated_at": "datetime", "created_by": "user", "owner_id": "user"}
 
 
 class RawDocument:
@@ -123,7 +125,7 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
                 problems.append((a.source, "/depends", f"depends on app '{dep}', which is not installed; install it first"))
     if problems:
         raise DefinitionError(problems)
-    return Catalog(apps=apps, entities=entities, forms=forms, views=views, field_types=field_types)
+    return Catalog(apps=frozen(apps), entities=frozen(entities), forms=frozen(forms), views=frozen(views), field_types=field_types)
 
 
 def check_entity(e: EntityDef, entities: dict, field_types: FieldTypeRegistry) -> list:
@@ -149,6 +151,8 @@ def check_entity(e: EntityDef, entities: dict, field_types: FieldTypeRegistry) -
             out.append((e.source, f"{at}/unique", f"a {f.type} field cannot be unique"))
     if e.title_field not in names:
         out.append((e.source, "/title_field", f"title_field '{e.title_field}' is not a field of this entity"))
+    elif not field_types.get(e.field(e.title_field).type).stored:
+        out.append((e.source, "/title_field", f"title_field '{e.title_field}' is a {e.field(e.title_field).type} field; a title needs a field with a value"))
     for j, s in enumerate(e.search_fields):
         if s not in names:
             out.append((e.source, f"/search_fields/{j}", f"search field '{s}' is not a field of this entity"))
@@ -198,4 +202,26 @@ def check_view(v: ViewDef, entities: dict, field_types: FieldTypeRegistry) -> li
             out.append((v.source, f"/default_sort/{i}/field", f"'{s.field}' is not a field of {v.entity}"))
         elif not field_types.get(ent.field(s.field).type).sortable:
             out.append((v.source, f"/default_sort/{i}/field", f"'{s.field}' ({ent.field(s.field).type}) cannot be sorted"))
+    for i, saved in enumerate(v.filters):
+        out.extend((v.source, f"/filters/{i}/filter{p}", m) for p, m in filter_problems(saved.filter, ent, field_types))
     return out
+
+
+def filter_problems(node, ent: EntityDef, field_types: FieldTypeRegistry, at: str = "") -> list[tuple[str, str]]:
+    """(pointer, message) for conditions naming unknown fields or operators the field's type lacks.
+
+    The values are checked when the filter runs, because relative periods depend on the day."""
+    if "and" in node or "or" in node:
+        key = "and" if "and" in node else "or"
+        return [p for j, child in enumerate(node[key]) for p in filter_problems(child, ent, field_types, f"{at}/{key}/{j}")]
+    name, op = node["field"], node["op"]
+    if name in SYSTEM_FILTERABLE:
+        ftype = SYSTEM_FILTERABLE[name]
+    elif ent.has_field(name) and field_types.get(ent.field(name).type).stored:
+        ftype = ent.field(name).type
+    else:
+        return [(f"{at}/field", f"'{name}' is not a field of {ent.key} that can be filtered")]
+    ops = field_types.get(ftype).operators
+    if op not in ops:
+        return [(f"{at}/op", f"operator '{op}' does not apply to '{name}' ({ftype}); use one of: {', '.join(ops)}")]
+    return []

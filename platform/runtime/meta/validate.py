@@ -30,11 +30,18 @@ def meta_schema(kind: str, field_types: FieldTypeRegistry) -> dict:
     schema = copy.deepcopy(_raw_schemas()[kind])
     if kind == "entity":
         field = schema["$defs"]["field"]
+        common = sorted(field["properties"])
         field["properties"]["type"] = {"enum": field_types.names()}
+        # Each type allows the common keys plus its own. ``propertyNames`` (rather than
+        # ``unevaluatedProperties``) reports an unknown key once, and says nothing extra
+        # when a known key merely has a bad value or the type itself is unknown.
         field["allOf"] = [
             {
                 "if": {"properties": {"type": {"const": t.name}}, "required": ["type"]},
-                "then": {"properties": dict(t.config_properties), "required": list(t.config_required)},
+                "then": {
+                    "properties": dict(t.config_properties), "required": list(t.config_required),
+                    "propertyNames": {"enum": common + sorted(t.config_properties)},
+                },
             }
             for t in field_types.all()
         ]
@@ -60,13 +67,26 @@ class DefinitionValidator:
         validator = self._validators[kind]
         out = []
         for err in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]):
-            out.append((filename, pointer(err.absolute_path), _message(err)))
+            path = list(err.absolute_path)
+            message = _message(err)
+            if "propertyNames" in err.relative_schema_path:
+                owner = _at(document, path)
+                ftype = owner.get("type") if isinstance(owner, dict) else None
+                message = f"{err.instance!r} is not a property of a {ftype} field; allowed: {', '.join(err.validator_value)}"
+                path.append(err.instance)  # point at the offending key, not at its object
+            out.append((filename, pointer(path), message))
         return out
 
 
 def pointer(path) -> str:
     parts = [str(p).replace("~", "~0").replace("/", "~1") for p in path]
     return "/" + "/".join(parts) if parts else ""
+
+
+def _at(document: Any, path: list) -> Any:
+    for part in path:
+        document = document[part]
+    return document
 
 
 def _message(err) -> str:

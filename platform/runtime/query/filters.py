@@ -12,6 +12,7 @@ from sqlalchemy.sql import ColumnElement
 
 from ..errors import BadQuery
 from ..fields import FilterContext
+from ..fields.base import contains_nul
 from ..fields.numeric import IntegerType
 from ..fields.temporal import DateTimeType
 from ..meta.catalog import Catalog
@@ -66,6 +67,8 @@ def compile_filter(catalog: Catalog, entity: EntityDef, table: Table, tree: Any,
         op = node.get("op")
         if not isinstance(op, str):
             raise BadQuery(f"The condition on '{f.name}' needs \"op\".")
+        if contains_nul(node.get("value")):
+            raise BadQuery(f"The value for '{f.name}' contains the NUL character (\\u0000), which no field can hold.")
         ft = catalog.field_types.get(f.type)
         return ft.filter_clause(f, table.c[f.name], op, node.get("value"), ctx)
 

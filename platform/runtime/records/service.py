@@ -95,6 +95,9 @@ class RecordService:
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "delete")
         table = self._table(catalog, entity)
+        if record_id_or_none(record_id) is None:
+            raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist.")
+        record_id = record_id_or_none(record_id)
         with write_transaction(self.engine) as conn:
             row = conn.execute(select(table).where(table.c.id == record_id)).mappings().first()
             if row is None:
@@ -255,7 +258,9 @@ class RecordService:
 
     def _load_for_update(self, conn, catalog, entity, record_id) -> dict:
         table = self._table(catalog, entity)
-        q = select(table).where(table.c.id == record_id)
+        if record_id_or_none(record_id) is None:
+            raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist or was deleted.")
+        q = select(table).where(table.c.id == record_id_or_none(record_id))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update()
         row = conn.execute(q).mappings().first()
@@ -345,6 +350,7 @@ class RecordService:
         current = self._load_for_update(conn, catalog, entity, record_id)
         if expected_version is not None and current["row_version"] != expected_version:
             raise StaleRecord("Someone else changed this record after you opened it. Reload it before deleting.")
+        record_id = current["id"]
         conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=utcnow(), deleted_by=actor.id, row_version=table.c.row_version + 1))
         self._audit(conn, entity, record_id, "delete", {}, actor, request_id)
         self._event(conn, entity, record_id, "deleted", {}, actor)
@@ -384,11 +390,30 @@ def _json(catalog: Catalog, entity: EntityDef, name: str, value):
     return catalog.type_of(f).to_json(f, value)
 
 
+MAX_RECORD_ID = 2**63 - 1
+
+
+def record_id_or_none(value) -> int | None:
+    """A value usable as a record id (a positive 64-bit integer), or None. Never sent to SQL otherwise."""
+    if isinstance(value, bool):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if isinstance(value, float) and value != n:
+        return None
+    return n if 0 < n <= MAX_RECORD_ID else None
+
+
 def _ids(ids) -> list[int]:
     try:
-        out = list(dict.fromkeys(int(i) for i in ids))
-    except (TypeError, ValueError):
+        raw = list(ids)
+    except TypeError:
         raise ValidationFailed({"ids": ["Send a list of record ids."]}) from None
+    out = list(dict.fromkeys(record_id_or_none(i) for i in raw))
+    if None in out:
+        raise ValidationFailed({"ids": ["Send a list of record ids."]})
     if not out:
         raise ValidationFailed({"ids": ["Select at least one record."]})
     if len(out) > MAX_BULK:

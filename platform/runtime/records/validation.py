@@ -6,6 +6,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError
 
 from ..errors import ValidationFailed
+from ..fields.base import contains_nul, flatten_messages
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef
 
@@ -43,24 +44,32 @@ def validate_input(catalog: Catalog, entity: EntityDef, data: Any, schemas: Sche
     for k, v in payload.items():
         if isinstance(v, str) and len(v) > MAX_TEXT_INPUT:
             errors[k] = [f"Value is too long (over {MAX_TEXT_INPUT} characters)."]
+        elif contains_nul(v):
+            errors[k] = ["Text cannot contain the NUL character (\\u0000); remove it and try again."]
     try:
         cleaned = schemas.schema(catalog, entity).load({k: v for k, v in payload.items() if k not in errors}, partial=True)
     except ValidationError as exc:
         for k, msgs in exc.normalized_messages().items():
             errors.setdefault(k, []).extend(msgs if isinstance(msgs, list) else [msgs])
-        cleaned = {}
+        # Keep the fields that were fine, so a bad value is not also reported as "required".
+        cleaned = dict(exc.valid_data or {}) if isinstance(exc.valid_data, dict) else {}
     fields = entity.field_map
     for name in list(payload):
         f = fields.get(name)
         if f is None:
             continue
-        if f.read_only or name not in writable:
+        assigned = f.type == "sequence"  # numbered by the record service, like a read-only field
+        if f.read_only or assigned or name not in writable:
             same = current is not None and name in cleaned and cleaned.get(name) == current.get(name)
             if not same and payload[name] not in (None, "", []):
-                errors.setdefault(name, []).append("This field is read-only." if f.read_only else "You may not change this field.")
+                if f.read_only or assigned:
+                    msg = "This number is assigned automatically; leave it empty." if assigned else "This field is read-only."
+                else:
+                    msg = "You may not change this field."
+                errors.setdefault(name, []).append(msg)
             cleaned.pop(name, None)
     for f in entity.fields:
-        if not f.required or f.read_only or f.type == "sequence":
+        if not f.required or f.read_only or f.type == "sequence" or f.name in errors:
             continue
         empty = lambda v: v is None or v == [] or v == ""
         if creating and empty(cleaned.get(f.name)) and f.default is None:
@@ -73,11 +82,4 @@ def validate_input(catalog: Catalog, entity: EntityDef, data: Any, schemas: Sche
 
 
 def _flatten(msgs) -> list:
-    out = []
-    for m in msgs:
-        if isinstance(m, dict):
-            for sub, sm in m.items():
-                out.extend(f"{sub}: {x}" for x in (sm if isinstance(sm, list) else [sm]))
-        else:
-            out.append(str(m))
-    return out
+    return flatten_messages(msgs)

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import Connection, Engine, Table, func, inspect, literal_column, or_, select, text
+from sqlalchemy import Connection, Engine, Integer, Table, cast, column, func, inspect, not_, or_, select, text
+from sqlalchemy import table as table_clause
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 
 from ..errors import PlanRefused
@@ -30,6 +32,8 @@ class Step:
     # Bound by the planner; runs the step on a connection.
     run: Callable[[Connection], None] | None = field(default=None, repr=False)
     outside_transaction: bool = False
+    column: str | None = None    # the column a column step works on
+    blocked: str | None = None   # why the step cannot run until the data changes (no confirmation helps)
 
     @property
     def needs_confirmation(self) -> bool:
@@ -38,7 +42,7 @@ class Step:
     def to_dict(self) -> dict:
         return {
             "op": self.op, "table": self.table, "description": self.description, "destructive": self.destructive,
-            "lossy": self.lossy, "affected_rows": self.affected_rows, "sql": self.sql,
+            "lossy": self.lossy, "affected_rows": self.affected_rows, "sql": self.sql, "blocked": self.blocked,
         }
 
 
@@ -54,6 +58,10 @@ class Plan:
     def needs_confirmation(self) -> list[Step]:
         return [s for s in self.steps if s.needs_confirmation]
 
+    @property
+    def blocked(self) -> list[Step]:
+        return [s for s in self.steps if s.blocked]
+
     def to_dict(self) -> dict:
         return {"steps": [s.to_dict() for s in self.steps], "needs_confirmation": bool(self.needs_confirmation)}
 
@@ -63,6 +71,8 @@ class Plan:
         lines = []
         for i, s in enumerate(self.steps, 1):
             flag = " [DESTRUCTIVE]" if s.destructive else (" [LOSSY]" if s.lossy else "")
+            if s.blocked:
+                flag = f" [BLOCKED: {s.blocked}]"
             rows = f" ({s.affected_rows} rows affected)" if s.affected_rows is not None and s.needs_confirmation else ""
             lines.append(f"{i:>3}. {s.description}{flag}{rows}")
         return "\n".join(lines)
@@ -143,13 +153,13 @@ def _text_type():
 
 def _not_matching(col, pattern: str, dialect: str):
     if dialect == "postgresql":
-        return ~col.op("~")(pattern)
+        return not_(col.op("~", is_comparison=True)(pattern))
     # SQLite has no REGEXP by default: compare with a round trip through the target type.
     if "0-9]{4}" in pattern:
         return func.date(col).is_(None) | (func.date(col) != col)
     if "\\." in pattern:
-        return func.cast(func.cast(col, literal_column("REAL")), _text_type()).is_(None) | (func.trim(col, "0123456789.-") != "")
-    return func.cast(func.cast(col, literal_column("INTEGER")), _text_type()) != col
+        return (func.trim(col, "0123456789.-") != "") | (func.trim(col) == "")
+    return cast(cast(col, Integer), _text_type()) != col
 
 
 class Planner:
@@ -183,8 +193,10 @@ class Planner:
                 if live_name not in live_tables:
                     steps.append(self._create_table(entity, table))
                     continue
-                steps += self._diff_columns(conn, insp, entity, table, live_name, applied_fields.get(entity.id, {}))
-                steps += self._diff_indexes(insp, entity, table, live_name)
+                column_steps = self._diff_columns(conn, insp, entity, table, live_name, applied_fields.get(entity.id, {}))
+                dropped = {s.column for s in column_steps if s.op == "drop_column"}
+                steps += column_steps
+                steps += self._diff_indexes(conn, insp, entity, table, live_name, dropped)
             for entity_id, prev in applied_entities.items():
                 if entity_id not in desired_ids and prev.table_name in live_tables:
                     n = conn.execute(text(f'SELECT count(*) FROM "{prev.table_name}"')).scalar_one()
@@ -331,17 +343,27 @@ class Planner:
             conn.execute(pt.applied_field.delete().where(pt.applied_field.c.entity_id == entity.id, pt.applied_field.c.field_id == field_id))
 
         return Step("drop_column", table_name, f"Drop column {table_name}.{column} (field removed from the definition)",
-                    destructive=True, affected_rows=rows, sql=f'ALTER TABLE "{table_name}" DROP COLUMN "{column}"', run=run)
+                    destructive=True, affected_rows=rows, sql=f'ALTER TABLE "{table_name}" DROP COLUMN "{column}"', run=run, column=column)
 
-    def _diff_indexes(self, insp, entity: EntityDef, table: Table, live_name: str) -> list[Step]:
+    def _diff_indexes(self, conn, insp, entity: EntityDef, table: Table, live_name: str, dropped_columns: set) -> list[Step]:
+        """Indexes to create and drop; those on a dropped column go with the column."""
         steps = []
-        live = {ix["name"]: ix for ix in insp.get_indexes(live_name)}
+        invalid = _invalid_indexes(conn)
+        live = {ix["name"]: ix for ix in insp.get_indexes(live_name) if ix["name"] not in invalid}
+        live_cols = {c["name"] for c in insp.get_columns(live_name)}
         desired = {name: (cols, unique) for name, cols, unique in entity_indexes(entity, self.catalog)}
         for name, (cols, unique) in desired.items():
             if name not in live:
-                steps.append(self._create_index(live_name, table, name, cols, unique))
+                step = self._create_index(live_name, table, name, cols, unique)
+                if unique and set(cols) <= live_cols:
+                    n = _duplicate_rows(conn, live_name, cols)
+                    if n:
+                        step.affected_rows = n
+                        step.blocked = (f"{n} rows share a value of {', '.join(cols)}; make those values unique "
+                                        f"(or remove the duplicates) before the unique index can be built")
+                steps.append(step)
         for name, ix in live.items():
-            if name.startswith(("ix_", "uq_")) and name not in desired:
+            if name.startswith(("ix_", "uq_")) and name not in desired and not dropped_columns & set(ix["column_names"]):
                 steps.append(Step("drop_index", live_name, f"Drop index {name} on {live_name}", sql=f'DROP INDEX "{name}"',
                                   run=lambda conn, n=name: conn.execute(text(f'DROP INDEX "{n}"'))))
         return steps
@@ -354,7 +376,15 @@ class Planner:
             if concurrent:
                 conn.execute(text("SET lock_timeout = '5s'"))
                 ix.dialect_options["postgresql"]["concurrently"] = True
-            ix.create(conn)
+                # A failed CONCURRENTLY build leaves an invalid index behind; start from a clean slate.
+                conn.execute(text(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'))
+            try:
+                ix.create(conn)
+            except DBAPIError as exc:
+                if concurrent:
+                    conn.execute(text(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'))
+                raise PlanRefused(f"Could not create index {name} on {table_name}: {exc.orig}".strip(),
+                                  details={"steps": [{"op": "create_index", "table": table_name, "index": name}]}) from None
 
         kind = "unique index" if unique else "index"
         return Step("create_index", table_name, f"Create {kind} {name} on {table_name}({', '.join(cols)})" + (" CONCURRENTLY" if concurrent else ""),
@@ -370,8 +400,32 @@ class Planner:
         conn.execute(pt.applied_field.insert().values(entity_id=entity.id, field_id=f.id, column_name=f.name, type_sig=type_sig(col.type, self.dialect)))
 
 
-def apply_plan(engine: Engine, plan: Plan, *, confirm: bool = False, progress: Callable[[int, int, Step], None] | None = None) -> int:
-    """Run the plan's steps in order, each in its own transaction. Returns the number applied."""
+def _invalid_indexes(conn: Connection) -> set[str]:
+    """PostgreSQL keeps the remains of a failed CREATE INDEX CONCURRENTLY as an invalid index."""
+    if conn.dialect.name != "postgresql":
+        return set()
+    return set(conn.execute(text(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid"
+    )).scalars())
+
+
+def _duplicate_rows(conn: Connection, table_name: str, cols) -> int:
+    """Live rows whose values in ``cols`` are shared with another live row (a unique index would fail)."""
+    t = table_clause(table_name, *[column(c) for c in cols], column("deleted_at"))
+    keys = [t.c[c] for c in cols]
+    groups = (select(func.count().label("n")).select_from(t)
+              .where(t.c.deleted_at.is_(None), *[k.is_not(None) for k in keys])
+              .group_by(*keys).having(func.count() > 1).subquery())
+    return int(conn.execute(select(func.coalesce(func.sum(groups.c.n), 0))).scalar_one())
+
+
+def refuse_unsafe(plan: Plan, *, confirm: bool) -> None:
+    """Raise ``PlanRefused`` for blocked steps, and for destructive/lossy ones unless confirmed."""
+    if plan.blocked:
+        raise PlanRefused(
+            "The plan cannot be applied until the data changes:\n" + "\n".join(f"- {s.description}: {s.blocked}" for s in plan.blocked),
+            details={"steps": [s.to_dict() for s in plan.blocked]},
+        )
     risky = plan.needs_confirmation
     if risky and not confirm:
         raise PlanRefused(
@@ -379,6 +433,11 @@ def apply_plan(engine: Engine, plan: Plan, *, confirm: bool = False, progress: C
             "\n".join(f"- {s.description} ({s.affected_rows} rows)" for s in risky),
             details={"steps": [s.to_dict() for s in risky]},
         )
+
+
+def apply_plan(engine: Engine, plan: Plan, *, confirm: bool = False, progress: Callable[[int, int, Step], None] | None = None) -> int:
+    """Run the plan's steps in order, each in its own transaction. Returns the number applied."""
+    refuse_unsafe(plan, confirm=confirm)
     for i, step in enumerate(plan.steps, 1):
         if progress:
             progress(i, len(plan.steps), step)

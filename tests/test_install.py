@@ -1,0 +1,94 @@
+"""Installing an app: validate → plan → migrate → seed, through the one write path; twice is a no-op."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, inspect, select
+
+from core_support import fresh_services
+from crmkit.runtime.actor import SYSTEM
+from crmkit.runtime.fields.identity import id_number_problem
+from crmkit.runtime.fields.text import normalize_phone
+from crmkit.runtime.installer import install, install_order, installed_apps
+from crmkit.runtime.packages import UnknownApp, discover
+from crmkit.runtime.storage import platform_tables as pt
+from crmkit.runtime.storage.plan import Planner
+
+
+@pytest.fixture
+def services(databases, tmp_path_factory):
+    s = fresh_services(databases, tmp_path_factory)
+    yield s
+    s.engine.dispose()
+
+
+def count(s, table, *where):
+    with s.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def test_install_with_demo_data_creates_levels_and_valid_members(services):
+    messages = []
+    report = install(services, "membership", demo=True, demo_size=30, progress=messages.append)
+    assert report.installed == ["membership"] and report.documents_changed
+    assert [s.op for s in report.plan.steps].count("create_table") == 2
+    assert report.seeded == 34
+    assert any("Create table membership_member" in m for m in messages)
+    assert installed_apps(services) == {"membership": "0.1.0"}
+    assert {"membership_member", "membership_level"} <= set(inspect(services.engine).get_table_names())
+
+    q = services.queries
+    levels = q.list("membership.level", SYSTEM, sort=["level_value"], limit=10).rows
+    assert [lv["code"] for lv in levels] == ["SILVER", "GOLD", "PLATINUM", "DIAMOND"]
+    members = q.list("membership.member", SYSTEM, sort=["card_no"], limit=100, count="exact")
+    assert members.total == 30
+    assert [m["card_no"] for m in members.rows] == [f"VIP{i:08d}" for i in range(1, 31)]
+    level_names = {lv["id"]: lv["name"] for lv in levels}
+    for m in members.rows:
+        assert re.fullmatch(r"[\u4e00-\u9fff]{2,4}", m["name"]), m["name"]
+        assert normalize_phone(m["mobile"]) == m["mobile"]
+        assert m["id_number"] is None or id_number_problem(m["id_number"]) is None
+        assert m["_labels"]["level"] == level_names[m["level"]]
+        assert m["status"] in ("active", "lost", "cancelled") and m["gender"] in ("male", "female")
+    assert len({m["mobile"] for m in members.rows}) == 30
+    # demo records went through the record service: one audit entry and one event each
+    assert count(services, pt.audit, pt.audit.c.entity == "membership.member", pt.audit.c.action == "create") == 30
+    assert count(services, pt.audit, pt.audit.c.entity == "membership.level") == 4
+    assert count(services, pt.outbox, pt.outbox.c.topic == "record.created") == 34
+
+
+def test_installing_twice_is_idempotent(services):
+    install(services, "membership", demo=True, demo_size=5)
+    tables = sorted(inspect(services.engine).get_table_names())
+    stamp = services.store.stamp()
+    again = install(services, "membership", demo=True, demo_size=5)
+    assert again.plan.empty and not again.documents_changed and again.installed == [] and again.seeded == 0
+    assert sorted(inspect(services.engine).get_table_names()) == tables
+    assert services.store.stamp() == stamp
+    assert Planner(services.engine, services.store.catalog()).plan().empty
+    assert count(services, pt.installed_app) == 1
+    assert services.queries.list("membership.member", SYSTEM, count="exact").total == 5
+    assert services.queries.list("membership.level", SYSTEM, count="exact").total == 4
+    assert services.store.history("entity", "membership.member")[-1]["version"] == 1
+
+
+def test_install_without_demo_data_creates_empty_tables(services):
+    report = install(services, "membership")
+    assert report.seeded == 0
+    assert services.queries.list("membership.member", SYSTEM, count="exact").total == 0
+    member = services.store.catalog().entity("membership.member")
+    assert member.field("card_no").read_only and member.field("mobile").unique
+
+
+def test_unknown_app_is_refused_clearly(services):
+    with pytest.raises(UnknownApp) as info:
+        install(services, "nope")
+    assert info.value.status == 404 and "There is no app named 'nope'" in info.value.message
+    assert installed_apps(services) == {}
+
+
+def test_dependencies_install_first():
+    packages = discover()
+    assert "membership" in packages
+    assert install_order("membership", packages) == ["membership"]
