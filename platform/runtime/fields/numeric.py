@@ -21,10 +21,17 @@ def range_problems(f: FieldDef) -> list[str]:
     return []
 
 
+class OptionalRange(validate.Range):
+    """A range check that lets an empty value through (required-ness is checked elsewhere)."""
+
+    def __call__(self, value):
+        return value if value is None else super().__call__(value)
+
+
 def _range(f: FieldDef):
     if f.opt("min") is None and f.opt("max") is None:
         return []
-    return [validate.Range(min=f.opt("min"), max=f.opt("max"))]
+    return [OptionalRange(min=f.opt("min"), max=f.opt("max"))]
 
 
 class StrictInteger(mf.Integer):
@@ -55,7 +62,7 @@ class IntegerType(FieldType):
 
     def marshmallow_field(self, f):
         lo, hi = -(2**63), 2**63 - 1
-        return StrictInteger(strict=False, allow_none=True, validate=_range(f) + [validate.Range(min=lo, max=hi, error="Number is too large.")])
+        return StrictInteger(strict=False, allow_none=True, validate=_range(f) + [OptionalRange(min=lo, max=hi, error="Number is too large.")])
 
     def check_definition(self, f, entity_key, catalog_entities):
         return range_problems(f)
