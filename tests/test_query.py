@@ -443,3 +443,30 @@ def test_a_cursor_stays_valid_when_input_rules_tighten_after_the_data_was_stored
         assert len(second.rows) == 3 and not {r["id"] for r in second.rows} & {r["id"] for r in page.rows}
     finally:
         s.store.save(lab_documents())
+
+
+def test_link_labels_and_picker_titles_follow_the_readers_language(databases, tmp_path_factory):
+    """A link whose target's title is a select shows the option label in the reader's language."""
+    from dataclasses import replace
+
+    from core_support import L, LAB_APP, fresh_services, publish
+    from crmkit.runtime.meta.compile import RawDocument
+
+    grade = {"id": "ent_lab_grade", "name": "grade", "label": L("等级", "Grade"), "title_field": "tier", "fields": [
+        {"id": "fld_grade_tier", "name": "tier", "type": "single_select", "label": L("档位", "Tier"),
+         "options": [{"value": "gold", "label": L("金牌", "Gold")}, {"value": "silver", "label": L("银牌", "Silver")}]}]}
+    pupil = {"id": "ent_lab_pupil", "name": "pupil", "label": L("学员", "Pupil"), "title_field": "name", "fields": [
+        {"id": "fld_pupil_name", "name": "name", "type": "text", "label": L("姓名", "Name")},
+        {"id": "fld_pupil_grade", "name": "grade", "type": "link", "label": L("等级", "Grade"), "target": "lab.grade"}]}
+    s = fresh_services(databases, tmp_path_factory)
+    publish(s, [RawDocument("app", "lab", dict(LAB_APP), "lab/app.json"),
+                RawDocument("entity", "lab", grade, "lab/entities/grade.json"), RawDocument("entity", "lab", pupil, "lab/entities/pupil.json")])
+    gold = s.records.create("lab.grade", {"tier": "gold"}, SYSTEM)
+    pid = s.records.create("lab.pupil", {"name": "小王", "grade": gold}, SYSTEM)
+    zh, en = replace(SYSTEM, locale="zh"), replace(SYSTEM, locale="en")
+    assert s.queries.get("lab.pupil", pid, zh)["_labels"]["grade"] == "金牌"
+    assert s.queries.get("lab.pupil", pid, en)["_labels"]["grade"] == "Gold"
+    assert s.queries.list("lab.pupil", en).rows[0]["_labels"]["grade"] == "Gold"
+    assert s.queries.options("lab.grade", en) == [(gold, "Gold")]
+    assert s.queries.options("lab.grade", zh) == [(gold, "金牌")]
+    s.engine.dispose()

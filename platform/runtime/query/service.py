@@ -96,7 +96,7 @@ class QueryService:
             total, exact = self._count(conn, table, where, count)
             rows = [self._row(catalog, entity, r, out_fields) for r in raw]
             if labels:
-                self._attach_labels(conn, catalog, out_fields, rows)
+                self._attach_labels(conn, catalog, out_fields, rows, actor.locale)
         next_cursor = prev_cursor = None
         if rows:
             last, first = raw[-1], raw[0]
@@ -130,7 +130,7 @@ class QueryService:
             if r is None:
                 raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist or was deleted.")
             row = self._row(catalog, entity, r, out_fields)
-            self._attach_labels(conn, catalog, out_fields, [row])
+            self._attach_labels(conn, catalog, out_fields, [row], actor.locale)
             for f, child in catalog.children_of(entity):
                 if f.name not in readable:
                     continue
@@ -139,7 +139,7 @@ class QueryService:
                 crow = conn.execute(select(*[ct.c[c] for c in SYSTEM_OUT], *[ct.c[x.name] for x in child_fields])
                                     .where(ct.c.parent_id == record_id).order_by(ct.c.sort_order, ct.c.id)).mappings().all()
                 rows = [self._row(catalog, child, c, child_fields) for c in crow]
-                self._attach_labels(conn, catalog, child_fields, rows)
+                self._attach_labels(conn, catalog, child_fields, rows, actor.locale)
                 row[f.name] = rows
         return row
 
@@ -167,7 +167,7 @@ class QueryService:
         entity = catalog.entity(entity_key)
         page = self.list(entity_key, actor, search=search, fields=[entity.title_field], limit=limit, count="none",
                          sort=[entity.title_field] if catalog.type_of(entity.field(entity.title_field)).sortable else None, labels=False)
-        return [(r["id"], _title(catalog, entity, r)) for r in page.rows]
+        return [(r["id"], _title(catalog, entity, r, actor.locale)) for r in page.rows]
 
     # --- building blocks --------------------------------------------------------------------
     def _out_fields(self, catalog, entity, readable, fields) -> list[FieldDef]:
@@ -309,7 +309,7 @@ class QueryService:
         row["_labels"] = {}
         return row
 
-    def _attach_labels(self, conn, catalog: Catalog, out_fields, rows: list[dict]) -> None:
+    def _attach_labels(self, conn, catalog: Catalog, out_fields, rows: list[dict], locale: str) -> None:
         """One query per related table for the whole page, never one per row."""
         if not rows:
             return
@@ -329,7 +329,7 @@ class QueryService:
                 tt = tables[te.key]
                 tf = te.field(te.title_field)
                 res = conn.execute(select(tt.c.id, tt.c[te.title_field]).where(tt.c.id.in_(ids))).all()
-                resolved[target] = {i: catalog.type_of(tf).display(tf, catalog.type_of(tf).from_db(tf, v), "zh") for i, v in res}
+                resolved[target] = {i: catalog.type_of(tf).display(tf, catalog.type_of(tf).from_db(tf, v), locale) for i, v in res}
             elif kind == "user":
                 resolved["user"] = self._user_names(conn, ids)
             else:
@@ -351,6 +351,6 @@ class QueryService:
         return dict(conn.execute(select(ab.c.id, ab.c.username).where(ab.c.id.in_(ids))).all())
 
 
-def _title(catalog: Catalog, entity: EntityDef, row: dict) -> str:
+def _title(catalog: Catalog, entity: EntityDef, row: dict, locale: str) -> str:
     f = entity.field(entity.title_field)
-    return catalog.type_of(f).display(f, row.get(f.name), "zh") or f"#{row['id']}"
+    return catalog.type_of(f).display(f, row.get(f.name), locale) or f"#{row['id']}"
