@@ -97,7 +97,6 @@ def explain(engine, statements) -> list[str]:
 
 def hand_written(engine, size_mid_cursor):
     """The same list work written by hand: page query, capped total, level labels."""
-    pg = engine.dialect.name == "postgresql"
     cols = ("id, row_version, created_at, updated_at, created_by, updated_by, owner_id, org_unit_id, deleted_at, deleted_by, workflow_state, "
             "card_no, name, gender, birthday, mobile, email, id_number, level, joined_on, join_channel, status, tags, consent_sms, consent_email, "
             "consent_wechat, total_spent, address, notes")
@@ -120,9 +119,13 @@ def hand_written(engine, size_mid_cursor):
 
 
 def serve(app, port: int):
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs):  # thousands of samples would drown the figures
+            pass
+
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -182,7 +185,8 @@ def main() -> None:
                              "ORDER BY joined_on DESC NULLS LAST, id DESC LIMIT 1 OFFSET :o"), {"o": args.size // 2}).one()
     from crmkit.runtime.query.cursor import encode_cursor
 
-    deep_cursor = encode_cursor(",".join(("-" if d else "") + n for n, d in first.sort), [mid.joined_on.isoformat(), mid.id])
+    mid_day = mid.joined_on.isoformat() if hasattr(mid.joined_on, "isoformat") else str(mid.joined_on)  # SQLite returns text
+    deep_cursor = encode_cursor(",".join(("-" if d else "") + n for n, d in first.sort), [mid_day, mid.id])
     hand_page, hand_deep = hand_written(engine, {"v": mid.joined_on, "i": mid.id})
     assert len(q.list("membership.member", SYSTEM, limit=PAGE, cursor=deep_cursor).rows) == len(hand_deep()[:PAGE])
 

@@ -9,7 +9,6 @@ import datetime as dt
 import decimal
 import random
 
-from sqlalchemy import update
 
 from crmkit.runtime.actor import SYSTEM
 from crmkit.runtime.db import write_transaction

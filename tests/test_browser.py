@@ -11,6 +11,7 @@ import pytest
 
 from crmkit.apps.membership.demo import seed_demo
 from crmkit.runtime.actor import SYSTEM
+from crmkit.runtime.errors import RecordNotFound
 from crmkit.runtime.packages import SeedContext
 
 from browser_support import launch_chromium, live_server, screenshot
@@ -171,7 +172,7 @@ def test_language_switch_and_recycle_bin(page, demo):
     page.goto(f"{base}{MEMBERS}{victim['id']}/delete")
     page.locator("form [type=submit]").last.click()
     page.wait_for_url(re.compile(r"/e/membership\.member/"))
-    with pytest.raises(Exception):
+    with pytest.raises(RecordNotFound):
         services.queries.get("membership.member", victim["id"], SYSTEM)
     page.goto(base + MEMBERS + "bin")
     assert victim["name"] in page.inner_text("#list-region")

@@ -400,7 +400,7 @@ def test_related_labels_cost_one_query_per_related_table_whatever_the_page_size(
     s.queries.list("membership.member", SYSTEM, limit=5)  # warm the catalog cache
     counts = {}
     for limit in (5, 20, 50):
-        page, statements = count_statements(s.engine, lambda: s.queries.list("membership.member", SYSTEM, limit=limit))
+        page, statements = count_statements(s.engine, lambda n=limit: s.queries.list("membership.member", SYSTEM, limit=n))
         assert len(page.rows) == limit
         assert all(r["_labels"]["level"] == f"等级{int(r['name'][2:]) % 4}" for r in page.rows)
         selects = [st for st in statements if st.lstrip().upper().startswith("SELECT")]
