@@ -1,5 +1,11 @@
-"""The runtime's error types. Each carries what a user needs to fix the problem."""
+"""The runtime's error types. Each carries what a user needs to fix the problem.
+
+Messages are ``Text`` (English as the str value, Chinese alongside) wherever a user sees them;
+a type without a message passed in uses its ``default_message``.
+"""
 from __future__ import annotations
+
+from .i18n_text import localize, text
 
 
 class CrmkitError(Exception):
@@ -7,17 +13,20 @@ class CrmkitError(Exception):
 
     code = "error"
     status = 400
+    default_message = text("The request cannot be carried out.", "无法执行此请求。")
 
-    def __init__(self, message: str, *, details: dict | None = None):
+    def __init__(self, message: str | None = None, *, details: dict | None = None):
+        message = self.default_message if message is None else message
         super().__init__(message)
         self.message = message
         self.details = details or {}
 
-    def to_dict(self) -> dict:
+    def to_dict(self, locale: str | None = None) -> dict:
+        """The API error body; with ``locale``, messages in that language (English otherwise)."""
         body = {"code": self.code, "message": self.message}
         if self.details:
             body["details"] = self.details
-        return body
+        return localize(body, locale) if locale else body
 
 
 class DefinitionError(CrmkitError):
@@ -39,8 +48,9 @@ class ValidationFailed(CrmkitError):
 
     code = "validation_failed"
     status = 422
+    default_message = text("Some fields are not valid; fix them and submit again.", "有字段未通过校验，请修改后重新提交。")
 
-    def __init__(self, field_errors: dict, message: str = "Some fields are not valid; fix them and submit again."):
+    def __init__(self, field_errors: dict, message: str | None = None):
         self.field_errors = field_errors
         super().__init__(message, details={"fields": field_errors})
 
@@ -48,22 +58,28 @@ class ValidationFailed(CrmkitError):
 class StaleRecord(CrmkitError):
     code = "stale_record"
     status = 409
+    default_message = text("Someone else changed this record. Reload it and apply your change again.",
+                           "其他人已修改了这条记录。请重新加载，再应用你的修改。")
 
 
 class RecordNotFound(CrmkitError):
     code = "not_found"
     status = 404
+    default_message = text("The record does not exist or was deleted.", "记录不存在或已被删除。")
 
 
 class PermissionDenied(CrmkitError):
     code = "forbidden"
     status = 403
+    default_message = text("You may not do this. Ask an administrator to grant your role the permission.",
+                           "你没有执行此操作的权限。请联系管理员为你的角色开通。")
 
 
 class BadQuery(CrmkitError):
     """A filter, sort, search or cursor the query service cannot accept."""
 
     code = "bad_query"
+    default_message = text("The filter, sort or search cannot be used.", "筛选、排序或搜索条件有误。")
 
 
 class PlanRefused(CrmkitError):

@@ -21,6 +21,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from ..errors import BadQuery
+from ..i18n_text import Text, join, text
 from ..meta.model import FieldDef, Label
 
 # Operators and the number of values they take: 0 (none), 1, 2 (between) or "n" (in).
@@ -82,7 +83,7 @@ class FieldType:
         try:
             return self.marshmallow_field(f).deserialize(raw)
         except ValidationError as exc:
-            raise ValueError("; ".join(flatten_messages(exc.messages))) from None
+            raise ValueError(join(flatten_messages(exc.messages))) from None
 
     # --- output ------------------------------------------------------------------
     def to_json(self, f: FieldDef, value: Any) -> Any:
@@ -109,31 +110,32 @@ class FieldType:
         try:
             return self._deserialize(f, value)
         except ValueError as exc:
-            raise BadQuery(f"Filter value {value!r} is not valid for field '{f.name}': {exc}") from None
+            raise BadQuery(text("Filter value {value!r} is not valid for field '{field}': {problem}",
+                                "“{field}”的筛选值 {value!r} 无效：{problem}", value=value, field=field_name(f), problem=exc.args[0])) from None
 
     def filter_clause(self, f: FieldDef, col: ColumnElement, op: str, value: Any, ctx: "FilterContext") -> ColumnElement:
         if op not in self.operators:
-            allowed = ", ".join(self.operators)
-            raise BadQuery(f"Operator '{op}' is not available for field '{f.name}' ({self.name}); use one of: {allowed}.")
+            raise unavailable_operator(self, f, op)
         if op == "is_empty":
             return col.is_(None)
         if op == "is_not_empty":
             return col.is_not(None)
         if op in ("in", "not_in"):
-            values = [self.coerce_filter_value(f, v) for v in _as_list(value, f.name)]
+            values = [self.coerce_filter_value(f, v) for v in _as_list(value, f)]
             if not values:
                 return false() if op == "in" else not_(false())
             clause = col.in_(values)
             return clause if op == "in" else or_(not_(clause), col.is_(None))
         if op == "between":
-            lo, hi = _pair(value, f.name)
+            lo, hi = _pair(value, f)
             parts = []
             if lo not in (None, ""):
                 parts.append(col >= self.coerce_filter_value(f, lo))
             if hi not in (None, ""):
                 parts.append(col <= self.coerce_filter_value(f, hi))
             if not parts:
-                raise BadQuery(f"'between' on '{f.name}' needs at least one bound.")
+                raise BadQuery(text("'between' on '{field}' needs at least one bound.", "“{field}”的“介于”条件至少要填写一个边界值。",
+                                    field=field_name(f)))
             return and_(*parts)
         v = self.coerce_filter_value(f, value)
         if op == "eq":
@@ -148,7 +150,8 @@ class FieldType:
             return col > v
         if op == "gte":
             return col >= v
-        raise BadQuery(f"Operator '{op}' is not implemented for field '{f.name}'.")
+        raise BadQuery(text("Operator '{op}' is not implemented for field '{field}'.", "“{field}”不支持“{op}”条件。",
+                            op=op_name(op), field=field_name(f)))
 
     # --- definition checks ---------------------------------------------------------
     def check_definition(self, f: FieldDef, entity_key: str, catalog_entities: dict) -> list[str]:
@@ -165,32 +168,55 @@ class FilterContext:
         self.now = now
 
 
-def _as_list(value: Any, name: str) -> list:
+def field_name(f: FieldDef) -> Text:
+    """How messages name a field: its name in English (what API callers send), its label in Chinese."""
+    return Text(f.name, f.label.zh or f.name)
+
+
+def op_name(op: str) -> Text:
+    """An operator in messages: its key in English, its label in Chinese."""
+    label = OPERATOR_LABELS.get(op)
+    return Text(op, label.zh if label else op)
+
+
+def unavailable_operator(ft: "FieldType", f: FieldDef, op: str) -> BadQuery:
+    allowed = ", ".join(ft.operators)
+    allowed_zh = "、".join(OPERATOR_LABELS[o].zh if o in OPERATOR_LABELS else o for o in ft.operators)
+    return BadQuery(text("Operator '{op}' is not available for field '{field}' ({type}); use one of: {allowed}.",
+                         "“{field}”（{type}）不能使用“{op}”条件，可用的条件：{allowed}。",
+                         op=op_name(op), field=field_name(f), type=Text(ft.name, ft.label.zh), allowed=Text(allowed, allowed_zh)))
+
+
+def _as_list(value: Any, f: FieldDef) -> list:
     if isinstance(value, (list, tuple)):
         return list(value)
     if isinstance(value, str):
         return [v for v in (p.strip() for p in value.split(",")) if v]
-    raise BadQuery(f"Filter on '{name}' expects a list of values.")
+    raise BadQuery(text("Filter on '{field}' expects a list of values.", "“{field}”的筛选值应为多个值，请用逗号分隔。", field=field_name(f)))
 
 
-def _pair(value: Any, name: str) -> tuple[Any, Any]:
+def _pair(value: Any, f: FieldDef) -> tuple[Any, Any]:
     if isinstance(value, (list, tuple)) and len(value) == 2:
         return value[0], value[1]
-    raise BadQuery(f"'between' on '{name}' expects [low, high].")
+    raise BadQuery(text("'between' on '{field}' expects [low, high].", "“{field}”的“介于”条件需要两个值：下限和上限。", field=field_name(f)))
 
 
 
 def flatten_messages(messages: Any) -> list[str]:
-    """marshmallow messages as plain sentences; list items are named by position ("item 2: ...")."""
+    """marshmallow messages as plain sentences; list items are named by position ("item 2: ...").
+    ``Text`` messages stay ``Text``, so both languages survive."""
     if isinstance(messages, dict):
         out = []
         for key, sub in messages.items():
-            where = f"item {key + 1}" if isinstance(key, int) else str(key)
-            out.extend(f"{where}: {m}" for m in flatten_messages(sub))
+            for m in flatten_messages(sub):
+                if isinstance(key, int):
+                    out.append(text("item {n}: {message}", "第 {n} 项：{message}", n=key + 1, message=m))
+                else:
+                    out.append(text("{where}: {message}", "{where}：{message}", where=str(key), message=m))
         return out
     if isinstance(messages, (list, tuple)):
         return [m for sub in messages for m in flatten_messages(sub)]
-    return [str(messages)]
+    return [messages if isinstance(messages, Text) else str(messages)]
 
 
 def contains_nul(value: Any) -> bool:

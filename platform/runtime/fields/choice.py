@@ -1,7 +1,6 @@
 """Choice types: single select, multi select (options with stable values) and free tags."""
 from __future__ import annotations
 
-from typing import Any
 
 from marshmallow import ValidationError, fields as mf
 from sqlalchemy import JSON, Integer, String, and_, exists, false, func, not_, or_, select
@@ -9,8 +8,10 @@ from sqlalchemy.sql.functions import Function
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ..errors import BadQuery
+from ..i18n_text import text
 from ..meta.model import FieldDef, Label
-from .base import FieldType, _as_list
+from .base import FieldType, _as_list, field_name, unavailable_operator
+from .messages import LIST_MESSAGES, LocalizedString
 
 OPTION_SCHEMA = {
     "type": "array",
@@ -47,7 +48,7 @@ def option_color(f: FieldDef, value: str) -> str | None:
     return None
 
 
-class OptionString(mf.String):
+class OptionString(LocalizedString):
     """Accepts an option's value, or (from spreadsheets) its zh/en label."""
 
     def __init__(self, field_def: FieldDef, **kw):
@@ -69,10 +70,10 @@ def option_problems(f: FieldDef) -> list[str]:
             out.append(f"option value '{o['value']}' is used twice (options {values[o['value']]} and {i}); every option needs its own value")
         values.setdefault(o["value"], i)
         lab = Label.of(o["label"], o["value"])
-        for text in {lab.zh, lab.en.lower()}:
-            if text in labels and labels[text] != i:
-                out.append(f"option label '{text}' is used by options {labels[text]} and {i}; labels must tell options apart")
-            labels.setdefault(text, i)
+        for name in {lab.zh, lab.en.lower()}:
+            if name in labels and labels[name] != i:
+                out.append(f"option label '{name}' is used by options {labels[name]} and {i}; labels must tell options apart")
+            labels.setdefault(name, i)
     return out
 
 
@@ -82,7 +83,9 @@ def resolve_option(f: FieldDef, s: str) -> str:
         if s == o["value"] or s == lab.zh or s.lower() == lab.en.lower():
             return o["value"]
     allowed = ", ".join(option_values(f))
-    raise ValidationError(f"'{s}' is not one of the options ({allowed}).")
+    allowed_zh = "、".join(Label.of(o["label"], o["value"]).zh for o in f.opt("options", ()))
+    raise ValidationError(text("'{value}' is not one of the options ({allowed}).", "“{value}”不是可选项，请从以下选项中选择：{allowed}。",
+                               value=s, allowed=Label(allowed_zh, allowed)))
 
 
 class SingleSelectType(FieldType):
@@ -114,6 +117,8 @@ def json_list_type():
 
 class StringList(mf.List):
     """A list from JSON, or from text separated by commas/；/、."""
+
+    default_error_messages = LIST_MESSAGES
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
@@ -155,14 +160,14 @@ class _ListType(FieldType):
 
     def filter_clause(self, f, col, op, value, ctx):
         if op not in self.operators:
-            raise BadQuery(f"Operator '{op}' is not available for field '{f.name}' ({self.name}); use one of: {', '.join(self.operators)}.")
+            raise unavailable_operator(self, f, op)
         if op == "is_empty":
             # A plain named function: sqlalchemy-utils (pulled in by FAB) registers an uncacheable "json_array_length".
             length = Function("json_array_length" if ctx.dialect == "sqlite" else "jsonb_array_length", col, type_=Integer())
             return or_(col.is_(None), length == 0)
         if op == "is_not_empty":
             return not_(self.filter_clause(f, col, "is_empty", value, ctx))
-        values = [self.coerce_item(f, v) for v in _as_list(value, f.name)]
+        values = [self.coerce_item(f, v) for v in _as_list(value, f)]
         return list_contains_clause(col, values, ctx.dialect, "any" if op == "contains_any" else "all")
 
     def coerce_item(self, f, v):
@@ -186,7 +191,7 @@ class MultiSelectType(_ListType):
         try:
             return resolve_option(f, str(v))
         except ValidationError as exc:
-            raise BadQuery(f"Filter on '{f.name}': {exc.messages[0]}") from None
+            raise BadQuery(text("Filter on '{field}': {problem}", "“{field}”的筛选条件有误：{problem}", field=field_name(f), problem=exc.messages[0])) from None
 
     def json_schema(self, f):
         return {"type": ["array", "null"], "items": {"type": "string", "enum": option_values(f)}, "uniqueItems": True}
@@ -202,7 +207,7 @@ class MultiSelectType(_ListType):
 def _max_items(n: int | None):
     def check(values):
         if values is not None and n and len(values) > n:
-            raise ValidationError(f"Choose at most {n}.")
+            raise ValidationError(text("Choose at most {n}.", "最多选择 {n} 项。", n=n))
 
     return check
 
@@ -219,9 +224,9 @@ class TagsType(_ListType):
     def marshmallow_field(self, f):
         def tag_ok(v):
             if len(v) > 32:
-                raise ValidationError("A tag is at most 32 characters.")
+                raise ValidationError(text("A tag is at most 32 characters.", "每个标签最多 32 个字符。"))
 
-        return StringList(mf.String(validate=tag_ok), allow_none=True, validate=_max_items(f.opt("max_items", 20)))
+        return StringList(LocalizedString(validate=tag_ok), allow_none=True, validate=_max_items(f.opt("max_items", 20)))
 
     def json_schema(self, f):
         return {"type": ["array", "null"], "items": {"type": "string", "maxLength": 32}, "maxItems": f.opt("max_items", 20)}

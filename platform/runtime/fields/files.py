@@ -5,24 +5,30 @@ import re
 
 from marshmallow import ValidationError, fields as mf
 
+from ..i18n_text import text
 from ..meta.model import FieldDef, Label
 from .base import FieldType
 from .choice import json_list_type
+from .messages import LIST_MESSAGES, LocalizedRaw
 
 FILE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class FileList(mf.List):
+    default_error_messages = LIST_MESSAGES
+
     def _deserialize(self, value, attr, data, **kwargs):
         if value is None or value == "":
             return []
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise self.make_error("invalid")  # a number or an object is not a list of files (and must not become a 500)
         out = []
         for item in value:
             fid = item.get("id") if isinstance(item, dict) else item
             if not isinstance(fid, str) or not FILE_ID.match(fid.strip()):
-                raise ValidationError("Not a valid file reference; upload the file first.")
+                raise ValidationError(text("Not a valid file reference; upload the file first.", "文件引用无效，请先上传文件。"))
             out.append(fid.strip())
         return out
 
@@ -46,7 +52,7 @@ class AttachmentType(FieldType):
         return json_list_type()
 
     def marshmallow_field(self, f):
-        return FileList(mf.Raw(), allow_none=True)
+        return FileList(LocalizedRaw(), allow_none=True)
 
     def json_schema(self, f):
         return {"type": ["array", "null"], "items": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "size": {"type": "integer"}, "content_type": {"type": "string"}}}}

@@ -7,6 +7,7 @@ import re
 from marshmallow import ValidationError
 from sqlalchemy import String
 
+from ..i18n_text import Text, text
 from ..meta.model import FieldDef, Label
 from .base import FieldType
 from .text import TEXT_OPERATORS, TrimmedString
@@ -16,19 +17,22 @@ ID_CHECK = "10X98765432"
 ID_PATTERN = re.compile(r"^\d{17}[\dX]$")
 
 
-def id_number_problem(value: str) -> str | None:
+IMPOSSIBLE_BIRTH_DATE = text("The ID number contains an impossible birth date.", "身份证号中的出生日期不存在，请核对。")
+
+
+def id_number_problem(value: str) -> Text | None:
     """Why an 18-digit resident ID number is invalid, or None when it is valid."""
     if not ID_PATTERN.match(value):
-        return "An ID number has 17 digits followed by a digit or X."
+        return text("An ID number has 17 digits followed by a digit or X.", "身份证号应为 17 位数字加 1 位数字或 X。")
     check = ID_CHECK[sum(int(c) * w for c, w in zip(value[:17], ID_WEIGHTS)) % 11]
     if value[17] != check:
-        return "The ID number's check digit is wrong; check it for a typo."
+        return text("The ID number's check digit is wrong; check it for a typo.", "身份证号校验位不对，请检查是否输错。")
     try:
         born = id_number_birthdate(value)
     except ValueError:
-        return "The ID number contains an impossible birth date."
+        return IMPOSSIBLE_BIRTH_DATE
     if born > dt.date.today() or born.year < 1900:
-        return "The ID number contains an impossible birth date."
+        return IMPOSSIBLE_BIRTH_DATE
     return None
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 import decimal
 from typing import Any
 
-from marshmallow import ValidationError, fields as mf, validate
+from marshmallow import ValidationError, fields as mf
 from sqlalchemy import BigInteger, Boolean, Numeric
 
+from ..i18n_text import text
 from ..meta.model import FieldDef, Label
 from .base import FieldType
+from .messages import BOOLEAN_MESSAGES, INTEGER_MESSAGES, NUMBER_MESSAGES, Range
 
 NUMBER_OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "is_empty", "is_not_empty")
 RANGE_CONFIG = {"min": {"type": "number"}, "max": {"type": "number"}}
@@ -21,7 +23,7 @@ def range_problems(f: FieldDef) -> list[str]:
     return []
 
 
-class OptionalRange(validate.Range):
+class OptionalRange(Range):
     """A range check that lets an empty value through (required-ness is checked elsewhere)."""
 
     def __call__(self, value):
@@ -37,16 +39,18 @@ def _range(f: FieldDef):
 class StrictInteger(mf.Integer):
     """Integers only: '12' is accepted from forms, 12.5 and True are not."""
 
+    default_error_messages = INTEGER_MESSAGES
+
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):
-            raise ValidationError("Not a valid integer.")
+            raise self.make_error("invalid")
         if isinstance(value, str):
             value = value.strip().replace(",", "")
             if value == "":
                 return None
         if isinstance(value, (float, decimal.Decimal)) and value == value and value not in (float("inf"), float("-inf")) and value % 1 != 0:
             # marshmallow's non-strict Integer would truncate 12.5 to 12 without a word.
-            raise ValidationError("Not a valid integer; it has a fractional part.")
+            raise ValidationError(text("Not a valid integer; it has a fractional part.", "请输入整数，不能带小数。"))
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -62,7 +66,7 @@ class IntegerType(FieldType):
 
     def marshmallow_field(self, f):
         lo, hi = -(2**63), 2**63 - 1
-        return StrictInteger(strict=False, allow_none=True, validate=_range(f) + [OptionalRange(min=lo, max=hi, error="Number is too large.")])
+        return StrictInteger(strict=False, allow_none=True, validate=_range(f) + [OptionalRange(min=lo, max=hi, error=text("Number is too large.", "数值过大。"))])
 
     def check_definition(self, f, entity_key, catalog_entities):
         return range_problems(f)
@@ -84,6 +88,8 @@ MAX_EXACT_DIGITS = 15
 class ScaledDecimal(mf.Decimal):
     """A decimal that refuses more digits than the column holds instead of silently rounding."""
 
+    default_error_messages = NUMBER_MESSAGES
+
     def __init__(self, precision: int, scale: int, **kw):
         super().__init__(allow_nan=False, **kw)
         self.precision, self.scale = precision, scale
@@ -91,7 +97,7 @@ class ScaledDecimal(mf.Decimal):
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):
-            raise ValidationError("Not a valid number.")
+            raise self.make_error("invalid")
         if isinstance(value, str):
             value = value.strip().replace(",", "").replace("¥", "").replace("￥", "")
             if value.endswith("%"):
@@ -103,9 +109,10 @@ class ScaledDecimal(mf.Decimal):
         d = super()._deserialize(value, attr, data, **kwargs)
         exp = d.as_tuple().exponent
         if isinstance(exp, int) and -exp > self.scale:
-            raise ValidationError(f"Use at most {self.scale} decimal places.")
+            raise ValidationError(text("Use at most {n} decimal places.", "最多保留 {n} 位小数。", n=self.scale))
         if abs(d) >= decimal.Decimal(10) ** self.integer_digits:
-            raise ValidationError(f"Number is too large (at most {self.integer_digits} digits before the decimal point).")
+            raise ValidationError(text("Number is too large (at most {n} digits before the decimal point).", "数值过大：整数部分最多 {n} 位。",
+                                       n=self.integer_digits))
         return d
 
 
@@ -185,6 +192,7 @@ FALSE_WORDS = {"0", "false", "no", "n", "off", "否", "错", "✗", "f"}
 
 
 class LooseBoolean(mf.Boolean):
+    default_error_messages = {**BOOLEAN_MESSAGES, "invalid": text("Not a valid yes/no value (use true/false, 是/否).", "请填写是或否（是/否、true/false）。")}
     truthy = TRUE_WORDS
     falsy = FALSE_WORDS
 
@@ -197,12 +205,12 @@ class LooseBoolean(mf.Boolean):
                 return True
             if v in FALSE_WORDS:
                 return False
-            raise ValidationError("Not a valid yes/no value (use true/false, 是/否).")
+            raise self.make_error("invalid")
         if value in (0, 1) and not isinstance(value, float):
             return bool(value)
         if isinstance(value, bool):
             return value
-        raise ValidationError("Not a valid yes/no value (use true/false, 是/否).")
+        raise self.make_error("invalid")
 
 
 class BooleanType(FieldType):

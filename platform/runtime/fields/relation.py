@@ -4,8 +4,10 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields as mf
 from sqlalchemy import BigInteger, Integer
 
+from ..i18n_text import text
 from ..meta.model import FieldDef, Label
 from .base import FieldType
+from .messages import LIST_MESSAGES, LocalizedRaw
 from .numeric import StrictInteger
 
 REF_OPERATORS = ("eq", "ne", "in", "not_in", "is_empty", "is_not_empty")
@@ -27,7 +29,7 @@ class RefInteger(StrictInteger):
             value = value.get("id")
         v = super()._deserialize(value, attr, data, **kwargs)
         if v is not None and not 0 < v <= self.max_id:
-            raise ValidationError("Not a valid record id.")
+            raise ValidationError(text("Not a valid record id.", "记录编号无效，请重新选择。"))
         return v
 
 
@@ -95,6 +97,8 @@ class OrgUnitType(_RefType):
 
 
 class ChildRows(mf.List):
+    default_error_messages = LIST_MESSAGES
+
     def _deserialize(self, value, attr, data, **kwargs):
         if value is None:
             return []
@@ -117,7 +121,7 @@ class ChildTableType(FieldType):
         return None
 
     def marshmallow_field(self, f):
-        return ChildRows(mf.Raw(), allow_none=True)  # rows are checked one by one, each against the child entity
+        return ChildRows(LocalizedRaw(), allow_none=True)  # rows are checked one by one, each against the child entity
 
     def json_schema(self, f):
         return {"type": "array", "items": {"$ref": f"#/components/schemas/{f.opt('entity').replace('.', '_')}_input"}}

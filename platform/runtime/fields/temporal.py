@@ -10,8 +10,10 @@ from sqlalchemy import Date, DateTime, and_
 from sqlalchemy.types import TypeDecorator
 
 from ..errors import BadQuery
+from ..i18n_text import Text, text
 from ..meta.model import Label
 from .base import FieldType
+from .messages import DATE_MESSAGES, DATETIME_MESSAGES
 
 DATE_OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in_range", "is_empty", "is_not_empty")
 
@@ -61,7 +63,8 @@ def period_bounds(period: str, today: dt.date) -> tuple[dt.date, dt.date]:
         return today, today + d(7)
     if period == "next_30_days":
         return today, today + d(30)
-    raise BadQuery(f"Unknown period '{period}'; use one of: {', '.join(PERIODS)}.")
+    raise BadQuery(text("Unknown period '{period}'; use one of: {allowed}.", "没有“{period}”这个时间范围，可用的有：{allowed}。",
+                        period=period, allowed=Text(", ".join(PERIODS), "、".join(PERIODS))))
 
 
 class UTCDateTime(TypeDecorator):
@@ -87,6 +90,8 @@ class UTCDateTime(TypeDecorator):
 
 
 class LenientDate(mf.Date):
+    default_error_messages = {**DATE_MESSAGES, "invalid": text("Not a valid date; use YYYY-MM-DD, e.g. 2024-03-15.",
+                                                                "请输入有效日期，格式为 YYYY-MM-DD，如 2024-03-15。")}
     FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d", "%Y年%m月%d日")
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -103,7 +108,7 @@ class LenientDate(mf.Date):
                     return dt.datetime.strptime(s, fmt).date()
                 except ValueError:
                     continue
-        raise ValidationError("Not a valid date; use YYYY-MM-DD, e.g. 2024-03-15.")
+        raise self.make_error("invalid")
 
 
 class DateType(FieldType):
@@ -123,9 +128,9 @@ class DateType(FieldType):
             if v is None:
                 return
             if lo and v < dt.date.fromisoformat(lo):
-                raise ValidationError(f"Must be on or after {lo}.")
+                raise ValidationError(text("Must be on or after {date}.", "不能早于 {date}。", date=lo))
             if hi and v > dt.date.fromisoformat(hi):
-                raise ValidationError(f"Must be on or before {hi}.")
+                raise ValidationError(text("Must be on or before {date}.", "不能晚于 {date}。", date=hi))
 
         return LenientDate(allow_none=True, validate=check)
 
@@ -173,6 +178,9 @@ def parse_loose_datetime(s: str) -> dt.datetime | None:
 class LocalAwareDateTime(mf.DateTime):
     """ISO 8601 input; a value without an offset is read in the configured timezone."""
 
+    default_error_messages = {**DATETIME_MESSAGES, "invalid": text("Not a valid date and time; use YYYY-MM-DD HH:MM, e.g. 2024-03-15 14:30.",
+                                                                    "请输入有效的日期时间，格式为 YYYY-MM-DD HH:MM，如 2024-03-15 14:30。")}
+
     def __init__(self, timezone: str, **kw):
         super().__init__(**kw)
         self.tz = ZoneInfo(timezone)
@@ -186,15 +194,15 @@ class LocalAwareDateTime(mf.DateTime):
                 return None
             parsed = parse_loose_datetime(s)
             if parsed is None:
-                raise ValidationError("Not a valid date and time; use YYYY-MM-DD HH:MM, e.g. 2024-03-15 14:30.")
+                raise self.make_error("invalid")
         else:
-            raise ValidationError("Not a valid date and time; use YYYY-MM-DD HH:MM.")
+            raise self.make_error("invalid")
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=self.tz)
         try:
             return parsed.astimezone(dt.timezone.utc)
         except OverflowError:
-            raise ValidationError("The date and time is out of range.") from None
+            raise ValidationError(text("The date and time is out of range.", "日期时间超出可用范围。")) from None
 
 
 class DateTimeType(FieldType):

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from marshmallow import ValidationError, fields as mf, validate
 from sqlalchemy import String, Text
 
+from ..i18n_text import text
 from ..meta.model import FieldDef, Label
-from .base import FieldType
+from .base import FieldType, field_name, op_name
+from .messages import Length, LocalizedString, literal
 
 TEXT_OPERATORS = ("eq", "ne", "contains", "not_contains", "starts_with", "in", "not_in", "is_empty", "is_not_empty")
 
 
-class TrimmedString(mf.String):
+class TrimmedString(LocalizedString):
     """A string with surrounding whitespace removed; empty becomes None."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -45,7 +46,7 @@ class _TextBase(FieldType):
         return String(self.max_length(f))
 
     def validators(self, f: FieldDef) -> list:
-        return [validate.Length(min=f.opt("min_length"), max=self.max_length(f))]
+        return [Length(min=f.opt("min_length"), max=self.max_length(f))]
 
     def marshmallow_field(self, f: FieldDef) -> mf.Field:
         return TrimmedString(allow_none=True, validate=self.validators(f))
@@ -70,19 +71,21 @@ class _TextBase(FieldType):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             from ..errors import BadQuery
 
-            raise BadQuery(f"Filter value {value!r} is not valid for field '{f.name}': use text.")
-        text = str(value).strip()
+            raise BadQuery(text("Filter value {value!r} is not valid for field '{field}': use text.",
+                                "“{field}”的筛选值 {value!r} 无效：请输入文本。", value=value, field=field_name(f)))
+        cleaned = str(value).strip()
         try:
-            return self._deserialize(f, text)
+            return self._deserialize(f, cleaned)
         except ValueError:
-            return text
+            return cleaned
 
     def filter_clause(self, f, col, op, value, ctx):
         if op in ("contains", "not_contains", "starts_with"):
             if not isinstance(value, str) or value == "":
                 from ..errors import BadQuery
 
-                raise BadQuery(f"'{op}' on '{f.name}' needs a non-empty text value.")
+                raise BadQuery(text("'{op}' on '{field}' needs a non-empty text value.", "“{field}”的“{op}”条件需要填写非空文本。",
+                                    op=op_name(op), field=field_name(f)))
             if op == "starts_with":
                 return _like(col, value, ctx.dialect, prefix=True)
             clause = _like(col, value, ctx.dialect)
@@ -114,9 +117,10 @@ class TextType(_TextBase):
     def validators(self, f):
         vs = super().validators(f)
         if f.opt("pattern"):
-            msg = f.opt("pattern_message")
-            text = (msg.get("en") if isinstance(msg, dict) else None) or f"Does not match the required format ({f.opt('pattern')})."
-            vs.append(validate.Regexp(f.opt("pattern"), error=text))
+            msg = Label.of(f.opt("pattern_message")) if f.opt("pattern_message") else None
+            error = text(msg.en, msg.zh) if msg else text("Does not match the required format ({pattern}).", "格式不符合要求（{pattern}）。",
+                                                             pattern=f.opt("pattern"))
+            vs.append(validate.Regexp(f.opt("pattern"), error=literal(error)))
         return vs
 
     def json_schema(self, f):
@@ -146,7 +150,7 @@ class EmailType(_TextBase):
     default_max = 254
 
     def validators(self, f):
-        return super().validators(f) + [validate.Email(error="Not a valid email address, e.g. name@example.com.")]
+        return super().validators(f) + [validate.Email(error=text("Not a valid email address, e.g. name@example.com.", "请输入有效的邮箱地址，如 name@example.com。"))]
 
     def marshmallow_field(self, f):
         return LowercaseString(allow_none=True, validate=self.validators(f))
@@ -163,6 +167,10 @@ class LowercaseString(TrimmedString):
 
 MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 INTERNATIONAL = re.compile(r"^\+[1-9]\d{6,14}$")
+NOT_MAINLAND_MOBILE = text("Not a valid mainland China mobile number (11 digits starting with 13–19).",
+                           "请输入有效的大陆手机号（以 13–19 开头的 11 位数字）。")
+NOT_A_PHONE = text("Not a valid phone number: use an 11-digit mainland mobile or +country code and number.",
+                   "请输入 11 位大陆手机号，或以 + 开头的国际号码（+国家代码 号码）。")
 
 
 def normalize_phone(raw: str, allow_international: bool = True) -> str:
@@ -174,14 +182,14 @@ def normalize_phone(raw: str, allow_international: bool = True) -> str:
         local = s[3:]
         if MAINLAND_MOBILE.match(local):
             return local
-        raise ValueError("Not a valid mainland China mobile number (11 digits starting with 13–19).")
+        raise ValueError(NOT_MAINLAND_MOBILE)
     if MAINLAND_MOBILE.match(s):
         return s
     if allow_international and INTERNATIONAL.match(s):
         return s
     if allow_international:
-        raise ValueError("Not a valid phone number: use an 11-digit mainland mobile or +country code and number.")
-    raise ValueError("Not a valid mainland China mobile number (11 digits starting with 13–19).")
+        raise ValueError(NOT_A_PHONE)
+    raise ValueError(NOT_MAINLAND_MOBILE)
 
 
 class PhoneString(TrimmedString):
@@ -196,7 +204,7 @@ class PhoneString(TrimmedString):
         try:
             return normalize_phone(s, self.allow_international)
         except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError(exc.args[0]) from None
 
 
 class PhoneType(_TextBase):
@@ -224,7 +232,8 @@ class UrlType(_TextBase):
 
     def validators(self, f):
         return super().validators(f) + [
-            validate.URL(schemes={"http", "https"}, require_tld=False, error="Not a valid web address; start it with http:// or https://.")
+            validate.URL(schemes={"http", "https"}, require_tld=False,
+                         error=text("Not a valid web address; start it with http:// or https://.", "请输入有效的网址，以 http:// 或 https:// 开头。"))
         ]
 
     def json_schema(self, f):
