@@ -8,7 +8,7 @@ VAR    ?= var
 PORT   ?= 8000
 export CRMKIT_VAR_DIR ?= $(abspath $(VAR))
 
-.PHONY: run test bench install install-dev clean-var help
+.PHONY: run test lint bench install install-dev clean-var help
 
 help:
 	@echo "make run    - install, initialise a SQLite demo database under $(VAR)/, print the admin login, serve on http://127.0.0.1:$(PORT)"
@@ -31,6 +31,8 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 # The local demo only: a secret key and an admin password are generated once and kept under var/.
+# It is served over plain http on 127.0.0.1, so the session cookie must not be Secure-only
+# (CRMKIT_SECURE_COOKIES=0); production keeps the default (Secure) behind https.
 run: install
 	@mkdir -p $(VAR)
 	@test -s $(VAR)/secret_key || $(BIN)/python -c "import secrets;print(secrets.token_hex(32))" > $(VAR)/secret_key
@@ -43,10 +45,13 @@ run: install
 	@echo "  crmkit is starting on http://127.0.0.1:$(PORT)/"
 	@echo "  log in as:  admin / $$(cat $(VAR)/admin_password)"
 	@echo ""
-	@CRMKIT_SECRET_KEY=$$(cat $(VAR)/secret_key) $(BIN)/crmkit run --port $(PORT)
+	@CRMKIT_SECRET_KEY=$$(cat $(VAR)/secret_key) CRMKIT_SECURE_COOKIES=0 $(BIN)/crmkit run --port $(PORT)
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
 
 bench: install-dev
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -40,4 +40,7 @@ def test_a_server_needs_a_secret_key_unless_debugging():
     with pytest.raises(ConfigError, match="CRMKIT_SECRET_KEY is not set"):
         Settings(database_url="sqlite://").require_secret_key()
     assert Settings(database_url="sqlite://", debug=True).require_secret_key()
-    assert Settings(database_url="sqlite://", secret_key="s3cret").require_secret_key() == "s3cret"
+    with pytest.raises(ConfigError, match="too short"):  # production needs >= 32 characters (docs/security.md)
+        Settings(database_url="sqlite://", secret_key="s3cret").require_secret_key()
+    assert Settings(database_url="sqlite://", secret_key="s3cret", debug=True).require_secret_key() == "s3cret"
+    assert Settings(database_url="sqlite://", secret_key="s" * 32).require_secret_key() == "s" * 32

@@ -186,7 +186,7 @@ def test_invalid_create_returns_422_with_field_messages_and_stores_nothing(clien
     name_field = html.split('id="f-name"', 1)[1].split("</div>", 1)[0]
     assert "此项必填" in name_field
     mobile_field = html.split('id="f-mobile"', 1)[1].split("</div>", 1)[0]
-    assert "Not a valid phone number" in mobile_field
+    assert "请输入 11 位大陆手机号" in mobile_field and "Not a valid phone number" not in mobile_field
     assert 'value="12345"' in html and "保留的备注" in html  # values are kept
     assert services.queries.list("membership.member", SYSTEM).total == 0
 
@@ -385,7 +385,7 @@ def test_child_row_errors_show_on_the_row_and_nothing_is_stored(shop):
     assert resp.status_code == 422
     html = resp.get_data(as_text=True)
     row = html.split('name="lines-x1-product"', 1)[1].split("</tr>", 1)[0]
-    assert "此项必填" in row and "greater than or equal to 1" in row
+    assert "此项必填" in row and "不能小于 1" in row and "greater than or equal to" not in row
     assert svc.queries.list("shop.order", SYSTEM).total == 0
 
 

@@ -13,6 +13,8 @@ class Actor:
     permissions: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     org_unit_id: int | None = None
     locale: str = "zh"
+    # Flask-AppBuilder role ids the user holds (directly or through posts): the policy point's input.
+    role_ids: frozenset[int] = field(default_factory=frozenset)
 
 
 SYSTEM = Actor(id=None, username="system", is_admin=True)

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .config import ConfigError, Settings
+from .config import MIN_SECRET_KEY_LENGTH, ConfigError, Settings
 
 
 def _settings() -> Settings:
@@ -21,8 +21,9 @@ def _app(settings: Settings | None = None):
     from .web.app import create_app
 
     settings = settings or _settings()
-    if not settings.secret_key:
+    if not settings.secret_key or len(settings.secret_key) < MIN_SECRET_KEY_LENGTH:
         # Commands that never serve requests still need Flask-AppBuilder; they never issue cookies.
+        # (`crmkit run` checks the configured key before it gets here.)
         settings = Settings(**{**settings.__dict__, "secret_key": secrets.token_hex(32)})
     return create_app(settings)
 
@@ -78,7 +79,12 @@ def create_admin(username, email, password, first_name, last_name, if_missing):
             _fail(f"A user named '{username}' already exists; choose another --username.")
         password = password or secrets.token_urlsafe(12)
         role = sm.find_role(app.config["AUTH_ROLE_ADMIN"])
-        user = sm.add_user(username, first_name, last_name, email, role, password)
+        from .auth.passwords import WeakPassword
+
+        try:
+            user = sm.add_user(username, first_name, last_name, email, role, password)
+        except WeakPassword as exc:
+            _fail(f"{exc.message.en} (--password)")
         if not user:
             _fail("The admin user could not be created (is the email already used?).")
     click.echo("Admin account created:")
@@ -184,6 +190,53 @@ def schema_apply(yes):
         except PlanRefused as exc:
             _fail(exc.message + "\nRun `crmkit schema apply --yes` to apply anyway.", code=2)
     click.echo(f"Applied {n} steps.")
+
+
+@main.group()
+def audit():
+    """Verify and purge the hash-chained audit log."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def audit_verify(as_json):
+    """Recompute the audit chain; exit status 1 names every modified, missing or reordered entry."""
+    from .audit.verify import verify_chain
+    from .db import make_engine, read_transaction
+
+    engine = make_engine(_settings().database_url)
+    with read_transaction(engine) as conn:
+        report = verify_chain(conn)
+    engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "checked": report.checked, "first_seq": report.first_seq, "last_seq": report.last_seq,
+                               "problems": [{"seq": p.seq, "id": p.entry_id, "message": p.message} for p in report.problems]}, indent=2))
+    elif report.ok:
+        click.echo(f"Audit chain intact: {report.checked} entries checked (#{report.first_seq}..#{report.last_seq or report.first_seq - 1}).")
+    else:
+        for p in report.problems:
+            click.echo(f"  {p}", err=True)
+    if not report.ok:
+        _fail(f"The audit chain is broken: {len(report.problems)} problem(s) in {report.checked} entries checked. "
+              "Restore the audit table from a backup and investigate who changed it.")
+
+
+@audit.command("purge")
+@click.option("--days", type=int, default=None, help="Keep this many days (default: CRMKIT_AUDIT_RETENTION_DAYS, 180).")
+def audit_purge(days):
+    """Delete audit entries older than the retention period, keeping the chain verifiable."""
+    from .audit.retention import MIN_RETENTION_DAYS, purge_before, retention_cutoff
+    from .db import make_engine
+
+    settings = _settings()
+    days = settings.audit_retention_days if days is None else days
+    if days < 1 or (days < MIN_RETENTION_DAYS and not settings.debug):
+        _fail(f"--days must be at least {MIN_RETENTION_DAYS} (six months); shorter periods need CRMKIT_DEBUG=1.")
+    engine = make_engine(settings.database_url)
+    result = purge_before(engine, retention_cutoff(days))
+    engine.dispose()
+    click.echo(f"Purged {result.deleted} audit entries older than {days} days (before {result.cutoff:%Y-%m-%d %H:%M} UTC); "
+               f"the chain now starts after entry #{result.anchor_seq}.")
 
 
 @main.command()

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV_PREFIX = "CRMKIT_"
+MIN_SECRET_KEY_LENGTH = 32
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 class ConfigError(RuntimeError):
@@ -27,6 +30,15 @@ class Settings:
     default_locale: str = "zh"
     max_upload_bytes: int = 10 * 1024 * 1024
     jwt_expires_seconds: int = 3600
+    audit_retention_days: int = 180
+    # Authentication hardening (docs/security.md). ``secure_cookies=None`` means "Secure unless debug".
+    secure_cookies: bool | None = None
+    session_lifetime_seconds: int = 12 * 3600
+    session_idle_seconds: int = 30 * 60
+    login_rate_limit: str = "10 per minute"
+    login_lockout_threshold: int = 5
+    login_lockout_seconds: int = 15 * 60
+    api_key_max_days: int = 365
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -44,18 +56,34 @@ class Settings:
             default_locale=env.get(ENV_PREFIX + "LOCALE", "zh"),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
             jwt_expires_seconds=_int(env, "JWT_EXPIRES_SECONDS", 3600),
+            audit_retention_days=_retention_days(env),
+            secure_cookies=_optional_bool(env, "SECURE_COOKIES"),
+            session_lifetime_seconds=_int(env, "SESSION_LIFETIME_SECONDS", 12 * 3600),
+            session_idle_seconds=_int(env, "SESSION_IDLE_SECONDS", 30 * 60),
+            login_rate_limit=_rate_limit(env, "LOGIN_RATE_LIMIT", "10 per minute"),
+            login_lockout_threshold=_int(env, "LOGIN_LOCKOUT_THRESHOLD", 5),
+            login_lockout_seconds=_int(env, "LOGIN_LOCKOUT_SECONDS", 15 * 60),
+            api_key_max_days=_int(env, "API_KEY_MAX_DAYS", 365),
         )
 
     def require_secret_key(self) -> str:
-        """A server without debug refuses to start without a configured secret."""
-        if self.secret_key:
+        """A server without debug refuses to start without a configured secret of at least 32 characters."""
+        if self.secret_key and (len(self.secret_key) >= MIN_SECRET_KEY_LENGTH or self.debug):
             return self.secret_key
         if self.debug:
             return "crmkit-debug-only-secret"
-        raise ConfigError(
-            "CRMKIT_SECRET_KEY is not set. Set it to a long random value, e.g. "
-            "`export CRMKIT_SECRET_KEY=$(python -c 'import secrets;print(secrets.token_hex(32))')`."
-        )
+        hint = "`export CRMKIT_SECRET_KEY=$(python -c 'import secrets;print(secrets.token_hex(32))')`."
+        if self.secret_key:
+            raise ConfigError(
+                f"CRMKIT_SECRET_KEY is too short ({len(self.secret_key)} characters); it must be at least "
+                f"{MIN_SECRET_KEY_LENGTH} random characters, e.g. {hint}"
+            )
+        raise ConfigError(f"CRMKIT_SECRET_KEY is not set. Set it to a long random value, e.g. {hint}")
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Cookies carry the Secure flag unless told otherwise; debug (local http) defaults to off."""
+        return (not self.debug) if self.secure_cookies is None else self.secure_cookies
 
     @property
     def upload_dir(self) -> Path:
@@ -73,3 +101,38 @@ def _int(env, name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{ENV_PREFIX}{name} must be positive, not {value}.")
     return value
+
+
+def _retention_days(env) -> int:
+    """CRMKIT_AUDIT_RETENTION_DAYS: at least 180 days (six months), shorter only with CRMKIT_DEBUG on."""
+    days = _int(env, "AUDIT_RETENTION_DAYS", 180)
+    debug = env.get(ENV_PREFIX + "DEBUG", "").lower() in {"1", "true", "yes", "on"}
+    if days < 180 and not debug:
+        raise ConfigError(f"{ENV_PREFIX}AUDIT_RETENTION_DAYS must be at least 180 (six months), not {days}; "
+                          "shorter periods are only allowed with CRMKIT_DEBUG=1.")
+    return days
+
+
+def _optional_bool(env, name: str) -> bool | None:
+    raw = (env.get(ENV_PREFIX + name) or "").strip().lower()
+    if raw == "":
+        return None
+    if raw in TRUE_WORDS:
+        return True
+    if raw in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{ENV_PREFIX}{name} must be one of 1/0, true/false, yes/no, on/off, not {raw!r}.")
+
+
+def _rate_limit(env, name: str, default: str) -> str:
+    """A Flask-Limiter rate string such as ``10 per minute`` or ``5/30 seconds``."""
+    raw = (env.get(ENV_PREFIX + name) or "").strip()
+    if raw == "":
+        return default
+    from limits import parse_many
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name} must be a rate such as '10 per minute', not {raw!r}.") from None
+    return raw

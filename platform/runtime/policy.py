@@ -1,19 +1,29 @@
 """The one policy point: every read and write asks it what an actor may do with an entity.
 
 Entity actions come from Flask-AppBuilder permissions named after stable resources
-(``entity:<app>.<entity>`` with read/create/update/delete/export/import). Field and
-row rules grow from here in the security issue; callers already ask for them.
+(``entity:<app>.<entity>`` with the actions in ``ACTIONS``). Field access (hidden /
+read-only / editable, may unmask) and row scopes (own, org unit, org subtree, all, custom
+filter) come from the platform's rule tables (``permissions``), unioned over the actor's
+roles and cached per process by a version stamp: one SQL statement per request.
 """
 from __future__ import annotations
 
-from sqlalchemy import Table
+import copy
+import datetime as dt
+from typing import Any, Callable
+
+from sqlalchemy import Engine, Table, false, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from .actor import Actor
-from .errors import PermissionDenied
+from .errors import BadQuery, PermissionDenied
 from .meta.model import EntityDef
+from .permissions.masking import mask_style, mask_value
+from .permissions.rules import EntityAccess, RuleCache, RuleSet, ScopeRule, effective_access, rule_key
 
-ACTIONS = ("read", "create", "update", "delete", "export", "import")
+ACTIONS = ("read", "create", "update", "delete", "export", "import", "bulk_edit", "builder")
+VARIABLES = ("$user_id", "$org_unit_id")
+NO_RULES = RuleSet(stamp=("admin",))
 
 
 def resource_name(entity: EntityDef) -> str:
@@ -21,11 +31,17 @@ def resource_name(entity: EntityDef) -> str:
 
 
 class Policy:
+    def __init__(self, engine: Engine | None = None, *, catalog: Callable[[], Any] | None = None,
+                 request_scope: Callable[[], Any] | None = None, timezone: str = "Asia/Shanghai"):
+        self.rules = RuleCache(engine, request_scope)
+        self._catalog = catalog
+        self.timezone = timezone
+
+    # --- entity actions ------------------------------------------------------------------
     def allows(self, actor: Actor, entity: EntityDef, action: str) -> bool:
         if actor.is_admin:
             return True
-        key = entity.parent if entity.is_child and entity.parent else entity.key
-        return (action, f"entity:{key}") in actor.permissions
+        return (action, f"entity:{rule_key(entity)}") in actor.permissions
 
     def check(self, actor: Actor, entity: EntityDef, action: str) -> None:
         if not self.allows(actor, entity, action):
@@ -34,12 +50,99 @@ class Policy:
                 f"Ask an administrator for the '{action}' permission on {resource_name(entity)}."
             )
 
+    # --- fields ----------------------------------------------------------------------------
+    def access(self, actor: Actor, entity: EntityDef) -> EntityAccess:
+        if actor.is_admin:  # admins have every field and row: no rules to read
+            return effective_access(NO_RULES, actor, entity)
+        return effective_access(self.rules.rules(), actor, entity)
+
     def readable_fields(self, actor: Actor, entity: EntityDef) -> tuple[str, ...]:
-        return tuple(f.name for f in entity.fields)
+        return self.access(actor, entity).readable
 
     def writable_fields(self, actor: Actor, entity: EntityDef) -> tuple[str, ...]:
-        return tuple(f.name for f in entity.fields if not f.read_only)
+        return self.access(actor, entity).writable
 
-    def row_filter(self, actor: Actor, entity: EntityDef, table: Table) -> ColumnElement | None:
-        """A clause limiting which rows the actor sees, or None for all rows."""
-        return None
+    def unmaskable_fields(self, actor: Actor, entity: EntityDef) -> frozenset[str]:
+        return self.access(actor, entity).unmaskable
+
+    def comparable_fields(self, actor: Actor, entity: EntityDef) -> tuple[str, ...]:
+        """Readable fields the actor may filter and sort on: a masked field only with the right to unmask it."""
+        access = self.access(actor, entity)
+        masked = self.masked_fields(entity)
+        return tuple(n for n in access.readable if n not in masked or n in access.unmaskable)
+
+    @staticmethod
+    def masked_fields(entity: EntityDef) -> dict[str, str]:
+        """Field name → mask style, for the fields shown masked in every output."""
+        return {f.name: style for f in entity.fields if (style := mask_style(f))}
+
+    @staticmethod
+    def mask(entity: EntityDef, row: dict) -> dict:
+        """``row`` with masked fields masked in place (values only; unknown names are left alone)."""
+        for name, style in Policy.masked_fields(entity).items():
+            if name in row:
+                row[name] = mask_value(style, row[name])
+        return row
+
+    # --- rows ------------------------------------------------------------------------------
+    def row_filter(self, actor: Actor, entity: EntityDef, table: Table, catalog: Any = None) -> ColumnElement | None:
+        """A clause limiting which rows the actor sees, or None for all rows (built into the caller's one query)."""
+        scopes = self.access(actor, entity).scopes
+        if scopes is None:
+            return None
+        clauses = [self.scope_clause(s, actor, entity, table, catalog) for s in scopes]
+        return or_(*clauses) if clauses else false()
+
+    def scope_clause(self, scope: ScopeRule, actor: Actor, entity: EntityDef, table: Table, catalog: Any = None) -> ColumnElement:
+        from .storage import platform_tables as pt
+
+        if scope.scope == "all":
+            return ~false()
+        if scope.scope == "own":
+            return false() if actor.id is None else table.c.owner_id == actor.id
+        if scope.scope in ("org_unit", "org_subtree"):
+            if actor.org_unit_id is None:
+                return false()
+            if scope.scope == "org_unit":
+                return table.c.org_unit_id == actor.org_unit_id
+            unit = pt.org_unit.alias("scope_unit")
+            prefix = select(unit.c.path).where(unit.c.id == actor.org_unit_id).scalar_subquery()
+            return table.c.org_unit_id.in_(select(pt.org_unit.c.id).where(pt.org_unit.c.path.startswith(prefix, autoescape=False)))
+        if scope.scope == "custom":
+            tree, complete = substitute_variables(scope.filter, actor)
+            if not complete or not tree:
+                return false()
+            return self.compile_custom(entity, table, tree, catalog)
+        return false()
+
+    def compile_custom(self, entity: EntityDef, table: Table, tree: Any, catalog: Any = None) -> ColumnElement:
+        from .fields import FilterContext
+        from .query.filters import compile_filter
+
+        catalog = catalog if catalog is not None else self._catalog()
+        dialect = self.rules.engine.dialect.name if self.rules.engine is not None else "default"
+        ctx = FilterContext(dialect, self.timezone, dt.datetime.now(dt.timezone.utc))
+        stored = tuple(f.name for f in entity.fields if catalog.type_of(f).stored)
+        try:
+            return compile_filter(catalog, entity, table, tree, ctx, stored)
+        except BadQuery:
+            return false()  # a custom scope that no longer compiles (a field was removed) grants nothing
+
+
+def substitute_variables(tree: Any, actor: Actor) -> tuple[Any, bool]:
+    """The filter tree with ``$user_id`` / ``$org_unit_id`` replaced; False when a variable has no value."""
+    values = {"$user_id": actor.id, "$org_unit_id": actor.org_unit_id}
+    complete = [True]
+
+    def walk(node):
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str) and node in values:
+            if values[node] is None:
+                complete[0] = False
+            return values[node]
+        return node
+
+    return walk(copy.deepcopy(tree)), complete[0]

@@ -26,11 +26,12 @@ class Services:
     queries: QueryService
 
     @classmethod
-    def build(cls, settings: Settings, engine: Engine | None = None) -> "Services":
+    def build(cls, settings: Settings, engine: Engine | None = None, *, request_scope=None) -> "Services":
+        """``request_scope`` returns a per-request object (Flask's ``g``) or None, so the policy stamp is read once per request."""
         engine = engine or make_engine(settings.database_url)
         field_types = default_registry(settings.timezone)
         store = MetadataStore(engine, field_types)
-        policy = Policy()
+        policy = Policy(engine, catalog=store.catalog, request_scope=request_scope, timezone=settings.timezone)
         tables = TableCache()
         return cls(
             settings=settings, engine=engine, field_types=field_types, store=store, policy=policy,

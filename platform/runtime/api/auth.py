@@ -1,4 +1,5 @@
-"""The acting user of an API request: a JWT bearer token, or the browser session plus CSRF.
+"""The acting user of an API request: a bearer token (an API key ``ck_…`` or a JWT), or the
+browser session plus CSRF.
 
 A request carrying an ``Authorization`` header is token-authenticated and never looks at
 cookies. Without it the session cookie counts, and every state-changing method must
@@ -6,7 +7,7 @@ carry a valid CSRF token in ``X-CSRFToken`` (the same token the web pages embed)
 """
 from __future__ import annotations
 
-from flask import request
+from flask import current_app, request
 from flask_jwt_extended import get_current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from flask_wtf.csrf import validate_csrf
@@ -14,13 +15,16 @@ from jwt.exceptions import PyJWTError
 from wtforms.validators import ValidationError
 
 from ..actor import Actor
+from ..auth.api_keys import looks_like_key, user_for_key
 from ..web.actors import actor_for_user
 from ..web.i18n import current_locale
 from .errors import CsrfFailed, NotAuthenticated
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADERS = ("X-CSRFToken", "X-CSRF-Token")
-LOGIN_HINT = "Log in with POST /api/v1/security/login and send the access token as 'Authorization: Bearer <token>'."
+LOGIN_HINT = ("Log in with POST /api/v1/security/login and send the access token as 'Authorization: Bearer <token>', "
+              "or send an API key (created on the 'API keys' page) as 'Authorization: Bearer ck_…'.")
+BEARER = "bearer "
 
 
 def request_actor() -> Actor:
@@ -38,11 +42,24 @@ def request_actor() -> Actor:
 
 
 def _token_user():
+    header = request.headers.get("Authorization", "")
+    token = header[len(BEARER):].strip() if header.lower().startswith(BEARER) else ""
+    if looks_like_key(token):
+        return _api_key_user(token)
     try:
         verify_jwt_in_request()
         return get_current_user()
     except (JWTExtendedException, PyJWTError) as exc:
         raise NotAuthenticated(f"The access token was not accepted ({exc}). {LOGIN_HINT}") from None
+
+
+def _api_key_user(token: str):
+    sm = current_app.appbuilder.sm
+    user = user_for_key(sm.session, sm.user_model, token)
+    if user is None:
+        raise NotAuthenticated("The API key was not accepted: it is unknown, revoked or expired, or its user is inactive. "
+                               "Create a new key on the 'API keys' page.")
+    return user
 
 
 def _session_user():

@@ -1,7 +1,7 @@
 """The compiled, immutable set of installed definitions that one request works against."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 from ..errors import RecordNotFound

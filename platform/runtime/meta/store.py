@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, Engine, select
 
+from ..audit import record_event
 from ..db import write_transaction
 from ..fields import FieldTypeRegistry
 from ..storage import platform_tables as pt
@@ -111,6 +112,8 @@ class MetadataStore:
                     doc_id, version = row.id, row.version + 1
                     conn.execute(pt.document.update().where(pt.document.c.id == doc_id).values(body=d.body, version=version, updated_at=now, updated_by=actor_id))
                 conn.execute(pt.document_version.insert().values(document_id=doc_id, version=version, body=d.body, diff=diff, changed_at=now, changed_by=actor_id, comment=comment[:500] or None))
+                record_event(conn, category="publish", action="publish", actor_id=actor_id, subject=f"{d.kind}:{key}", at=now,
+                             changes={"kind": d.kind, "key": key, "version": version, "comment": comment[:500], "paths": [c["path"] for c in diff][:200]})
                 changed += 1
             if changed:
                 conn.execute(pt.meta_stamp.update().where(pt.meta_stamp.c.id == 1).values(version=pt.meta_stamp.c.version + 1))

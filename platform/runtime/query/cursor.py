@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 from ..errors import BadQuery
+from ..i18n_text import text
+
+BAD_CURSOR = text("The page cursor is not valid; start again from the first page.", "分页位置无效，请从第一页重新开始。")
 
 
 def encode_cursor(sort_sig: str, values: list[Any], direction: str = "after") -> str:
@@ -19,7 +22,8 @@ def decode_cursor(cursor: str, sort_sig: str) -> tuple[list[Any], str]:
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         values, direction, sig = data["v"], data.get("d", "after"), data["s"]
     except Exception:
-        raise BadQuery("The page cursor is not valid; start again from the first page.") from None
+        raise BadQuery(BAD_CURSOR) from None
     if sig != sort_sig or direction not in ("after", "before") or not isinstance(values, list):
-        raise BadQuery("The page cursor belongs to a different sort order; start again from the first page.")
+        raise BadQuery(text("The page cursor belongs to a different sort order; start again from the first page.",
+                            "分页位置属于另一种排序方式，请从第一页重新开始。"))
     return values, direction

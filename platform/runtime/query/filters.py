@@ -12,9 +12,8 @@ from sqlalchemy.sql import ColumnElement
 
 from ..errors import BadQuery
 from ..fields import FilterContext
-from ..fields.base import contains_nul
-from ..fields.numeric import IntegerType
-from ..fields.temporal import DateTimeType
+from ..fields.base import contains_nul, field_name
+from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef, Label
 
@@ -32,12 +31,13 @@ SYSTEM_FIELDS = {
 
 def resolve_field(catalog: Catalog, entity: EntityDef, name: Any, readable: tuple[str, ...]) -> FieldDef:
     if not isinstance(name, str):
-        raise BadQuery("A filter condition needs \"field\" as a field name.")
+        raise BadQuery(text("A filter condition needs \"field\" as a field name.", "筛选条件需要用 \"field\" 指定字段名。"))
     if name in SYSTEM_FIELDS:
         return SYSTEM_FIELDS[name]
     f = entity.field_map.get(name)
     if f is None or name not in readable or not catalog.type_of(f).stored:
-        raise BadQuery(f"Cannot filter on '{name}': {entity.key} has no such field you can read.")
+        raise BadQuery(text("Cannot filter on '{name}': {entity} has no such field you can read.", "不能按“{name}”筛选：{entity}没有这个字段，或你无权读取。",
+                            name=name, entity=Text(entity.key, entity.label.zh)))
     return f
 
 
@@ -46,29 +46,31 @@ def compile_filter(catalog: Catalog, entity: EntityDef, table: Table, tree: Any,
 
     def walk(node: Any, depth: int) -> ColumnElement:
         if depth > MAX_DEPTH:
-            raise BadQuery(f"The filter is nested more than {MAX_DEPTH} levels deep.")
+            raise BadQuery(text("The filter is nested more than {n} levels deep.", "筛选条件嵌套超过 {n} 层，请简化。", n=MAX_DEPTH))
         if not isinstance(node, dict):
-            raise BadQuery("A filter is an object: {\"and\": [...]}, {\"or\": [...]} or {\"field\", \"op\", \"value\"}.")
+            raise BadQuery(text("A filter is an object: {\"and\": [...]}, {\"or\": [...]} or {\"field\", \"op\", \"value\"}.",
+                                "筛选条件应为对象：{\"and\": [...]}、{\"or\": [...]} 或 {\"field\", \"op\", \"value\"}。"))
         if "and" in node or "or" in node:
             key = "and" if "and" in node else "or"
             if set(node) != {key} or not isinstance(node[key], list):
-                raise BadQuery(f"\"{key}\" takes a list of conditions and nothing else.")
+                raise BadQuery(text("\"{key}\" takes a list of conditions and nothing else.", "\"{key}\" 只能包含一个条件列表，不能有其他键。", key=key))
             parts = [walk(n, depth + 1) for n in node[key]]
             if not parts:
                 return true()
             return and_(*parts) if key == "and" else or_(*parts)
         extra = set(node) - {"field", "op", "value"}
         if extra:
-            raise BadQuery(f"Unknown keys in filter condition: {', '.join(sorted(extra))}.")
+            raise BadQuery(text("Unknown keys in filter condition: {keys}.", "筛选条件中有未知的键：{keys}。", keys=", ".join(sorted(map(str, extra)))))
         count[0] += 1
         if count[0] > MAX_CONDITIONS:
-            raise BadQuery(f"A filter has at most {MAX_CONDITIONS} conditions.")
+            raise BadQuery(text("A filter has at most {n} conditions.", "筛选条件最多 {n} 个。", n=MAX_CONDITIONS))
         f = resolve_field(catalog, entity, node.get("field"), readable)
         op = node.get("op")
         if not isinstance(op, str):
-            raise BadQuery(f"The condition on '{f.name}' needs \"op\".")
+            raise BadQuery(text("The condition on '{field}' needs \"op\".", "“{field}”的条件需要指定 \"op\"（运算符）。", field=field_name(f)))
         if contains_nul(node.get("value")):
-            raise BadQuery(f"The value for '{f.name}' contains the NUL character (\\u0000), which no field can hold.")
+            raise BadQuery(text("The value for '{field}' contains the NUL character (\\u0000), which no field can hold.",
+                                "“{field}”的值包含 NUL 字符（\\u0000），任何字段都无法保存，请删除它。", field=field_name(f)))
         ft = catalog.field_types.get(f.type)
         return ft.filter_clause(f, table.c[f.name], op, node.get("value"), ctx)
 

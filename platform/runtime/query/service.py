@@ -11,20 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from marshmallow import ValidationError
-from sqlalchemy import Engine, String, Table, and_, false, func, or_, select, true, tuple_
+from sqlalchemy import Engine, String, Table, and_, false, func, or_, select, tuple_
 from sqlalchemy.sql import ColumnElement
 
 from ..actor import Actor
-from ..errors import BadQuery, RecordNotFound
+from ..errors import BadQuery, PermissionDenied, RecordNotFound
 from ..fields import FilterContext
 from ..fields.text import _like
+from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef
 from ..meta.store import MetadataStore
+from ..permissions.masking import mask_value
 from ..policy import Policy
 from ..records.service import TableCache, record_id_or_none
 from ..storage import fab_tables, platform_tables as pt
-from .cursor import decode_cursor, encode_cursor
+from .cursor import BAD_CURSOR, decode_cursor, encode_cursor
 from .filters import SYSTEM_FIELDS, compile_filter
 
 MAX_PAGE = 200
@@ -70,12 +72,14 @@ class QueryService:
         table = self.table_cache.tables(catalog)[entity.key]
         readable = self.policy.readable_fields(actor, entity)
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise BadQuery(f"limit must be between 1 and {MAX_PAGE}.")
+            raise BadQuery(text("limit must be between 1 and {n}.", "每页条数（limit）须在 1 到 {n} 之间。", n=MAX_PAGE))
         if count not in ("capped", "exact", "none"):
-            raise BadQuery("count must be 'capped', 'exact' or 'none'.")
+            raise BadQuery(text("count must be 'capped', 'exact' or 'none'.", "count 只能是 capped、exact 或 none。"))
         out_fields = self._out_fields(catalog, entity, readable, fields)
-        where = self._where(catalog, entity, table, actor, readable, filter, search, deleted)
-        sort_keys = self._sort_keys(catalog, entity, readable, sort)
+        # Masked fields the actor may not unmask cannot be filtered or sorted on: that would reveal them bit by bit.
+        comparable = self.policy.comparable_fields(actor, entity)
+        where = self._where(catalog, entity, table, actor, comparable, filter, search, deleted, readable=readable)
+        sort_keys = self._sort_keys(catalog, entity, comparable, sort)
         sig = ",".join(("-" if d else "") + n for n, d in sort_keys)
         direction = "after"
         conds = list(where)
@@ -96,7 +100,7 @@ class QueryService:
             total, exact = self._count(conn, table, where, count)
             rows = [self._row(catalog, entity, r, out_fields) for r in raw]
             if labels:
-                self._attach_labels(conn, catalog, out_fields, rows, actor.locale)
+                self._attach_labels(conn, catalog, out_fields, rows, actor.locale, actor)
         next_cursor = prev_cursor = None
         if rows:
             last, first = raw[-1], raw[0]
@@ -112,7 +116,7 @@ class QueryService:
         entity = catalog.entity(entity_key)
         self.policy.check(actor, entity, "read")
         if record_id_or_none(record_id) is None:
-            raise RecordNotFound(f"{entity.label.en} '{record_id}' does not exist.")
+            raise RecordNotFound(text("{entity} '{id}' does not exist.", "{entity}“{id}”不存在。", entity=entity.label, id=record_id))
         record_id = record_id_or_none(record_id)
         tables = self.table_cache.tables(catalog)
         table = tables[entity.key]
@@ -121,16 +125,16 @@ class QueryService:
         where = [table.c.id == record_id]
         if not deleted:
             where.append(table.c.deleted_at.is_(None))
-        row_filter = self.policy.row_filter(actor, entity, table)
+        row_filter = self.policy.row_filter(actor, entity, table, catalog)
         if row_filter is not None:
             where.append(row_filter)
         cols = [table.c[c] for c in SYSTEM_OUT] + [table.c[f.name] for f in out_fields]
         with self.engine.connect() as conn:
             r = conn.execute(select(*cols).where(*where)).mappings().first()
             if r is None:
-                raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist or was deleted.")
+                raise RecordNotFound(text("{entity} #{id} does not exist or was deleted.", "{entity} #{id} 不存在或已被删除。", entity=entity.label, id=record_id))
             row = self._row(catalog, entity, r, out_fields)
-            self._attach_labels(conn, catalog, out_fields, [row], actor.locale)
+            self._attach_labels(conn, catalog, out_fields, [row], actor.locale, actor)
             for f, child in catalog.children_of(entity):
                 if f.name not in readable:
                     continue
@@ -139,7 +143,7 @@ class QueryService:
                 crow = conn.execute(select(*[ct.c[c] for c in SYSTEM_OUT], *[ct.c[x.name] for x in child_fields])
                                     .where(ct.c.parent_id == record_id).order_by(ct.c.sort_order, ct.c.id)).mappings().all()
                 rows = [self._row(catalog, child, c, child_fields) for c in crow]
-                self._attach_labels(conn, catalog, child_fields, rows, actor.locale)
+                self._attach_labels(conn, catalog, child_fields, rows, actor.locale, actor)
                 row[f.name] = rows
         return row
 
@@ -151,13 +155,17 @@ class QueryService:
         readable = set(self.policy.readable_fields(actor, entity))
         if record_id_or_none(record_id) is None:
             return []
+        table = self.table_cache.tables(catalog)[entity.key]
+        row_filter = self.policy.row_filter(actor, entity, table, catalog)
         with self.engine.connect() as conn:
+            if row_filter is not None and conn.execute(select(table.c.id).where(table.c.id == record_id, row_filter)).first() is None:
+                return []  # a record outside the actor's rows has no timeline for them
             rows = conn.execute(select(pt.audit).where(pt.audit.c.entity == entity.key, pt.audit.c.record_id == record_id)
                                 .order_by(pt.audit.c.id.desc()).limit(limit)).mappings().all()
             names = self._user_names(conn, {r["actor_id"] for r in rows if r["actor_id"]})
         out = []
         for r in rows:
-            changes = {k: v for k, v in (r["changes"] or {}).items() if k in readable}
+            changes = self._visible_changes(catalog, entity, r["changes"] or {}, readable, actor)
             out.append({"at": r["at"], "action": r["action"], "actor_id": r["actor_id"], "actor": names.get(r["actor_id"], "system"), "changes": changes})
         return out
 
@@ -165,9 +173,41 @@ class QueryService:
         """(id, title) pairs for pickers and autocomplete, through the same list path."""
         catalog = self.catalog()
         entity = catalog.entity(entity_key)
-        page = self.list(entity_key, actor, search=search, fields=[entity.title_field], limit=limit, count="none",
-                         sort=[entity.title_field] if catalog.type_of(entity.field(entity.title_field)).sortable else None, labels=False)
+        title = [entity.title_field] if entity.title_field in self.policy.readable_fields(actor, entity) else []
+        page = self.list(entity_key, actor, search=search, fields=title, limit=limit, count="none",
+                         sort=[entity.title_field] if catalog.type_of(entity.field(entity.title_field)).sortable
+                         and entity.title_field in self.policy.comparable_fields(actor, entity) else None, labels=False)
         return [(r["id"], _title(catalog, entity, r, actor.locale)) for r in page.rows]
+
+    def unmask(self, entity_key: str, record_id: Any, field_name: str, actor: Actor, *, request_id: str | None = None) -> Any:
+        """The real value of one masked field, for an actor allowed to unmask it; every call is audited."""
+        from ..audit import record_event
+        from ..db import write_transaction
+
+        catalog = self.catalog()
+        entity = catalog.entity(entity_key)
+        self.policy.check(actor, entity, "read")
+        f = entity.field_map.get(field_name)
+        if f is None or field_name not in self.policy.masked_fields(entity) or field_name not in self.policy.readable_fields(actor, entity):
+            raise BadQuery(text("'{name}' is not a masked field of {entity} that you can read.", "“{name}”不是{entity}中你可查看的脱敏字段。",
+                                name=field_name, entity=Text(entity.key, entity.label.zh)))
+        if field_name not in self.policy.unmaskable_fields(actor, entity):
+            raise PermissionDenied(text("You may not see {field} ({field_zh}) unmasked. Ask an administrator for the 'may unmask' right on this field.",
+                                        "你无权查看{field}的完整内容。请联系管理员为此字段开通“可查看明文”权限。", field=f.label, field_zh=f.label.zh))
+        rid = record_id_or_none(record_id)
+        table = self.table_cache.tables(catalog)[entity.key]
+        where = [table.c.id == rid, table.c.deleted_at.is_(None)]
+        row_filter = self.policy.row_filter(actor, entity, table, catalog)
+        if row_filter is not None:
+            where.append(row_filter)
+        with write_transaction(self.engine) as conn:
+            r = conn.execute(select(table.c[field_name]).where(*where)).first() if rid is not None else None
+            if r is None:
+                raise RecordNotFound(text("{entity} #{id} does not exist or was deleted.", "{entity} #{id} 不存在或已被删除。", entity=entity.label, id=record_id))
+            # The event names the field, never the value.
+            record_event(conn, category="unmask", action="unmask", actor_id=actor.id, entity=entity.key, record_id=rid,
+                         subject=field_name, changes={"field": field_name}, request_id=request_id)
+        return catalog.type_of(f).from_db(f, r[0])
 
     # --- building blocks --------------------------------------------------------------------
     def _out_fields(self, catalog, entity, readable, fields) -> list[FieldDef]:
@@ -178,48 +218,55 @@ class QueryService:
         by_name = {f.name: f for f in stored}
         unknown = [n for n in wanted if n not in by_name and n not in SYSTEM_OUT]
         if unknown:
-            raise BadQuery(f"Unknown or unreadable fields: {', '.join(map(str, unknown))}.")
+            raise BadQuery(text("Unknown or unreadable fields: {names}.", "字段不存在或你无权读取：{names}。", names=", ".join(map(str, unknown))))
         return [by_name[n] for n in wanted if n in by_name]
 
-    def _where(self, catalog, entity, table, actor, readable, tree, search, deleted) -> list[ColumnElement]:
+    def _where(self, catalog, entity, table, actor, comparable, tree, search, deleted, readable=None) -> list[ColumnElement]:
+        """``comparable``: fields the actor may filter on; ``readable`` adds masked ones, which search matches only exactly."""
+        readable = comparable if readable is None else readable
         conds: list[ColumnElement] = [table.c.deleted_at.is_not(None) if deleted else table.c.deleted_at.is_(None)]
-        row_filter = self.policy.row_filter(actor, entity, table)
+        row_filter = self.policy.row_filter(actor, entity, table, catalog)
         if row_filter is not None:
             conds.append(row_filter)
         if tree:
             ctx = FilterContext(self.engine.dialect.name, self.timezone, dt.datetime.now(dt.timezone.utc))
-            conds.append(compile_filter(catalog, entity, table, tree, ctx, readable))
+            conds.append(compile_filter(catalog, entity, table, tree, ctx, comparable))
         if search is not None and search.strip():
             terms = search.strip().split()[:5]
-            cols = [table.c[n] for n in entity.search_fields if n in readable] or [table.c[entity.title_field]]
+            cols = [table.c[n] for n in entity.search_fields if n in comparable]
+            exact = [table.c[n] for n in entity.search_fields if n in readable and n not in comparable]
+            if not cols and not exact and entity.title_field in comparable:
+                cols = [table.c[entity.title_field]]
             for term in terms:
                 if len(term) > 100:
-                    raise BadQuery("Search terms are at most 100 characters.")
+                    raise BadQuery(text("Search terms are at most 100 characters.", "每个搜索词最多 100 个字符。"))
                 if "\x00" in term:
-                    raise BadQuery("Search text cannot contain the NUL character (\\u0000).")
-                conds.append(or_(*[_like(c, term, self.engine.dialect.name) for c in cols]))
+                    raise BadQuery(text("Search text cannot contain the NUL character (\\u0000).", "搜索内容不能包含 NUL 字符（\\u0000）。"))
+                conds.append(or_(false(), *[_like(c, term, self.engine.dialect.name) for c in cols], *[c == term for c in exact]))
         return conds
 
     def _sort_keys(self, catalog, entity, readable, sort) -> list[tuple[str, bool]]:
         if sort is None or (isinstance(sort, (list, tuple)) and not sort):
             view = catalog.view(entity)
-            keys = [(s.field, s.descending) for s in view.default_sort] or [("created_at", True)]
+            keys = [(s.field, s.descending) for s in view.default_sort if s.field in NOT_NULL_SORT or s.field in readable] or [("created_at", True)]
         else:
             if isinstance(sort, str):
                 sort = [s for s in sort.split(",") if s]
             keys = []
             for s in list(sort)[:3]:
                 if not isinstance(s, str) or not s.strip("-"):
-                    raise BadQuery("Sort by a field name, or -name for descending.")
+                    raise BadQuery(text("Sort by a field name, or -name for descending.", "请按字段名排序；降序时在字段名前加 -。"))
                 name, desc = (s[1:], True) if s.startswith("-") else (s, False)
                 if name in NOT_NULL_SORT:
                     keys.append((name, desc))
                     continue
                 f = entity.field_map.get(name)
                 if f is None or name not in readable or not catalog.type_of(f).stored:
-                    raise BadQuery(f"Cannot sort by '{name}': {entity.key} has no such field you can read.")
+                    raise BadQuery(text("Cannot sort by '{name}': {entity} has no such field you can read.", "不能按“{name}”排序：{entity}没有这个字段，或你无权读取。",
+                                        name=name, entity=Text(entity.key, entity.label.zh)))
                 if not catalog.type_of(f).sortable:
-                    raise BadQuery(f"Cannot sort by '{name}': {f.type} fields are not sortable.")
+                    raise BadQuery(text("Cannot sort by '{field}': {type} fields are not sortable.", "不能按“{field}”排序：{type}字段不支持排序。",
+                                        field=Text(name, f.label.zh), type=Text(f.type, catalog.type_of(f).label.zh)))
                 keys.append((name, desc))
         keys = [k for k in keys if k[0] != "id"] + [("id", keys[-1][1] if keys else True)]
         return keys
@@ -238,7 +285,7 @@ class QueryService:
 
     def _keyset(self, catalog, entity, table, keys, values, direction) -> ColumnElement:
         if len(values) != len(keys):
-            raise BadQuery("The page cursor is not valid; start again from the first page.")
+            raise BadQuery(BAD_CURSOR)
         vals = [self._coerce_cursor(catalog, entity, name, v) for (name, _), v in zip(keys, values)]
         before = direction == "before"
         if all(n in NOT_NULL_SORT for n, _ in keys) and len({d for _, d in keys}) == 1:
@@ -282,7 +329,7 @@ class QueryService:
                 raise ValueError(value)
             return converted
         except (ValueError, TypeError, OverflowError, ValidationError):
-            raise BadQuery("The page cursor is not valid; start again from the first page.") from None
+            raise BadQuery(BAD_CURSOR) from None
 
     def _cursor_values(self, catalog, entity, row, keys) -> list:
         """The sort values of a fetched (raw) row, as JSON."""
@@ -306,11 +353,14 @@ class QueryService:
         row = {c: r[c] for c in SYSTEM_OUT}
         for f in out_fields:
             row[f.name] = catalog.type_of(f).from_db(f, r[f.name])
+        self.policy.mask(entity, row)
         row["_labels"] = {}
         return row
 
-    def _attach_labels(self, conn, catalog: Catalog, out_fields, rows: list[dict], locale: str) -> None:
-        """One query per related table for the whole page, never one per row."""
+    def _attach_labels(self, conn, catalog: Catalog, out_fields, rows: list[dict], locale: str, actor: Actor | None = None) -> None:
+        """One query per related table for the whole page, never one per row.
+
+        A linked record's title shows only when the actor may read that entity and its title field (masked if masked)."""
         if not rows:
             return
         tables = self.table_cache.tables(catalog)
@@ -328,8 +378,11 @@ class QueryService:
                 te = catalog.entities[target]
                 tt = tables[te.key]
                 tf = te.field(te.title_field)
+                if actor is not None and not self._title_visible(actor, te):
+                    continue
                 res = conn.execute(select(tt.c.id, tt.c[te.title_field]).where(tt.c.id.in_(ids))).all()
-                resolved[target] = {i: catalog.type_of(tf).display(tf, catalog.type_of(tf).from_db(tf, v), locale) for i, v in res}
+                resolved[target] = {i: catalog.type_of(tf).display(tf, self.policy.mask(te, {tf.name: catalog.type_of(tf).from_db(tf, v)})[tf.name], locale)
+                                    for i, v in res}
             elif kind == "user":
                 resolved["user"] = self._user_names(conn, ids)
             else:
@@ -343,6 +396,41 @@ class QueryService:
             for c in ("created_by", "updated_by", "owner_id"):
                 if r.get(c):
                     labels[c] = resolved.get("user", {}).get(r[c], f"#{r[c]}")
+
+    def _title_visible(self, actor: Actor, target: EntityDef) -> bool:
+        return self.policy.allows(actor, target, "read") and target.title_field in self.policy.readable_fields(actor, target)
+
+    def _visible_changes(self, catalog, entity, changes: dict, readable, actor) -> dict:
+        """An audit entry's changes without unreadable fields, masked fields masked (child rows likewise)."""
+        masked = self.policy.masked_fields(entity)
+        out = {}
+        for k, v in changes.items():
+            if k not in readable:
+                continue
+            f = entity.field_map.get(k)
+            if f is not None and f.type == "child_table" and isinstance(v, dict):
+                child = catalog.entities.get(f.opt("entity"))
+                out[k] = self._visible_child_changes(child, v, actor) if child is not None else {}
+            elif k in masked and isinstance(v, list):
+                out[k] = [mask_value(masked[k], x) for x in v]
+            else:
+                out[k] = v
+        return out
+
+    def _visible_child_changes(self, child, change: dict, actor) -> dict:
+        readable = set(self.policy.readable_fields(actor, child)) | {"id"}
+        masked = self.policy.masked_fields(child)
+
+        def row(values: dict) -> dict:
+            return {k: (mask_value(masked[k], v) if k in masked else v) for k, v in values.items() if k in readable}
+
+        def diff(values: dict) -> dict:
+            return {k: ([mask_value(masked[k], x) for x in v] if k in masked and isinstance(v, list) else v)
+                    for k, v in values.items() if k in readable}
+
+        return {"added": [row(r) for r in change.get("added", []) if isinstance(r, dict)],
+                "changed": {rid: diff(d) for rid, d in (change.get("changed") or {}).items() if isinstance(d, dict)},
+                "removed": list(change.get("removed", []))}
 
     def _user_names(self, conn, ids) -> dict:
         if not ids:

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from sqlalchemy import Connection, Engine, Table, exists, func, select
+from sqlalchemy import Connection, Engine, Table, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from ..actor import Actor
+from ..audit import record_event
 from ..db import write_transaction
-from ..errors import CrmkitError, RecordNotFound, StaleRecord, ValidationFailed
+from ..errors import CrmkitError, PermissionDenied, RecordNotFound, StaleRecord, ValidationFailed
+from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef
 from ..meta.store import MetadataStore
+from ..permissions.masking import mask_value
 from ..policy import Policy
 from ..storage import fab_tables, platform_tables as pt
 from ..storage.entity_tables import build_tables
 from .validation import SchemaCache, validate_input
 
 MAX_BULK = 1000
+SEND_IDS = text("Send a list of record ids.", "请提交记录编号列表。")
 
 
 def utcnow() -> dt.datetime:
@@ -62,27 +66,36 @@ class RecordService:
         values, children = self._clean(catalog, entity, data, actor, creating=True)
         with write_transaction(self.engine) as conn:
             record_id = self._insert(conn, catalog, entity, values, children, actor, request_id)
+            self._check_in_scope(conn, catalog, entity, record_id, actor)
         return record_id
 
-    def update(self, entity_key: str, record_id: int, data: Any, actor: Actor, *, expected_version: int | None, request_id: str | None = None) -> int:
+    def update(self, entity_key: str, record_id: int, data: Any, actor: Actor, *, expected_version: int | None, request_id: str | None = None,
+               within: Callable[[Connection], None] | None = None) -> int:
         """Update the fields present in ``data``; returns the new row version.
 
         ``expected_version`` is the row_version the caller edited; a different current version is refused.
+        ``within`` runs after the update in the same transaction (erasure redacts the audit with it).
         """
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "update")
         if expected_version is None:
-            raise ValidationFailed({"row_version": ["Send the row_version of the record you edited, so that concurrent changes are not overwritten."]})
+            raise ValidationFailed({"row_version": [text("Send the row_version of the record you edited, so that concurrent changes are not overwritten.",
+                                                         "请提交你编辑时的记录版本号（row_version），以免覆盖他人同时所做的修改。")]})
         with write_transaction(self.engine) as conn:
-            current = self._load_for_update(conn, catalog, entity, record_id)
+            current = self._load_for_update(conn, catalog, entity, record_id, actor)
             if current["row_version"] != expected_version:
                 raise StaleRecord(
-                    f"Someone else changed this record after you opened it (you edited version {expected_version}; it is now version "
-                    f"{current['row_version']}). Reload it to see their changes, then apply yours again.",
+                    text("Someone else changed this record after you opened it (you edited version {mine}; it is now version {now}). "
+                         "Reload it to see their changes, then apply yours again.",
+                         "你打开这条记录后，其他人已修改了这条记录（你编辑的是第 {mine} 版，现在是第 {now} 版）。请重新加载查看对方的修改，再重新应用你的修改。",
+                         mine=expected_version, now=current["row_version"]),
                     details={"current_version": current["row_version"]},
                 )
             values, children = self._clean(catalog, entity, data, actor, creating=False, current=current)
-            return self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
+            version = self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
+            if within is not None:
+                within(conn)
+            return version
 
     def delete(self, entity_key: str, record_id: int, actor: Actor, *, expected_version: int | None = None, request_id: str | None = None) -> None:
         """Soft delete: the record moves to the recycle bin and can be restored."""
@@ -96,19 +109,21 @@ class RecordService:
         self.policy.check(actor, entity, "delete")
         table = self._table(catalog, entity)
         if record_id_or_none(record_id) is None:
-            raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist.")
+            raise RecordNotFound(text("{entity} #{id} does not exist.", "{entity} #{id} 不存在。", entity=entity.label, id=record_id))
         record_id = record_id_or_none(record_id)
         with write_transaction(self.engine) as conn:
-            row = conn.execute(select(table).where(table.c.id == record_id)).mappings().first()
+            row = conn.execute(select(table).where(table.c.id == record_id, *self._scope(catalog, entity, table, actor))).mappings().first()
             if row is None:
-                raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist.")
+                raise RecordNotFound(text("{entity} #{id} does not exist.", "{entity} #{id} 不存在。", entity=entity.label, id=record_id))
             if row["deleted_at"] is None:
-                raise ValidationFailed({"_schema": [f"{entity.label.en} #{record_id} is not in the recycle bin."]})
+                raise ValidationFailed({"_schema": [text("{entity} #{id} is not in the recycle bin.", "{entity} #{id} 不在回收站中。",
+                                                         entity=entity.label, id=record_id)]})
             try:
                 with conn.begin_nested():
                     conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=None, deleted_by=None, row_version=table.c.row_version + 1, updated_at=utcnow(), updated_by=actor.id))
             except IntegrityError:
-                raise ValidationFailed({"_schema": ["It cannot be restored: another record now uses one of its unique values. Change that record first."]}) from None
+                raise ValidationFailed({"_schema": [text("It cannot be restored: another record now uses one of its unique values. Change that record first.",
+                                                         "无法恢复：另一条记录已在使用它的某个唯一值。请先修改那条记录。")]}) from None
             self._audit(conn, entity, record_id, "restore", {}, actor, request_id)
             self._event(conn, entity, record_id, "restored", {}, actor)
 
@@ -116,16 +131,17 @@ class RecordService:
         """Apply the same change to many records, all or nothing; each gets its own audit entry and event."""
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "update")
+        self.policy.check(actor, entity, "bulk_edit")
         ids = _ids(ids)
         values, children = self._clean(catalog, entity, data, actor, creating=False, current={})
         if children:
-            raise ValidationFailed({k: ["Child rows cannot be bulk-edited; edit each record."] for k in children})
+            raise ValidationFailed({k: [text("Child rows cannot be bulk-edited; edit each record.", "子表行不能批量修改，请逐条编辑记录。")] for k in children})
         if not values:
-            raise ValidationFailed({"_schema": ["Choose at least one field to change."]})
+            raise ValidationFailed({"_schema": [text("Choose at least one field to change.", "请至少选择一个要修改的字段。")]})
         changed = 0
         with write_transaction(self.engine) as conn:
             for rid in ids:
-                current = self._load_for_update(conn, catalog, entity, rid)
+                current = self._load_for_update(conn, catalog, entity, rid, actor)
                 before = current["row_version"]
                 if self._update_row(conn, catalog, entity, current, dict(values), {}, actor, request_id) != before:
                     changed += 1
@@ -134,6 +150,7 @@ class RecordService:
     def bulk_delete(self, entity_key: str, ids: Iterable[int], actor: Actor, *, request_id: str | None = None) -> int:
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "delete")
+        self.policy.check(actor, entity, "bulk_edit")
         ids = _ids(ids)
         with write_transaction(self.engine) as conn:
             for rid in ids:
@@ -146,7 +163,8 @@ class RecordService:
         from pathlib import Path
 
         if len(data) > self.max_upload_bytes:
-            raise ValidationFailed({"file": [f"The file is larger than {self.max_upload_bytes // (1024 * 1024)} MB."]})
+            raise ValidationFailed({"file": [text("The file is larger than {n} MB.", "文件超过 {n} MB 的上限，请压缩后或换一个文件上传。",
+                                                  n=self.max_upload_bytes // (1024 * 1024))]})
         name = Path(filename or "file").name[:255] or "file"
         fid = uuid.uuid4().hex
         folder = Path(upload_dir) / fid[:2]
@@ -163,15 +181,17 @@ class RecordService:
         catalog = self.store.catalog()
         entity = catalog.entity(key)
         if entity.is_child:
-            raise ValidationFailed({"_schema": [f"{entity.label.en} rows are edited through their parent {entity.parent}."]})
+            raise ValidationFailed({"_schema": [text("{entity} rows are edited through their parent {parent}.", "{entity}的行需在其上级记录（{parent}）中编辑。",
+                                                     entity=entity.label, parent=entity.parent)]})
         return catalog, entity
 
     def _table(self, catalog: Catalog, entity: EntityDef) -> Table:
         return self.table_cache.tables(catalog)[entity.key]
 
     def _clean(self, catalog, entity, data, actor, *, creating: bool, current: dict | None = None) -> tuple[dict, dict]:
+        data, seen = self._guard_input(catalog, entity, data, actor, current)
         values = validate_input(catalog, entity, data, self.schemas, creating=creating,
-                                writable=self.policy.writable_fields(actor, entity), current=current)
+                                writable=self.policy.writable_fields(actor, entity), current=seen)
         children = {}
         for f in entity.fields:
             if f.type == "child_table" and f.name in values:
@@ -203,32 +223,35 @@ class RecordService:
                 target = catalog.entities[f.opt("target")]
                 tt = tables[target.key]
                 if not conn.execute(select(exists().where(tt.c.id == value, tt.c.deleted_at.is_(None)))).scalar():
-                    errors.setdefault(name, []).append(f"There is no {target.label.en} with id {value}.")
+                    errors.setdefault(name, []).append(text("There is no {entity} with id {id}.", "编号为 {id} 的{entity}不存在，请重新选择。",
+                                                            entity=target.label, id=value))
             elif f.type in ("user", "org_unit"):
                 ref = pt.org_unit if f.type == "org_unit" else fab_tables.ab_user
                 if not conn.execute(select(exists().where(ref.c.id == value))).scalar():
-                    errors.setdefault(name, []).append(f"There is no {'org unit' if f.type == 'org_unit' else 'user'} with id {value}.")
+                    kind = Text("org unit", "组织") if f.type == "org_unit" else Text("user", "用户")
+                    errors.setdefault(name, []).append(text("There is no {kind} with id {id}.", "编号为 {id} 的{kind}不存在，请重新选择。", kind=kind, id=value))
             elif f.type == "attachment":
                 rows = {r.id: r for r in conn.execute(select(pt.stored_file).where(pt.stored_file.c.id.in_(value)))}
                 missing = [v for v in value if v not in rows]
                 if missing:
-                    errors.setdefault(name, []).append("A file is missing; upload it again.")
+                    errors.setdefault(name, []).append(text("A file is missing; upload it again.", "有文件已丢失，请重新上传。"))
                 else:
                     limit = ft.max_bytes(f, self.max_upload_bytes)
                     for r in rows.values():
                         if r.size > limit:
-                            errors.setdefault(name, []).append(f"'{r.name}' is larger than {limit // 1024} KB.")
+                            errors.setdefault(name, []).append(text("'{file}' is larger than {n} KB.", "“{file}”超过 {n} KB 的上限。", file=r.name, n=limit // 1024))
                         if not ft.accepts(f, r.name):
-                            errors.setdefault(name, []).append(f"'{r.name}' is not an accepted file type ({', '.join(f.opt('accept'))}).")
+                            errors.setdefault(name, []).append(text("'{file}' is not an accepted file type ({types}).", "“{file}”的文件类型不可用，可用类型：{types}。",
+                                                                    file=r.name, types=", ".join(f.opt("accept"))))
                     if f.opt("max_files") and len(value) > f.opt("max_files"):
-                        errors.setdefault(name, []).append(f"At most {f.opt('max_files')} files.")
+                        errors.setdefault(name, []).append(text("At most {n} files.", "最多 {n} 个文件。", n=f.opt("max_files")))
                     values[name] = [{"id": v, "name": rows[v].name, "size": rows[v].size, "content_type": rows[v].content_type} for v in value]
             if f.unique and ft.stored:
                 q = select(table.c.id).where(table.c[name] == value, table.c.deleted_at.is_(None))
                 if exclude_id is not None:
                     q = q.where(table.c.id != exclude_id)
                 if conn.execute(q.limit(1)).first() is not None:
-                    errors.setdefault(name, []).append(f"This value is already used by another {entity.label.en}.")
+                    errors.setdefault(name, []).append(text("This value is already used by another {entity}.", "该值已被其他{entity}使用。", entity=entity.label))
         if errors:
             raise ValidationFailed(errors)
 
@@ -256,16 +279,66 @@ class RecordService:
             self._event(conn, entity, record_id, "created", changes, actor)
         return record_id
 
-    def _load_for_update(self, conn, catalog, entity, record_id) -> dict:
+    def _scope(self, catalog, entity, table, actor) -> list:
+        """The actor's row scope as a list of zero or one where-clauses: writes reach only rows the actor can see."""
+        if actor is None:
+            return []
+        clause = self.policy.row_filter(actor, entity, table, catalog)
+        return [] if clause is None else [clause]
+
+    def _check_in_scope(self, conn, catalog, entity, record_id, actor) -> None:
+        """A scoped actor cannot create a record they would not be able to see (the transaction rolls back)."""
+        table = self._table(catalog, entity)
+        scope = self._scope(catalog, entity, table, actor)
+        if scope and conn.execute(select(table.c.id).where(table.c.id == record_id, *scope)).first() is None:
+            raise PermissionDenied(text("This {entity} would be outside the records you may see, so it was not created. "
+                                        "Ask an administrator to widen your row scope.",
+                                        "这条{entity}将超出你可查看的记录范围，因此未创建。请联系管理员扩大你的数据范围。", entity=entity.label))
+
+    def _guard_input(self, catalog, entity, data, actor, current: dict | None) -> tuple[Any, dict | None]:
+        """Refuse hidden fields outright and treat an unchanged masked value as unchanged (mass-assignment guard).
+
+        Returns the input to validate and the record as the actor sees it (masked, hidden fields left out), so the
+        "same value" allowance for read-only fields cannot be used to guess a hidden or masked value.
+        """
+        if not isinstance(data, dict) or actor is None:
+            return data, current
+        access = self.policy.access(actor, entity)
+        readable = set(access.readable)
+        masked = self.policy.masked_fields(entity)
+        errors = {}
+        data = dict(data)
+        for name in list(data):
+            f = entity.field_map.get(name)
+            if f is None:
+                continue
+            if name not in readable:
+                if data[name] not in (None, "", []):
+                    errors[name] = [text("You may not change this field.", "你没有修改此项的权限。")]
+                data.pop(name)
+            elif name in masked and current and current.get(name) not in (None, ""):
+                if isinstance(data[name], str) and data[name] == mask_value(masked[name], current.get(name)):
+                    data.pop(name)  # the masked text sent back unchanged (a form or an API round trip)
+        if errors:
+            raise ValidationFailed(errors)
+        if not current:
+            return data, current
+        seen = {k: v for k, v in current.items() if k in readable or k not in entity.field_map}
+        for name, style in masked.items():
+            if name in seen and name not in access.unmaskable:
+                seen[name] = mask_value(style, seen[name])
+        return data, seen
+
+    def _load_for_update(self, conn, catalog, entity, record_id, actor=None) -> dict:
         table = self._table(catalog, entity)
         if record_id_or_none(record_id) is None:
-            raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist or was deleted.")
-        q = select(table).where(table.c.id == record_id_or_none(record_id))
+            raise RecordNotFound(text("{entity} #{id} does not exist or was deleted.", "{entity} #{id} 不存在或已被删除。", entity=entity.label, id=record_id))
+        q = select(table).where(table.c.id == record_id_or_none(record_id), *self._scope(catalog, entity, table, actor))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update()
         row = conn.execute(q).mappings().first()
         if row is None or row["deleted_at"] is not None:
-            raise RecordNotFound(f"{entity.label.en} #{record_id} does not exist or was deleted.")
+            raise RecordNotFound(text("{entity} #{id} does not exist or was deleted.", "{entity} #{id} 不存在或已被删除。", entity=entity.label, id=record_id))
         current = dict(row)
         for f in entity.fields:
             if f.name in current:
@@ -293,7 +366,8 @@ class RecordService:
         except IntegrityError as exc:
             raise _integrity(entity, exc) from None
         if result.rowcount != 1:
-            raise StaleRecord("Someone else changed this record at the same moment. Reload it and apply your change again.")
+            raise StaleRecord(text("Someone else changed this record at the same moment. Reload it and apply your change again.",
+                                   "其他人在同一时刻修改了这条记录。请重新加载，再应用你的修改。"))
         self._audit(conn, entity, current["id"], "update", changes, actor, request_id)
         self._event(conn, entity, current["id"], "updated", changes, actor)
         return new_version
@@ -302,19 +376,19 @@ class RecordService:
         child = catalog.entities[f.opt("entity")]
         table = self._table(catalog, child)
         if f.opt("max_rows") and len(rows) > f.opt("max_rows"):
-            raise ValidationFailed({f.name: [f"At most {f.opt('max_rows')} rows."]})
+            raise ValidationFailed({f.name: [text("At most {n} rows.", "最多 {n} 行。", n=f.opt("max_rows"))]})
         if existing is None:
             existing = {r["id"]: dict(r) for r in conn.execute(select(table).where(table.c.parent_id == parent_id)).mappings()}
         errors: dict[str, list] = {}
         plan = []
         for i, raw in enumerate(rows):
             if not isinstance(raw, dict):
-                errors[f"{f.name}.{i}"] = ["Each row must be an object of field values."]
+                errors[f"{f.name}.{i}"] = [text("Each row must be an object of field values.", "每一行都应是由字段值组成的对象。")]
                 continue
             rid = raw.get("id")
             cur = existing.get(rid) if rid is not None else None
             if rid is not None and cur is None:
-                errors[f"{f.name}.{i}.id"] = [f"Row {rid} does not belong to this record."]
+                errors[f"{f.name}.{i}.id"] = [text("Row {id} does not belong to this record.", "编号为 {id} 的行不属于这条记录。", id=rid)]
                 continue
             try:
                 cleaned = validate_input(catalog, child, raw, self.schemas, creating=cur is None, writable=self.policy.writable_fields(actor, child), current=cur)
@@ -347,17 +421,18 @@ class RecordService:
 
     def _soft_delete(self, conn, catalog, entity, record_id, actor, expected_version, request_id) -> None:
         table = self._table(catalog, entity)
-        current = self._load_for_update(conn, catalog, entity, record_id)
+        current = self._load_for_update(conn, catalog, entity, record_id, actor)
         if expected_version is not None and current["row_version"] != expected_version:
-            raise StaleRecord("Someone else changed this record after you opened it. Reload it before deleting.")
+            raise StaleRecord(text("Someone else changed this record after you opened it. Reload it before deleting.",
+                                   "你打开这条记录后，其他人已修改了它。请重新加载后再删除。"))
         record_id = current["id"]
         conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=utcnow(), deleted_by=actor.id, row_version=table.c.row_version + 1))
         self._audit(conn, entity, record_id, "delete", {}, actor, request_id)
         self._event(conn, entity, record_id, "deleted", {}, actor)
 
     def _audit(self, conn, entity, record_id, action, changes, actor, request_id) -> None:
-        conn.execute(pt.audit.insert().values(at=utcnow(), actor_id=actor.id, entity=entity.key, record_id=record_id,
-                                              action=action, changes=changes, request_id=request_id))
+        record_event(conn, category="record", action=action, actor_id=actor.id, entity=entity.key, record_id=record_id,
+                     changes=changes, request_id=request_id)
 
     def _event(self, conn, entity, record_id, verb, changes, actor) -> None:
         conn.execute(pt.outbox.insert().values(created_at=utcnow(), topic=f"record.{verb}", entity=entity.key, record_id=record_id,
@@ -410,14 +485,14 @@ def _ids(ids) -> list[int]:
     try:
         raw = list(ids)
     except TypeError:
-        raise ValidationFailed({"ids": ["Send a list of record ids."]}) from None
+        raise ValidationFailed({"ids": [SEND_IDS]}) from None
     out = list(dict.fromkeys(record_id_or_none(i) for i in raw))
     if None in out:
-        raise ValidationFailed({"ids": ["Send a list of record ids."]})
+        raise ValidationFailed({"ids": [SEND_IDS]})
     if not out:
-        raise ValidationFailed({"ids": ["Select at least one record."]})
+        raise ValidationFailed({"ids": [text("Select at least one record.", "请至少选择一条记录。")]})
     if len(out) > MAX_BULK:
-        raise ValidationFailed({"ids": [f"At most {MAX_BULK} records at once."]})
+        raise ValidationFailed({"ids": [text("At most {n} records at once.", "一次最多处理 {n} 条记录。", n=MAX_BULK)]})
     return out
 
 
@@ -425,5 +500,7 @@ def _integrity(entity: EntityDef, exc: IntegrityError) -> CrmkitError:
     msg = str(exc.orig)
     for f in entity.fields:
         if f.name in msg:
-            return ValidationFailed({f.name: ["This value conflicts with another record (it must be unique or refer to an existing record)."]})
-    return ValidationFailed({"_schema": ["The change conflicts with other data (a unique value or a reference). Check the values and try again."]})
+            return ValidationFailed({f.name: [text("This value conflicts with another record (it must be unique or refer to an existing record).",
+                                                   "该值与其他记录冲突（它必须唯一，或必须指向已存在的记录）。")]})
+    return ValidationFailed({"_schema": [text("The change conflicts with other data (a unique value or a reference). Check the values and try again.",
+                                              "此修改与其他数据冲突（唯一值或关联）。请检查后重试。")]})

@@ -7,13 +7,18 @@ from marshmallow import RAISE, Schema, ValidationError
 
 from ..errors import ValidationFailed
 from ..fields.base import contains_nul, flatten_messages
+from ..fields.messages import InputSchema
+from ..i18n_text import text
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef
 
 SYSTEM_INPUT_KEYS = {"id", "created_at", "updated_at", "created_by", "updated_by", "owner_id", "org_unit_id",
                      "row_version", "deleted_at", "deleted_by", "workflow_state", "parent_id", "sort_order", "_labels", "version"}
-REQUIRED = "This field is required."
+REQUIRED = text("This field is required.", "此项必填。")
 MAX_TEXT_INPUT = 1_000_000
+ASSIGNED = text("This number is assigned automatically; leave it empty.", "该编号由系统自动生成，请留空。")
+READ_ONLY = text("This field is read-only.", "此项为只读，不能修改。")
+NOT_WRITABLE = text("You may not change this field.", "你没有修改此项的权限。")
 
 
 class SchemaCache:
@@ -27,7 +32,7 @@ class SchemaCache:
         s = self._cache.get(key)
         if s is None:
             fields = {f.name: catalog.type_of(f).marshmallow_field(f) for f in entity.fields}
-            s = Schema.from_dict(fields, name=f"{entity.key}Input")(unknown=RAISE)
+            s = InputSchema.from_dict(fields, name=f"{entity.key}Input")(unknown=RAISE)
             if len(self._cache) > 512:
                 self._cache.clear()
             self._cache[key] = s
@@ -38,14 +43,15 @@ def validate_input(catalog: Catalog, entity: EntityDef, data: Any, schemas: Sche
                    writable: tuple[str, ...], current: dict | None = None) -> dict:
     """Return cleaned values for the fields present in ``data``; raise ValidationFailed listing every problem."""
     if not isinstance(data, dict):
-        raise ValidationFailed({"_schema": ["Send an object of field names to values."]})
+        raise ValidationFailed({"_schema": [text("Send an object of field names to values.", "请提交由字段名和值组成的对象。")]})
     payload = {k: v for k, v in data.items() if k not in SYSTEM_INPUT_KEYS}
     errors: dict[str, list] = {}
     for k, v in payload.items():
         if isinstance(v, str) and len(v) > MAX_TEXT_INPUT:
-            errors[k] = [f"Value is too long (over {MAX_TEXT_INPUT} characters)."]
+            errors[k] = [text("Value is too long (over {n} characters).", "内容过长（超过 {n} 个字符），请删减。", n=MAX_TEXT_INPUT)]
         elif contains_nul(v):
-            errors[k] = ["Text cannot contain the NUL character (\\u0000); remove it and try again."]
+            errors[k] = [text("Text cannot contain the NUL character (\\u0000); remove it and try again.",
+                              "文本中不能包含 NUL 字符（\\u0000），请删除后重试。")]
     try:
         cleaned = schemas.schema(catalog, entity).load({k: v for k, v in payload.items() if k not in errors}, partial=True)
     except ValidationError as exc:
@@ -63,9 +69,9 @@ def validate_input(catalog: Catalog, entity: EntityDef, data: Any, schemas: Sche
             same = current is not None and name in cleaned and cleaned.get(name) == current.get(name)
             if not same and payload[name] not in (None, "", []):
                 if f.read_only or assigned:
-                    msg = "This number is assigned automatically; leave it empty." if assigned else "This field is read-only."
+                    msg = ASSIGNED if assigned else READ_ONLY
                 else:
-                    msg = "You may not change this field."
+                    msg = NOT_WRITABLE
                 errors.setdefault(name, []).append(msg)
             cleaned.pop(name, None)
     for f in entity.fields:

@@ -244,7 +244,6 @@ class Planner:
             desired_field_ids.add(f.id)
             sig = type_sig(col.type, self.dialect)
             prev = applied.get(f.id)
-            current_name = prev.column_name if prev is not None else f.name
             if prev is not None and prev.column_name != f.name and prev.column_name in live_cols:
                 steps.append(self._rename_column(entity, live_name, prev.column_name, f, col))
                 live_cols.add(f.name)

@@ -1,7 +1,7 @@
 """The platform's own tables. They change only through Alembic migrations in ``migrations/``."""
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, false, ForeignKey, Index, Integer, MetaData, String, Table, UniqueConstraint
 
 from .types import UTCDateTime, json_type
 
@@ -63,17 +63,29 @@ applied_field = Table(
     Column("type_sig", String(100), nullable=False),
 )
 
+# Append-only and hash-chained (see crmkit.runtime.audit): write only through audit.record_event.
 audit = Table(
     "crmkit_audit", metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("at", UTCDateTime(), nullable=False),
     Column("actor_id", Integer),
-    Column("entity", String(100), nullable=False),
-    Column("record_id", BigInteger, nullable=False),
-    Column("action", String(16), nullable=False),
+    Column("entity", String(100)),
+    Column("record_id", BigInteger),
+    Column("action", String(32), nullable=False),
     Column("changes", json_type(), nullable=False),
     Column("request_id", String(64)),
+    Column("seq", BigInteger),
+    Column("category", String(32), nullable=False, server_default="record"),
+    Column("subject", String(200)),
+    Column("ip", String(64)),
+    Column("payload_hash", String(64)),
+    Column("prev_hash", String(64)),
+    Column("hash", String(64)),
+    Column("redacted", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("seq", name="uq_crmkit_audit_seq"),
     Index("ix_crmkit_audit_record", "entity", "record_id", "id"),
+    Index("ix_crmkit_audit_category", "category", "seq"),
+    Index("ix_crmkit_audit_at", "at"),
 )
 
 outbox = Table(

@@ -1,9 +1,15 @@
-"""Resolve the request's Actor from Flask-AppBuilder's user (session cookie or JWT)."""
+"""Resolve the request's Actor from Flask-AppBuilder's user (session cookie or JWT).
+
+Roles are the user's direct FAB roles, the roles of their FAB groups and the roles their posts
+(岗位) carry; entity permissions come from all of those roles; the org unit from their org
+membership. All of it is read in one statement (``org.grants.resolve_grants``).
+"""
 from __future__ import annotations
 
 from flask import current_app, g
 
 from ..actor import Actor
+from ..org.grants import resolve_grants
 from .i18n import current_locale
 
 ADMIN_ROLE = "Admin"
@@ -12,16 +18,13 @@ ADMIN_ROLE = "Admin"
 def actor_for_user(user, locale: str = "zh") -> Actor | None:
     if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
         return None
-    roles = [r.name for r in getattr(user, "roles", [])]
     admin_role = current_app.config.get("AUTH_ROLE_ADMIN", ADMIN_ROLE)
-    perms = set()
-    if admin_role not in roles:
-        sm = current_app.appbuilder.sm
-        for role_perms in sm.get_user_roles_permissions(user).values():
-            for action, resource in role_perms:
-                if resource.startswith("entity:"):
-                    perms.add((action, resource))
-    return Actor(id=user.id, username=user.username, is_admin=admin_role in roles, permissions=frozenset(perms), locale=locale)
+    with current_app.extensions["crmkit"].engine.connect() as conn:
+        grants = resolve_grants(conn, user.id, admin_role)
+    if grants is None or not grants.active:
+        return None
+    return Actor(id=user.id, username=user.username, is_admin=admin_role in grants.role_names, permissions=grants.permissions,
+                 org_unit_id=grants.org_unit_id, locale=locale, role_ids=grants.role_ids)
 
 
 def current_actor() -> Actor | None:

@@ -10,12 +10,20 @@ from flask_appbuilder.const import AUTH_DB
 from flask_appbuilder.models.sqla.base import SQLA
 from flask_wtf.csrf import CSRFProtect
 
+from ..audit.logins import LoginAuditMixin
+from ..auth import flask_settings as auth_flask_settings
+from ..auth.security_manager import HardenedSecurityManager
 from ..config import Settings
 from ..db import configure_sqlite, is_sqlite
+from ..permissions.request_scope import flask_request_scope
 from ..services import Services
 from .permissions import sync_entity_permissions
 
 log = logging.getLogger(__name__)
+
+
+class CrmkitSecurityManager(LoginAuditMixin, HardenedSecurityManager):
+    """FAB's security manager: login auditing (audit) in front of the login hardening (auth)."""
 
 
 class HomeView(IndexView):
@@ -44,14 +52,10 @@ def flask_config(settings: Settings, secret_key: str) -> dict:
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_HEADERS": ["X-CSRFToken", "X-CSRF-Token"],
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
         "JWT_ACCESS_TOKEN_EXPIRES": timedelta(seconds=settings.jwt_expires_seconds),
         "MAX_CONTENT_LENGTH": settings.max_upload_bytes + 1024 * 1024,
-        "RATELIMIT_ENABLED": False,
         "FAB_BASE_TEMPLATE": "crmkit/fab_base.html",
-        "FAB_PASSWORD_COMPLEXITY_ENABLED": False,
+        **auth_flask_settings(settings),  # cookies, session lifetime, password policy, login rate limit
     }
 
 
@@ -69,10 +73,10 @@ def create_app(settings: Settings | None = None, *, testing: bool = False) -> Fl
         engine = db.engine
         if is_sqlite(engine):
             configure_sqlite(engine)
-        services = Services.build(settings, engine=engine)
+        services = Services.build(settings, engine=engine, request_scope=flask_request_scope)
         app.extensions["crmkit"] = services
         app.extensions["crmkit_csrf"] = csrf
-        appbuilder = AppBuilder(indexview=HomeView, base_template="crmkit/fab_base.html")
+        appbuilder = AppBuilder(indexview=HomeView, base_template="crmkit/fab_base.html", security_manager_class=CrmkitSecurityManager)
         appbuilder.init_app(app, db.session)
         _register(app, services, csrf)
         sync_entity_permissions(app, services)
@@ -81,13 +85,28 @@ def create_app(settings: Settings | None = None, *, testing: bool = False) -> Fl
 
 def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     from ..api.blueprint import api_blueprint
+    from ..auth import register_auth
     from .errors import register_error_handlers
     from .views import web_blueprint
+    from ..audit.views import audit_blueprint
+    from ..privacy.views import privacy_api_blueprint, privacy_blueprint
+    from ..org.views import org_blueprint
 
     app.register_blueprint(web_blueprint)
+    from ..permissions.views import permissions_blueprint
+    from .export import export_blueprint
+
+    app.register_blueprint(permissions_blueprint)
+    app.register_blueprint(export_blueprint)
+    app.register_blueprint(audit_blueprint)
+    app.register_blueprint(privacy_blueprint)
+    csrf.exempt(privacy_api_blueprint)  # request_actor checks CSRF for cookie-authenticated calls
+    app.register_blueprint(privacy_api_blueprint)
+    app.register_blueprint(org_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     register_error_handlers(app)
+    register_auth(app, services.settings)
 
 
 def services_of(app: Flask) -> Services:

@@ -11,13 +11,18 @@ from dataclasses import dataclass, field
 from flask import current_app, flash, redirect, render_template, request, url_for
 
 from ..actor import Actor
+from ..auth.redirects import is_safe_path
 from ..errors import BadQuery, PermissionDenied, RecordNotFound, ValidationFailed
+from ..i18n_text import localize, text
 from ..meta.model import EntityDef
 from .actors import current_actor
 from .display import field_def, field_label, row_cell
 from .filters_ui import Condition, conditions_from_args, field_choices, filter_tree, value_widget
 from .forms import editable
 from .i18n import current_locale, translate
+
+
+LOG_IN_FIRST = text("Log in first.", "请先登录。")
 
 
 def services():
@@ -27,7 +32,7 @@ def services():
 def acting() -> Actor:
     actor = current_actor()
     if actor is None:
-        raise PermissionDenied("Log in first.")
+        raise PermissionDenied(LOG_IN_FIRST)
     return actor
 
 
@@ -35,7 +40,7 @@ def entity_of(entity_key: str) -> EntityDef:
     """A top-level entity; child tables are edited through their parent, so they have no pages."""
     entity = services().store.catalog().entity(entity_key)
     if entity.is_child:
-        raise RecordNotFound(f"{entity.label.en} rows are shown on their parent record's page.")
+        raise RecordNotFound(text("{entity} rows are shown on their parent record's page.", "{entity}的行显示在其上级记录的页面上。", entity=entity.label))
     return entity
 
 
@@ -46,7 +51,7 @@ def is_fragment_request() -> bool:
 def safe_next(entity: EntityDef, candidate: str | None) -> str:
     """Only a path under this entity's pages is followed after a POST."""
     base = url_for("crmkit_web.entity_list", entity_key=entity.key)
-    if candidate and candidate.startswith(base) and "//" not in candidate and "\\" not in candidate:
+    if is_safe_path(candidate) and candidate.startswith(base):
         return candidate
     return base
 
@@ -58,7 +63,7 @@ def page_size(args, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise BadQuery("per_page must be a whole number between 1 and 200.") from None
+        raise BadQuery(text("per_page must be a whole number between 1 and 200.", "每页条数须为 1 到 200 之间的整数。")) from None
 
 
 @dataclass
@@ -169,18 +174,10 @@ def describe_errors(entity: EntityDef, field_errors: dict) -> str:
         name = str(key).split(".")[0]
         f = entity.field_map.get(name)
         label = f.label.get(locale) if f else ("" if name in ("_schema", "bulk_field", "ids") else name)
-        text = "; ".join(localize_error(m) for m in (msgs if isinstance(msgs, list) else [msgs]))
-        parts.append(f"{label}: {text}" if label else text)
+        sep = "；" if locale == "zh" else "; "
+        said = sep.join(localize(m, locale) for m in (msgs if isinstance(msgs, list) else [msgs]))
+        parts.append((f"{label}：{said}" if locale == "zh" else f"{label}: {said}") if label else said)
     return " ".join(parts)
-
-
-def localize_error(message: str) -> str:
-    """The record service speaks English; the common messages have a zh-CN translation."""
-    from ..records.validation import REQUIRED
-
-    if message == REQUIRED:
-        return translate("err_required")
-    return str(message)
 
 
 def bulk_value_widget(entity: EntityDef, f) -> dict:
@@ -254,7 +251,7 @@ def render_list(entity: EntityDef, state: ListState, *, deleted: bool):
         "entity": entity, "view": view, "state": state, "rows": rows, "headers": headers, "pager": pager, "deleted": deleted,
         "query_error": query_error, "filter_rows": filter_rows, "saved_filters": [(s.name, s.label.get(locale)) for s in view.filters],
         "bulk_fields": bulk_fields, "bulk_widget": bulk_value_widget(entity, None),
-        "can": {a: svc.policy.allows(actor, entity, a) for a in ("create", "update", "delete")},
+        "can": {a: svc.policy.allows(actor, entity, a) for a in ("create", "update", "delete", "export")},
         "title": entity.plural_label.get(locale), "endpoint": endpoint,
         "current_url": request.full_path.rstrip("?"),
         "search_fields": "、".join(field_label(catalog, entity, n, locale) for n in entity.search_fields) if locale == "zh"

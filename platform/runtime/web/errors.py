@@ -28,6 +28,11 @@ def api_message(exc: HTTPException) -> str:
     return exc.description or ""
 
 
+def api_locale() -> str | None:
+    """The API answers in English; ``Accept-Language`` preferring Chinese gets core messages in Chinese."""
+    return "zh" if request.accept_languages.best_match(["en", "zh"]) == "zh" else None
+
+
 def _allow_header(exc: HTTPException) -> dict:
     methods = getattr(exc, "valid_methods", None)
     return {"Allow": ", ".join(methods)} if exc.code == 405 and methods else {}
@@ -37,7 +42,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CrmkitError)
     def crmkit_error(exc: CrmkitError):
         if wants_json():
-            return jsonify(exc.to_dict()), exc.status
+            return jsonify(exc.to_dict(api_locale())), exc.status
         title = {404: "not_found", 403: "forbidden"}.get(exc.status, "bad_request")
         return render_template("crmkit/error.html", status=exc.status, title=translate(title), message=exc.message,
                                hint=translate(f"{title}_hint") if title != "bad_request" else ""), exc.status

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadQuery
+from ..i18n_text import text
 from ..fields.base import OPERATOR_ARITY, OPERATOR_LABELS
 from ..fields.temporal import PERIODS
 from ..meta.catalog import Catalog
@@ -40,7 +41,7 @@ def conditions_from_args(args) -> list[Condition]:
     """The rows the user filled in; a row without a field is ignored."""
     fields, ops, values = args.getlist("ff"), args.getlist("fo"), args.getlist("fv")
     if len(fields) > MAX_ROWS:
-        raise BadQuery(f"A filter has at most {MAX_ROWS} conditions.")
+        raise BadQuery(text("A filter has at most {n} conditions.", "筛选条件最多 {n} 个。", n=MAX_ROWS))
     rows = []
     for i, name in enumerate(fields):
         name = (name or "").strip()
@@ -54,20 +55,21 @@ def conditions_from_args(args) -> list[Condition]:
 def _value(c: Condition) -> Any:
     arity = OPERATOR_ARITY.get(c.op)
     if arity is None:
-        raise BadQuery(f"'{c.op}' is not a filter operator.")
+        raise BadQuery(text("'{op}' is not a filter operator.", "“{op}”不是可用的筛选条件，请从列表中选择。", op=c.op))
     if arity == 0:
         return None
-    text = c.value.strip()
+    raw = c.value.strip()
     if arity == "n":
-        return [p.strip() for p in text.replace("，", ",").split(",") if p.strip()]
+        return [p.strip() for p in raw.replace("，", ",").split(",") if p.strip()]
     if arity == 2:
-        parts = [p.strip() for p in text.replace("，", ",").split(",")]
+        parts = [p.strip() for p in raw.replace("，", ",").split(",")]
         if len(parts) != 2:
-            raise BadQuery(f"'between' on '{c.field}' needs two values separated by a comma, e.g. 10,20.")
+            raise BadQuery(text("'between' on '{field}' needs two values separated by a comma, e.g. 10,20.",
+                                "“{field}”的“介于”条件需要两个值，用逗号分隔，如 10,20。", field=c.field))
         return parts
-    if text == "":
-        raise BadQuery(f"The condition on '{c.field}' needs a value.")
-    return text
+    if raw == "":
+        raise BadQuery(text("The condition on '{field}' needs a value.", "“{field}”的条件需要填写值。", field=c.field))
+    return raw
 
 
 def filter_tree(view: ViewDef, conditions: list[Condition], match: str, saved: str | None) -> dict | None:
@@ -76,7 +78,7 @@ def filter_tree(view: ViewDef, conditions: list[Condition], match: str, saved: s
     if saved:
         chosen = next((s for s in view.filters if s.name == saved), None)
         if chosen is None:
-            raise BadQuery(f"There is no saved filter '{saved}'; choose one from the list.")
+            raise BadQuery(text("There is no saved filter '{name}'; choose one from the list.", "没有名为“{name}”的已保存筛选，请从列表中选择。", name=saved))
         parts.append(dict(chosen.filter))
     built = [{"field": c.field, "op": c.op, "value": _value(c)} for c in conditions]
     if built:

@@ -12,9 +12,12 @@ from zoneinfo import ZoneInfo
 from flask import flash, make_response, redirect, render_template, request, url_for
 
 from ..errors import PermissionDenied, RecordNotFound, StaleRecord, ValidationFailed
+from ..i18n_text import join, localize, text
+from ..records.validation import REQUIRED
 from ..meta.model import EntityDef
+from ..privacy.personal import has_personal_data
 from .display import EMPTY, field_label, json_cell, row_cell
-from .entity_views import acting, entity_of, is_fragment_request, localize_error, services
+from .entity_views import acting, entity_of, is_fragment_request, services
 from .forms import default_form_values, new_row_key, parse_submission, record_form_values, split_errors
 from .i18n import current_locale, translate
 from .widgets import LINK_CHOICES, blank_row, build_sections
@@ -103,7 +106,7 @@ def register_record_routes(bp):
             services().records.restore(entity.key, record_id, acting())
             flash(translate("restored"), "success")
         except ValidationFailed as exc:
-            flash("; ".join(m for msgs in exc.field_errors.values() for m in msgs), "error")
+            flash(localize(join(m for msgs in exc.field_errors.values() for m in msgs), current_locale()), "error")
         return redirect(url_for("crmkit_web.entity_bin", entity_key=entity.key), 303)
 
     @bp.route("/e/<entity_key>/child-row/<field_name>")
@@ -112,7 +115,7 @@ def register_record_routes(bp):
         entity = entity_of(entity_key)
         f = entity.field_map.get(field_name)
         if f is None or f.type != "child_table":
-            raise RecordNotFound(f"{entity.label.en} has no child table '{field_name}'.")
+            raise RecordNotFound(text("{entity} has no child table '{name}'.", "{entity}没有名为“{name}”的子表。", entity=entity.label, name=field_name))
         catalog = services().store.catalog()
         child = catalog.entities[f.opt("entity")]
         actor = acting()
@@ -170,6 +173,7 @@ def render_detail(entity: EntityDef, record_id: int):
                    (translate("created_by"), record["_labels"].get("created_by", "")), (translate("owner"), record["_labels"].get("owner_id", "")),
                    (translate("version"), record["row_version"]), (translate("record_id"), record["id"])],
         "can": {a: svc.policy.allows(actor, entity, a) for a in ("create", "update", "delete")},
+        "personal_data": has_personal_data(entity),
     }
     return render_template("crmkit/entity_detail.html", **ctx)
 
@@ -253,8 +257,8 @@ def handle_form(entity: EntityDef, record_id: int | None):
         return go(url_for("crmkit_web.entity_detail", entity_key=entity.key, record_id=record_id))
     except ValidationFailed as exc:
         return render_form(entity, form, record, values, split_errors(exc.field_errors, sub.child_keys), status=422, row_version=request.form.get("row_version"))
-    except StaleRecord:
-        return render_form(entity, form, record, values, {}, status=409, stale=True, row_version=request.form.get("row_version"))
+    except StaleRecord as exc:
+        return render_form(entity, form, record, values, {}, status=409, stale=exc.message, row_version=request.form.get("row_version"))
 
 
 def row_edit_request(entity: EntityDef, sub) -> bool:
@@ -286,12 +290,12 @@ def go(url: str):
 
 def drop_redundant_required(messages: list[str]) -> list[str]:
     """An invalid value is also reported as missing; the specific message is enough."""
-    required = translate("err_required")
-    return [m for m in messages if m != required] if len(messages) > 1 else messages
+    return [m for m in messages if m != REQUIRED] if len(messages) > 1 else messages
 
 
-def render_form(entity: EntityDef, form, record, values: dict, errors: dict, *, status: int, stale: bool = False,
+def render_form(entity: EntityDef, form, record, values: dict, errors: dict, *, status: int, stale: str | None = None,
                 row_version=None):
+    """``stale`` is the record service's message when the edit was based on an old version."""
     svc = services()
     actor = acting()
     catalog = svc.store.catalog()
@@ -299,18 +303,17 @@ def render_form(entity: EntityDef, form, record, values: dict, errors: dict, *, 
     shown = {f.name: row_cell(catalog, entity, f.name, record, locale) for f in entity.fields} if record else {}
     sections = build_sections(catalog, entity, form, values, locale, writable=svc.policy.writable_fields(actor, entity),
                               child_writable=lambda child: svc.policy.writable_fields(actor, child), errors=errors,
-                              link_choices=link_choices_for(actor), shown=shown, creating=record is None)
+                              link_choices=link_choices_for(actor), shown=shown, creating=record is None,
+                              readable=svc.policy.readable_fields(actor, entity))
     rendered = {w.name for s in sections for w in s.widgets}
     rendered |= {cw.name for s in sections for w in s.widgets for _, _, cws in w.rows for cw in cws}
     # Errors about inputs that are not on the form (or hidden ones, like a child row's id) are listed above it.
-    problems = [(field_label(catalog, entity, k.split("-")[0], locale) if k.split("-")[0] in entity.field_map else "",
-                 "; ".join(localize_error(m) for m in v)) for k, v in errors.items() if k not in rendered]
+    # Messages stay bilingual ``Text`` here; the templates show them with ``|loc``.
+    problems = [(field_label(catalog, entity, k.split("-")[0], locale) if k.split("-")[0] in entity.field_map else "", join(v))
+                for k, v in errors.items() if k not in rendered]
     for s in sections:
         for w in s.widgets:
-            w.errors = drop_redundant_required([localize_error(m) for m in w.errors])
-            for _, _, cws in w.rows:
-                for cw in cws:
-                    cw.errors = [localize_error(m) for m in cw.errors]
+            w.errors = drop_redundant_required(w.errors)
     tabs = [(tid, label.get(locale)) for tid, label in form.tabs]
     error_tab = next((s.tab for s in sections for w in s.widgets if w.errors or any(cw.errors for _, _, cws in w.rows for cw in cws)), None)
     ctx = {

@@ -10,8 +10,11 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from flask_login import current_user
 
 from ..actor import Actor
+from ..auth.redirects import local_path_of
 from ..errors import PermissionDenied
+from ..i18n_text import localize
 from .actors import current_actor
+from .entity_views import LOG_IN_FIRST
 from .i18n import SUPPORTED, current_locale, translate
 
 web_blueprint = Blueprint(
@@ -27,8 +30,14 @@ def require_actor() -> Actor:
     """The logged-in actor; anonymous users are sent to the login page by ``login_required``."""
     actor = current_actor()
     if actor is None:
-        raise PermissionDenied("Log in first.")
+        raise PermissionDenied(LOG_IN_FIRST)
     return actor
+
+
+@web_blueprint.app_template_filter("loc")
+def localized(message):
+    """``{{ message|loc }}``: a core message (``Text``) in the user's language; plain text as it is."""
+    return localize(message, current_locale())
 
 
 @web_blueprint.before_request
@@ -64,6 +73,11 @@ def shell_context():
         ctx["admin_nav"] = [
             {"label": translate("users", locale), "url": url_for("UserDBModelView.list"), "active": path.startswith("/users/"), "icon": "user"},
             {"label": translate("roles", locale), "url": url_for("RoleModelView.list"), "active": path.startswith("/roles/"), "icon": "shield"},
+            {"label": translate("org_structure", locale), "url": url_for("crmkit_org.tree"), "active": path.startswith("/admin/org"), "icon": "sitemap"},
+            {"label": translate("perm_matrix", locale), "url": url_for("crmkit_permissions.matrix"), "active": path.startswith("/admin/permissions/") and "explain" not in path, "icon": "lock"},
+            {"label": translate("perm_explain", locale), "url": url_for("crmkit_permissions.explain_page"), "active": path.startswith("/admin/permissions/explain"), "icon": "search"},
+            {"label": translate("audit_log", locale), "url": url_for("crmkit_audit.audit_log"), "active": path.startswith("/admin/audit"), "icon": "list"},
+            {"label": translate("api_keys", locale), "url": url_for("crmkit_auth.api_keys_page"), "active": path.startswith("/account/"), "icon": "key"},
         ]
     return ctx
 
@@ -72,9 +86,7 @@ def shell_context():
 def set_locale(locale: str):
     if locale in SUPPORTED:
         session["locale"] = locale
-    target = request.referrer or url_for("crmkit_web.home")
-    if not target.startswith(request.host_url) and not target.startswith("/"):
-        target = url_for("crmkit_web.home")
+    target = local_path_of(request.referrer, request.host_url) or url_for("crmkit_web.home")
     return redirect(target)
 
 

@@ -111,13 +111,15 @@ def child_columns(catalog: Catalog, child: EntityDef, writable: tuple[str, ...],
 
 
 def build_sections(catalog: Catalog, entity: EntityDef, form: FormDef, values: dict, locale: str, *, writable: tuple[str, ...],
-                   child_writable: Callable, errors: dict, link_choices: Callable, shown: dict, creating: bool) -> list[Section]:
+                   child_writable: Callable, errors: dict, link_choices: Callable, shown: dict, creating: bool,
+                   readable: tuple[str, ...] | None = None) -> list[Section]:
+    """``readable``: the fields the actor may see; the others are left off the form entirely (absent, not blank)."""
     sections = []
     for s in form.sections:
         widgets = []
         for ff in s.fields:
             f = entity.field_map.get(ff.field)
-            if f is None:
+            if f is None or (readable is not None and f.name not in readable):
                 continue
             if f.type == "child_table":
                 widgets.append(_child_table_widget(catalog, f, ff, values.get(f.name) or [], locale, writable, child_writable, errors, link_choices))

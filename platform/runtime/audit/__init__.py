@@ -1,0 +1,4 @@
+"""The audit log: append-only, hash-chained entries written through one function, ``record_event``."""
+from .service import CATEGORIES, record_event, record_event_now
+
+__all__ = ["CATEGORIES", "record_event", "record_event_now"]

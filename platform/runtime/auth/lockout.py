@@ -1,0 +1,28 @@
+"""Account lockout: after N failed logins in a row an account refuses logins for a while.
+
+The count is Flask-AppBuilder's own ``fail_login_count`` (reset by a successful login or a
+password reset); the time of the last failure lives in ``crmkit_user_auth``. While locked,
+attempts are refused without checking the password and without extending the lock, so an
+attacker cannot keep an account locked forever by guessing. After the lock expires a correct
+password logs in; one more wrong one locks again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from .user_state import last_failed_at, upsert, utcnow
+
+
+def is_locked(db, user, *, threshold: int, lock_seconds: int, now: dt.datetime | None = None) -> bool:
+    if (user.fail_login_count or 0) < threshold:
+        return False
+    failed = last_failed_at(db, user.id)
+    return failed is not None and (now or utcnow()) - failed < dt.timedelta(seconds=lock_seconds)
+
+
+def note_failure(db, user_id: int, now: dt.datetime | None = None) -> None:
+    upsert(db, user_id, last_failed_at=now or utcnow())
+
+
+def clear(db, user_id: int) -> None:
+    upsert(db, user_id, last_failed_at=None)

@@ -1,0 +1,75 @@
+"""What a user holds: org unit, roles (direct, through FAB groups, through posts) and entity permissions.
+
+Resolved in ONE SQL statement per request, so authorization stays within its budget of one
+statement for actor facts (the policy rules have their own cached load).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, select, union
+
+from .tables import (ab_group_role, ab_permission, ab_permission_view, ab_permission_view_role, ab_role, ab_user,
+                     ab_user_group, ab_user_role, ab_view_menu, post_role, user_org, user_post)
+
+ENTITY_RESOURCE_PREFIX = "entity:"
+
+
+@dataclass(frozen=True)
+class Grants:
+    user_id: int
+    active: bool
+    org_unit_id: int | None
+    role_ids: frozenset[int]
+    role_names: frozenset[str]
+    # (action, resource) for resources named ``entity:<key>``; empty for the admin role (it may do everything).
+    permissions: frozenset[tuple[str, str]]
+
+
+def user_roles_select(user_id: int):
+    """Role ids a user holds: directly, through FAB groups, and through posts (columns: user_id, role_id)."""
+    direct = select(ab_user_role.c.user_id, ab_user_role.c.role_id).where(ab_user_role.c.user_id == user_id)
+    grouped = (select(ab_user_group.c.user_id, ab_group_role.c.role_id)
+               .join(ab_group_role, ab_group_role.c.group_id == ab_user_group.c.group_id)
+               .where(ab_user_group.c.user_id == user_id))
+    posted = (select(user_post.c.user_id, post_role.c.role_id)
+              .join(post_role, post_role.c.post_id == user_post.c.post_id)
+              .where(user_post.c.user_id == user_id))
+    return union(direct, grouped, posted).subquery("user_roles")
+
+
+def _entity_permissions():
+    return (select(ab_permission_view_role.c.role_id, ab_permission.c.name.label("action"), ab_view_menu.c.name.label("resource"))
+            .join(ab_permission_view, ab_permission_view.c.id == ab_permission_view_role.c.permission_view_id)
+            .join(ab_permission, ab_permission.c.id == ab_permission_view.c.permission_id)
+            .join(ab_view_menu, ab_view_menu.c.id == ab_permission_view.c.view_menu_id)
+            .where(ab_view_menu.c.name.like(ENTITY_RESOURCE_PREFIX + "%"))
+            .subquery("entity_perms"))
+
+
+def resolve_grants(conn: Connection, user_id: int, admin_role: str = "Admin") -> Grants | None:
+    """The user's grants, or None when there is no such user. One statement."""
+    roles = user_roles_select(user_id)
+    perms = _entity_permissions()
+    stmt = (
+        select(ab_user.c.active, user_org.c.org_unit_id, ab_role.c.id, ab_role.c.name, perms.c.action, perms.c.resource)
+        .select_from(
+            ab_user.outerjoin(user_org, user_org.c.user_id == ab_user.c.id)
+            .outerjoin(roles, roles.c.user_id == ab_user.c.id)
+            .outerjoin(ab_role, ab_role.c.id == roles.c.role_id)
+            .outerjoin(perms, and_(perms.c.role_id == ab_role.c.id, ab_role.c.name != admin_role))
+        )
+        .where(ab_user.c.id == user_id)
+    )
+    rows = conn.execute(stmt).all()
+    if not rows:
+        return None
+    role_ids, role_names, permissions = set(), set(), set()
+    for _active, _unit, role_id, role_name, action, resource in rows:
+        if role_id is not None:
+            role_ids.add(role_id)
+            role_names.add(role_name)
+        if action is not None:
+            permissions.add((action, resource))
+    return Grants(user_id=user_id, active=bool(rows[0][0]), org_unit_id=rows[0][1], role_ids=frozenset(role_ids),
+                  role_names=frozenset(role_names), permissions=frozenset(permissions))

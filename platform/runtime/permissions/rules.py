@@ -1,0 +1,201 @@
+"""Loading the permission rules and computing an actor's effective access to one entity.
+
+The rules (field rules, row scopes and each role's entity permissions from Flask-AppBuilder)
+are loaded once per process and kept until the *policy stamp* moves. The stamp is read with
+one SQL statement per request; it combines the crmkit_policy_stamp row (bumped by every rule
+change made here) with a fingerprint of FAB's role-permission table, so a grant changed on
+FAB's own role screens is noticed too.
+
+A user's effective access is the union over the roles that grant anything on the entity:
+a field is readable when any such role does not hide it, writable when any such role may
+edit it, and a row is visible when any such role's scope covers it. A role without a rule
+for a field may edit it; a role without a row scope sees all rows.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from flask_appbuilder.security.sqla import models as fab_models
+from sqlalchemy import Connection, Engine, func, select
+
+from ..actor import Actor
+from ..meta.model import EntityDef
+from .masking import mask_style
+from .tables import field_rule, policy_stamp, row_scope
+
+ab_role = fab_models.Role.__table__
+ab_permission = fab_models.Permission.__table__
+ab_view_menu = fab_models.ViewMenu.__table__
+ab_permission_view = fab_models.PermissionView.__table__
+ab_permission_view_role = fab_models.assoc_permissionview_role
+
+ACCESS_RANK = {"hidden": 0, "read_only": 1, "editable": 2}
+REQUEST_KEY = "crmkit_policy_rules"
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    access: str
+    may_unmask: bool = False
+
+
+@dataclass(frozen=True)
+class ScopeRule:
+    role_id: int
+    scope: str
+    filter: Any = None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    stamp: tuple
+    role_names: Mapping[int, str] = field(default_factory=dict)
+    role_perms: Mapping[int, frozenset] = field(default_factory=dict)  # role id → {(action, resource)}
+    fields: Mapping[tuple[int, str], Mapping[str, FieldRule]] = field(default_factory=dict)  # (role, entity) → field → rule
+    scopes: Mapping[tuple[int, str], ScopeRule] = field(default_factory=dict)  # (role, entity) → scope
+    memo: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class EntityAccess:
+    """What one actor may do with the fields and rows of one entity."""
+
+    readable: tuple[str, ...]
+    writable: tuple[str, ...]
+    unmaskable: frozenset[str]
+    scopes: tuple[ScopeRule, ...] | None  # None: every row
+    roles: tuple[int, ...]  # the roles the access comes from
+
+
+def stamp_query():
+    """One statement: the rule stamp plus a fingerprint of FAB's role permissions."""
+    pvr = ab_permission_view_role
+    return select(
+        select(policy_stamp.c.version).where(policy_stamp.c.id == 1).scalar_subquery(),
+        select(func.count()).select_from(pvr).scalar_subquery(),
+        select(func.coalesce(func.max(pvr.c.id), 0)).scalar_subquery(),
+        select(func.coalesce(func.sum(pvr.c.role_id * 7919 + pvr.c.permission_view_id), 0)).scalar_subquery(),
+    )
+
+
+def load_rules(conn: Connection, stamp: tuple) -> RuleSet:
+    names = dict(conn.execute(select(ab_role.c.id, ab_role.c.name)).all())
+    perms: dict[int, set] = {}
+    q = (select(ab_permission_view_role.c.role_id, ab_permission.c.name, ab_view_menu.c.name)
+         .join(ab_permission_view, ab_permission_view.c.id == ab_permission_view_role.c.permission_view_id)
+         .join(ab_permission, ab_permission.c.id == ab_permission_view.c.permission_id)
+         .join(ab_view_menu, ab_view_menu.c.id == ab_permission_view.c.view_menu_id)
+         .where(ab_view_menu.c.name.like("entity:%")))
+    for role_id, action, resource in conn.execute(q):
+        perms.setdefault(role_id, set()).add((action, resource))
+    fields: dict[tuple[int, str], dict[str, FieldRule]] = {}
+    for r in conn.execute(select(field_rule)).mappings():
+        fields.setdefault((r["role_id"], r["entity"]), {})[r["field"]] = FieldRule(r["access"], bool(r["may_unmask"]))
+    scopes = {(r["role_id"], r["entity"]): ScopeRule(r["role_id"], r["scope"], r["filter"]) for r in conn.execute(select(row_scope)).mappings()}
+    return RuleSet(stamp=stamp, role_names=names, role_perms={k: frozenset(v) for k, v in perms.items()}, fields=fields, scopes=scopes)
+
+
+class RuleCache:
+    """The rules of the current policy stamp; checked at most once per request when a request scope is given."""
+
+    def __init__(self, engine: Engine | None, request_scope: Callable[[], Any] | None = None):
+        self.engine = engine
+        self.request_scope = request_scope
+        self._lock = threading.Lock()
+        self._cached: RuleSet | None = None
+
+    def rules(self) -> RuleSet:
+        if self.engine is None:
+            return RuleSet(stamp=())
+        scope = self.request_scope() if self.request_scope else None
+        if scope is not None:
+            found = getattr(scope, REQUEST_KEY, None)
+            if found is not None:
+                return found
+        with self.engine.connect() as conn:
+            stamp = tuple(conn.execute(stamp_query()).one())
+            cached = self._cached
+            if cached is None or cached.stamp != stamp:
+                with self._lock:
+                    cached = self._cached
+                    if cached is None or cached.stamp != stamp:
+                        cached = load_rules(conn, stamp)
+                        self._cached = cached
+        if scope is not None:
+            setattr(scope, REQUEST_KEY, cached)
+        return cached
+
+    def forget_request(self) -> None:
+        """Drop this request's copy (after a rule change in the same request)."""
+        scope = self.request_scope() if self.request_scope else None
+        if scope is not None and hasattr(scope, REQUEST_KEY):
+            delattr(scope, REQUEST_KEY)
+
+
+def bump_stamp(conn: Connection) -> None:
+    """Every rule change calls this in its transaction, so every worker reloads on its next request."""
+    conn.execute(policy_stamp.update().where(policy_stamp.c.id == 1).values(version=policy_stamp.c.version + 1))
+
+
+def rule_key(entity: EntityDef) -> str:
+    """Child tables follow their parent's entity permissions."""
+    return entity.parent if entity.is_child and entity.parent else entity.key
+
+
+def granting_roles(rules: RuleSet, actor: Actor, entity: EntityDef) -> tuple[int, ...]:
+    resource = f"entity:{rule_key(entity)}"
+    return tuple(sorted(r for r in actor.role_ids if any(res == resource for _, res in rules.role_perms.get(r, ()))))
+
+
+def field_access(rules: RuleSet, role_id: int, entity: EntityDef, name: str) -> FieldRule:
+    return rules.fields.get((role_id, entity.key), {}).get(name) or FieldRule("editable", False)
+
+
+def effective_access(rules: RuleSet, actor: Actor, entity: EntityDef, catalog_version: int | None = None) -> EntityAccess:
+    key = (actor.is_admin, actor.role_ids, entity.key, entity.id, catalog_version, tuple(f.name for f in entity.fields))
+    found = rules.memo.get(key)
+    if found is not None:
+        return found
+    masked = {f.name for f in entity.fields if mask_style(f)}
+    if actor.is_admin:
+        access = EntityAccess(readable=tuple(f.name for f in entity.fields),
+                              writable=tuple(f.name for f in entity.fields if not f.read_only),
+                              unmaskable=frozenset(masked), scopes=None, roles=())
+    else:
+        roles = granting_roles(rules, actor, entity)
+        if not roles:
+            # No role-based rules apply (an actor built from permissions alone): the defaults.
+            access = EntityAccess(readable=tuple(f.name for f in entity.fields),
+                                  writable=tuple(f.name for f in entity.fields if not f.read_only),
+                                  unmaskable=frozenset(), scopes=None, roles=())
+        else:
+            readable, writable, unmaskable = [], [], set()
+            for f in entity.fields:
+                best = max((field_access(rules, r, entity, f.name) for r in roles), key=lambda fr: ACCESS_RANK.get(fr.access, 0))
+                if best.access != "hidden":
+                    readable.append(f.name)
+                if best.access == "editable" and not f.read_only:
+                    writable.append(f.name)
+                if f.name in masked and any(field_access(rules, r, entity, f.name).may_unmask
+                                            and field_access(rules, r, entity, f.name).access != "hidden" for r in roles):
+                    unmaskable.add(f.name)
+            scopes: tuple[ScopeRule, ...] | None = ()
+            if entity.is_child:
+                scopes = None  # child rows are reached only through a visible parent
+            else:
+                found_scopes = []
+                for r in roles:
+                    s = rules.scopes.get((r, entity.key))
+                    if s is None or s.scope == "all":
+                        found_scopes = None
+                        break
+                    found_scopes.append(s)
+                scopes = None if found_scopes is None else tuple(found_scopes)
+            access = EntityAccess(readable=tuple(readable), writable=tuple(writable), unmaskable=frozenset(unmaskable),
+                                  scopes=scopes, roles=roles)
+    if len(rules.memo) > 4096:
+        rules.memo.clear()
+    rules.memo[key] = access
+    return access

@@ -1,0 +1,1 @@
+"""Personal data (PIPL/GDPR): consent records, subject export and erasure."""
