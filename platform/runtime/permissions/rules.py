@@ -154,7 +154,10 @@ def field_access(rules: RuleSet, role_id: int, entity: EntityDef, name: str) -> 
 
 
 def effective_access(rules: RuleSet, actor: Actor, entity: EntityDef, catalog_version: int | None = None) -> EntityAccess:
-    key = (actor.is_admin, actor.role_ids, entity.key, entity.id, catalog_version, tuple(f.name for f in entity.fields))
+    # The key holds everything the answer depends on, masks and read-only flags included: two catalogs may
+    # share an entity id and field names yet differ in those (e.g. a definition edited and republished).
+    key = (actor.is_admin, actor.role_ids, entity.key, entity.id, catalog_version,
+           tuple((f.name, mask_style(f), f.read_only) for f in entity.fields))
     found = rules.memo.get(key)
     if found is not None:
         return found
