@@ -51,7 +51,7 @@ def build_app(url: str, var: Path):
     from crmkit.runtime.storage.migrate import upgrade_platform
     from crmkit.runtime.web.app import create_app
 
-    settings = Settings(database_url=url, secret_key="bench-secret", var_dir=var)
+    settings = Settings(database_url=url, secret_key="bench-secret-key-0123456789abcdef0123456789", var_dir=var, secure_cookies=False)  # plain http on 127.0.0.1
     s = Services.build(settings)
     upgrade_platform(s.engine)
     s.engine.dispose()
