@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFProtect
 from ..audit.logins import LoginAuditMixin
 from ..auth import flask_settings as auth_flask_settings
 from ..auth.security_manager import HardenedSecurityManager
+from ..auth.log_redaction import install_log_redaction
 from ..config import Settings
 from ..db import configure_sqlite, is_sqlite
 from ..permissions.request_scope import flask_request_scope
@@ -62,6 +63,7 @@ def flask_config(settings: Settings, secret_key: str) -> dict:
 def create_app(settings: Settings | None = None, *, testing: bool = False) -> Flask:
     settings = settings or Settings.from_env()
     secret = settings.require_secret_key()
+    install_log_redaction()
     app = Flask(__name__, template_folder="templates", static_folder=None)
     app.config.update(flask_config(settings, secret))
     app.config["TESTING"] = testing

@@ -149,6 +149,8 @@ def render_detail(entity: EntityDef, record_id: int):
     locale = current_locale()
     record = svc.queries.get(entity.key, record_id, actor)
     form = catalog.form(entity)
+    # Masked fields this actor may reveal get a "show" button (each reveal is audited by the unmask view).
+    unmaskable = set(svc.policy.masked_fields(entity)) & set(svc.policy.unmaskable_fields(actor, entity))
     sections = []
     for s in form.sections:
         items = []
@@ -163,7 +165,9 @@ def render_detail(entity: EntityDef, record_id: int):
                               "rows": [[row_cell(catalog, child, c.name, r, locale) for c in cols] for r in record[f.name]]})
                 continue
             items.append({"kind": "value", "label": f.label.get(locale), "cell": row_cell(catalog, entity, f.name, record, locale),
-                          "span": ff.span, "help": ""})
+                          "span": ff.span, "help": "",
+                          "unmask_url": url_for("crmkit_permissions.unmask", entity_key=entity.key, record_id=record_id, field_name=f.name)
+                          if f.name in unmaskable else None})
         sections.append({"id": s.id, "label": s.label.get(locale), "columns": s.columns, "tab": s.tab, "items": items})
     tabs = [(tid, label.get(locale)) for tid, label in form.tabs]
     ctx = {
