@@ -196,3 +196,47 @@ def test_key_creation_and_revocation_are_audited_without_the_key(client):
     assert [r["action"] for r in rows] == ["api_key_created", "api_key_revoked"]
     assert rows[0]["changes"]["key_id"] == key_id and rows[0]["changes"]["name"] == "Audited"
     assert all(key not in str(r) and key[3:13] not in str(r) for r in rows)
+
+
+def test_admins_see_every_users_keys_and_can_revoke_them(make_auth_app):
+    app = make_auth_app()
+    add_user(app, "integrator")
+    staff = app.test_client()
+    login(staff, "integrator", STAFF_PASSWORD)
+    key = shown_key(create_key(staff, name="ERP sync"))
+    key_id = keys_in_db(app, name="ERP sync")[0]["id"]
+    admin = app.test_client()
+    login(admin)
+    page = admin.get("/account/api-keys/all").get_data(as_text=True)
+    assert "integrator" in page and "ERP sync" in page and key[:10] in page and key not in page
+    resp = admin.post(f"/account/api-keys/all/{key_id}/revoke", data={"csrf_token": csrf_from(page)})
+    assert resp.status_code == 303
+    assert keys_in_db(app, id=key_id)[0]["revoked_at"] is not None
+    assert app.test_client().get(MEMBERS, headers=bearer(key)).status_code == 401
+    assert "ERP sync" not in admin.get("/account/api-keys/all").get_data(as_text=True)  # active keys only by default
+    assert "ERP sync" in admin.get("/account/api-keys/all?show=all").get_data(as_text=True)
+    from crmkit.runtime.storage import platform_tables as pt
+    with app.extensions["crmkit"].engine.connect() as conn:
+        changes = conn.execute(select(pt.audit.c.changes).where(pt.audit.c.action == "api_key_revoked")).scalars().all()
+    assert any(c.get("by_admin") and c.get("key_id") == key_id for c in changes)
+    again = admin.post(f"/account/api-keys/all/{key_id}/revoke", data={"csrf_token": csrf_from(page)})
+    assert again.status_code == 404
+
+
+def test_staff_cannot_open_the_overview_or_revoke_others_keys(make_auth_app):
+    app = make_auth_app()
+    add_user(app, "mallory", role="Public")
+    owner = app.test_client()
+    login(owner)
+    create_key(owner, name="Owner key")
+    key_id = keys_in_db(app)[0]["id"]
+    m = app.test_client()
+    login(m, "mallory", STAFF_PASSWORD)
+    resp = m.get("/account/api-keys/all")
+    assert resp.status_code == 403 and "Owner key" not in resp.get_data(as_text=True)
+    page = m.get("/account/api-keys").get_data(as_text=True)
+    assert m.post(f"/account/api-keys/all/{key_id}/revoke", data={"csrf_token": csrf_from(page)}).status_code == 403
+    assert keys_in_db(app)[0]["revoked_at"] is None
+    # without a CSRF token even an administrator's revoke is refused
+    assert owner.post(f"/account/api-keys/all/{key_id}/revoke").status_code in (400, 403)
+    assert keys_in_db(app)[0]["revoked_at"] is None

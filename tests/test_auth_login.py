@@ -64,6 +64,25 @@ def test_rate_limit_is_per_client_address(make_auth_app):
     assert resp.status_code == 200 and resp.get_json()["access_token"]
 
 
+@pytest.mark.parametrize("trusted", [0, 1])
+def test_forwarded_client_address_is_used_only_behind_a_configured_proxy(make_auth_app, trusted):
+    """Behind one trusted proxy each forwarded client has its own budget; without one, the header is ignored."""
+    app = make_auth_app(login_rate_limit="2 per minute", login_lockout_threshold=100, trusted_proxies=trusted)
+
+    def attempt(client_ip, password):
+        return app.test_client().post("/api/v1/security/login", json={"username": ADMIN_USER, "password": password, "provider": "db"},
+                                      headers={"X-Forwarded-For": client_ip}, environ_base={"REMOTE_ADDR": "10.0.0.1"})
+
+    for _ in range(2):
+        assert attempt("203.0.113.7", "wrong-password-x").status_code == 401
+    assert attempt("203.0.113.7", ADMIN_PASSWORD).status_code == 429
+    other = attempt("198.51.100.9", ADMIN_PASSWORD)
+    if trusted:
+        assert other.status_code == 200 and other.get_json()["access_token"]
+    else:  # every client is the proxy's address: one shared, used-up budget
+        assert other.status_code == 429
+
+
 def test_account_locks_after_threshold_and_refuses_the_right_password(make_auth_app):
     app = make_auth_app(login_lockout_threshold=3, login_lockout_seconds=600)
     add_user(app, "clerk")
@@ -76,8 +95,12 @@ def test_account_locks_after_threshold_and_refuses_the_right_password(make_auth_
     page = c.get(resp.headers["Location"]).get_data(as_text=True)
     assert "locked for 10 minutes" in page or "已锁定 10 分钟" in page
     assert not logged_in(c)
-    # the API login is refused too, and a locked attempt does not extend the lock
-    assert api_login(app.test_client(), "clerk", STAFF_PASSWORD).status_code == 401
+    # the API login is refused too, says why, and a locked attempt does not extend the lock
+    refused = api_login(app.test_client(), "clerk", STAFF_PASSWORD)
+    assert refused.status_code == 401 and refused.get_json()["code"] == "account_locked"
+    assert "locked for 10 minutes" in refused.get_json()["message"] or "已锁定 10 分钟" in refused.get_json()["message"]
+    wrong = api_login(app.test_client(), "someone-else", "nope")  # an ordinary failure keeps FAB's answer
+    assert wrong.status_code == 401 and wrong.get_json().get("code") != "account_locked"
     assert user_row(app, "clerk")["fail_login_count"] == 3
     # other accounts are unaffected
     ok = app.test_client()

@@ -280,3 +280,7 @@ def test_policy_costs_one_statement_per_request(sc, app):
     assert resp.status_code == 200 and {i["id"] for i in resp.get_json()["items"]} == sc.expected_member_ids("desk_sh")
     policy_statements = [s for s in seen if "crmkit_policy_stamp" in s or "crmkit_field_rule" in s or "crmkit_row_scope" in s]
     assert len(policy_statements) == 1, policy_statements
+    # The actor's grants and the rule stamp are one and the same statement: authorization costs one statement.
+    authorization = [s for s in seen if "ab_user_role" in s or "crmkit_policy_stamp" in s or "ab_permission_view_role" in s]
+    assert len(authorization) == 1, authorization
+    assert "crmkit_user_org" in authorization[0] or "ab_user_role" in authorization[0]

@@ -295,12 +295,16 @@ def walk(s, sort, limit, filter=None):
 
 
 def sort_key(row, sort):
-    """The order the database should produce: ascending/descending, NULLs last, id breaks ties."""
+    """The order the database should produce: NULLs sort as the smallest value (first ascending, last
+    descending, as SOQL does by default), id breaks ties."""
     key = []
     for s in sort:
         desc, name = s.startswith("-"), s.lstrip("-")
         v = row[name]
-        key.append((v is None, (-v if desc else v) if isinstance(v, (int, Decimal)) and v is not None else v))
+        if desc:
+            key.append((v is None, -v if isinstance(v, (int, Decimal)) and v is not None else v))
+        else:
+            key.append((v is not None, v))
     return key
 
 
@@ -327,16 +331,16 @@ def test_keyset_pages_forward_and_back_cover_every_row_exactly_once(lab, many, s
     assert back == [[r["id"] for r in p.rows] for p in pages[:-1]]
 
 
-def test_keyset_order_matches_the_sort_with_nulls_last(lab, many):
+def test_keyset_order_puts_nulls_first_ascending_and_last_descending(lab, many):
     s = lab["s"]
-    for sort in (["ratio"], ["-ratio"], ["count", "ratio"]):
+    for sort in (["ratio"], ["-ratio"], ["count", "ratio"], ["count", "-ratio"]):
         rows = [r for p in walk(s, sort, limit=7) for r in p.rows]
         keys = [sort_key(r, sort) for r in rows]
         assert keys == sorted(keys), sort
         ratios = [r["ratio"] for r in rows] if sort[0].lstrip("-") == "ratio" else None
         if ratios:
-            first_null = ratios.index(None)
-            assert all(v is None for v in ratios[first_null:])
+            nulls = ratios.count(None)
+            assert nulls and set(ratios[:nulls] if sort[0] == "ratio" else ratios[-nulls:]) == {None}
 
 
 def test_keyset_pagination_with_a_filter(lab, many):

@@ -39,6 +39,8 @@ class Settings:
     login_lockout_threshold: int = 5
     login_lockout_seconds: int = 15 * 60
     api_key_max_days: int = 365
+    # How many reverse proxies sit in front and set X-Forwarded-For/-Proto/-Host (0: trust none).
+    trusted_proxies: int = 0
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -64,6 +66,7 @@ class Settings:
             login_lockout_threshold=_int(env, "LOGIN_LOCKOUT_THRESHOLD", 5),
             login_lockout_seconds=_int(env, "LOGIN_LOCKOUT_SECONDS", 15 * 60),
             api_key_max_days=_int(env, "API_KEY_MAX_DAYS", 365),
+            trusted_proxies=_int(env, "TRUSTED_PROXIES", 0),
         )
 
     def require_secret_key(self) -> str:

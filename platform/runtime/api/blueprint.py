@@ -122,6 +122,23 @@ def record_history(entity_key: str, record_id: int):
     return jsonify(history_json(services.queries.history(entity.key, rid, actor, limit=limit)))
 
 
+@api_blueprint.post("/records/<entity_key>/<int:record_id>/unmask")
+def unmask_field(entity_key: str, record_id: int):
+    """The real value of one masked field (e.g. an ID number), for callers with the 'may unmask' right; audited."""
+    catalog, entity = _entity(entity_key)
+    check_known(request.args, ())
+    body = json_object()
+    problems = {k: ["Unknown key: send only 'field'."] for k in sorted(set(body) - {"field"})}
+    if not isinstance(body.get("field"), str):
+        problems["field"] = ["Required: the name of a masked field, e.g. {\"field\": \"id_number\"}."]
+    if problems:
+        raise ValidationFailed(problems)
+    name = body["field"]
+    value = _services().queries.unmask(entity.key, _record_id(entity, record_id), name, _actor(), request_id=g.api_request_id)
+    f = entity.field(name)
+    return jsonify({"id": record_id, "field": name, "value": None if value is None else catalog.type_of(f).to_json(f, value)})
+
+
 @api_blueprint.post("/records/<entity_key>/bulk-update")
 def bulk_update(entity_key: str):
     _, entity = _entity(entity_key)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef
+from ..policy import Policy
 from ..query.service import MAX_PAGE
 from .openapi_schemas import common_schemas, entity_schemas, filterable_fields, ref, schema_name, sortable_fields
 
@@ -136,6 +137,17 @@ def entity_paths(catalog: Catalog, entity: EntityDef) -> dict[str, dict]:
                     "parameters": [query_param("limit", "At most this many entries (1-500, default 100).", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100})],
                     "responses": {"200": json_response("Audit entries.", ref("HistoryPage")), **errors("400", "401", "403", "404")}},
         },
+        **({f"{item}/unmask": {
+            "parameters": [id_param],
+            "post": {"operationId": f"{op}_unmask", "summary": "Reveal one masked field (audited; needs the 'may unmask' right)", "tags": tag,
+                     "security": WRITE_SECURITY,
+                     "requestBody": json_body({"type": "object", "additionalProperties": False, "required": ["field"],
+                                               "properties": {"field": {"type": "string", "enum": sorted(masked)}}}),
+                     "responses": {"200": json_response("The unmasked value.", {
+                         "type": "object", "required": ["id", "field", "value"],
+                         "properties": {"id": {"type": "integer"}, "field": {"type": "string"}, "value": {}}}),
+                         **errors("400", "401", "403", "404", "415", "422")}},
+        }} if (masked := Policy.masked_fields(entity)) else {}),
         f"{base}/bulk-update": {
             "post": {"operationId": f"{op}_bulk_update", "summary": f"Apply the same change to many {label} (all or nothing)", "tags": tag,
                      "security": WRITE_SECURITY, "requestBody": json_body(ref(schema_name(key, "bulk_update"))),

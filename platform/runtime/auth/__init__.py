@@ -44,11 +44,12 @@ def flask_settings(settings: Settings) -> dict:
 
 def register_auth(app: Flask, settings: Settings) -> None:
     """Install the hardening hooks on a created app (after Flask-AppBuilder registered its views)."""
-    from . import headers, limits, redirects, sessions
+    from . import headers, limits, lockout, redirects, sessions
     from .views import auth_blueprint
 
     headers.init_app(app, settings)
     sessions.init_app(app, settings)
     redirects.init_app(app)
     limits.init_app(app, settings)
+    lockout.init_app(app, settings)
     app.register_blueprint(auth_blueprint)

@@ -96,11 +96,39 @@ def list_keys(conn, user_id: int) -> list[KeyInfo]:
                     revoked_at=r["revoked_at"], last_used_at=r["last_used_at"]) for r in rows]
 
 
-def revoke_key(conn, user_id: int, key_id: int, now: dt.datetime | None = None) -> bool:
-    """Revoke one of ``user_id``'s keys; False when there is no such (unrevoked) key of theirs."""
-    result = conn.execute(update(api_key).where(api_key.c.id == key_id, api_key.c.user_id == user_id,
-                                                api_key.c.revoked_at.is_(None)).values(revoked_at=now or utcnow()))
+@dataclass(frozen=True)
+class OwnedKey:
+    """A key with its owner, for the administrators' overview."""
+
+    key: KeyInfo
+    user_id: int
+    username: str
+    user_active: bool
+
+
+def list_all_keys(conn, user_model_table, *, include_inactive: bool = False) -> list[OwnedKey]:
+    """Every user's keys, newest first; by default only the ones that still work (not revoked, not expired)."""
+    users = user_model_table
+    q = select(api_key, users.c.username, users.c.active).join(users, users.c.id == api_key.c.user_id).order_by(api_key.c.id.desc())
+    if not include_inactive:
+        q = q.where(api_key.c.revoked_at.is_(None), api_key.c.expires_at > utcnow())
+    return [OwnedKey(KeyInfo(id=r["id"], name=r["name"], prefix=r["prefix"], created_at=r["created_at"], expires_at=r["expires_at"],
+                             revoked_at=r["revoked_at"], last_used_at=r["last_used_at"]), r["user_id"], r["username"], bool(r["active"]))
+            for r in conn.execute(q).mappings()]
+
+
+def revoke_key(conn, user_id: int | None, key_id: int, now: dt.datetime | None = None) -> bool:
+    """Revoke one of ``user_id``'s keys (any user's key when ``user_id`` is None: administrators);
+    False when there is no such unrevoked key."""
+    where = [api_key.c.id == key_id, api_key.c.revoked_at.is_(None)]
+    if user_id is not None:
+        where.append(api_key.c.user_id == user_id)
+    result = conn.execute(update(api_key).where(*where).values(revoked_at=now or utcnow()))
     return result.rowcount == 1
+
+
+def key_owner(conn, key_id: int) -> int | None:
+    return conn.execute(select(api_key.c.user_id).where(api_key.c.id == key_id)).scalar()
 
 
 def user_for_key(session, user_model, token: str, now: dt.datetime | None = None):

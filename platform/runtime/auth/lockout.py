@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask import Flask, g, jsonify, request
+
+from ..config import Settings
 from .user_state import last_failed_at, upsert, utcnow
+
+API_LOGIN_PATH = "/api/v1/security/login"
 
 
 def is_locked(db, user, *, threshold: int, lock_seconds: int, now: dt.datetime | None = None) -> bool:
@@ -26,3 +31,19 @@ def note_failure(db, user_id: int, now: dt.datetime | None = None) -> None:
 
 def clear(db, user_id: int) -> None:
     upsert(db, user_id, last_failed_at=None)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """The API login says why a locked account is refused (FAB's own answer is a bare "Not authorized")."""
+
+    @app.after_request
+    def explain_locked_api_login(response):
+        if request.path == API_LOGIN_PATH and response.status_code == 401 and g.get("crmkit_login_locked"):
+            from ..web.i18n import current_locale
+            from .security_manager import MSG_LOCKED
+
+            message = MSG_LOCKED.format(minutes=max(1, settings.login_lockout_seconds // 60))
+            locked = jsonify({"code": "account_locked", "message": message.get(current_locale())})
+            locked.status_code = 401
+            return locked
+        return response

@@ -16,6 +16,7 @@ auth_blueprint = Blueprint("crmkit_auth", __name__, url_prefix="/account")
 
 MSG_REVOKED = text("The key was revoked; programs using it can no longer call the API.", "密钥已吊销，使用它的程序将无法再调用 API。")
 MSG_NOT_YOURS = text("There is no such active key among yours; it may already be revoked.", "您的密钥中没有这个有效密钥，它可能已被吊销。")
+MSG_NO_SUCH_KEY = text("There is no such active key; it may already be revoked.", "没有这个有效密钥，它可能已被吊销。")
 MSG_SIGNED_OUT = text("All your other sessions and access tokens have ended; this one continues.",
                       "您在其他地方的会话和访问令牌已全部失效，当前会话继续有效。")
 
@@ -80,6 +81,47 @@ def api_keys_revoke(key_id: int):
         return _page(error=MSG_NOT_YOURS.get(current_locale()), status=404)
     flash(MSG_REVOKED.get(current_locale()), "success")
     return redirect(url_for("crmkit_auth.api_keys_page"), 303)
+
+
+def _require_admin() -> None:
+    from ..errors import PermissionDenied
+    from ..web.actors import current_actor
+
+    actor = current_actor()
+    if actor is None or not actor.is_admin:
+        raise PermissionDenied(text("Only administrators can see and revoke other users' API keys.",
+                                    "只有管理员可以查看和吊销其他用户的 API 密钥。"))
+
+
+def _all_keys_page(error=None, status=200):
+    from flask_appbuilder.security.sqla.models import User
+
+    show_all = request.args.get("show") == "all"
+    with read_transaction(_engine()) as conn:
+        keys = api_keys.list_all_keys(conn, User.__table__, include_inactive=show_all)
+    return render_template("crmkit/auth/api_keys_all.html", keys=keys, show_all=show_all, error=error, now=utcnow(),
+                           locale=current_locale()), status
+
+
+@auth_blueprint.get("/api-keys/all")
+def api_keys_all():
+    """Administrators' overview: every user's keys (active ones by default), with owner, expiry and last use."""
+    _require_admin()
+    return _all_keys_page()
+
+
+@auth_blueprint.post("/api-keys/all/<int:key_id>/revoke")
+def api_keys_admin_revoke(key_id: int):
+    _require_admin()
+    with write_transaction(_engine()) as conn:
+        owner = api_keys.key_owner(conn, key_id)
+        revoked = api_keys.revoke_key(conn, None, key_id)
+        if revoked:
+            _audit(conn, "api_key_revoked", {"key_id": key_id, "owner_id": owner, "by_admin": True})
+    if not revoked:
+        return _all_keys_page(error=MSG_NO_SUCH_KEY.get(current_locale()), status=404)
+    flash(MSG_REVOKED.get(current_locale()), "success")
+    return redirect(url_for("crmkit_auth.api_keys_all"), 303)
 
 
 @auth_blueprint.post("/sign-out-everywhere")

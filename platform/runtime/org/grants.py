@@ -1,13 +1,16 @@
 """What a user holds: org unit, roles (direct, through FAB groups, through posts) and entity permissions.
 
-Resolved in ONE SQL statement per request, so authorization stays within its budget of one
-statement for actor facts (the policy rules have their own cached load).
+Resolved in ONE SQL statement per request, which also reads the policy stamp, so that
+authorization costs one statement per request: the policy's rule cache is primed with that
+stamp and only reloads (extra statements) when the rules changed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, select, union
+from sqlalchemy import Connection, and_, select, true, union
+
+from ..permissions.rules import stamp_query
 
 from .tables import (ab_group_role, ab_permission, ab_permission_view, ab_permission_view_role, ab_role, ab_user,
                      ab_user_group, ab_user_role, ab_view_menu, post_role, user_org, user_post)
@@ -24,6 +27,7 @@ class Grants:
     role_names: frozenset[str]
     # (action, resource) for resources named ``entity:<key>``; empty for the admin role (it may do everything).
     permissions: frozenset[tuple[str, str]]
+    policy_stamp: tuple = ()  # the rule stamp read in the same statement (see permissions.rules.stamp_query)
 
 
 def user_roles_select(user_id: int):
@@ -51,13 +55,16 @@ def resolve_grants(conn: Connection, user_id: int, admin_role: str = "Admin") ->
     """The user's grants, or None when there is no such user. One statement."""
     roles = user_roles_select(user_id)
     perms = _entity_permissions()
+    stamp = stamp_query().subquery("policy_stamp")
     stmt = (
-        select(ab_user.c.active, user_org.c.org_unit_id, ab_role.c.id, ab_role.c.name, perms.c.action, perms.c.resource)
+        select(ab_user.c.active, user_org.c.org_unit_id, ab_role.c.id, ab_role.c.name, perms.c.action, perms.c.resource,
+               *stamp.c)
         .select_from(
             ab_user.outerjoin(user_org, user_org.c.user_id == ab_user.c.id)
             .outerjoin(roles, roles.c.user_id == ab_user.c.id)
             .outerjoin(ab_role, ab_role.c.id == roles.c.role_id)
             .outerjoin(perms, and_(perms.c.role_id == ab_role.c.id, ab_role.c.name != admin_role))
+            .join(stamp, true())
         )
         .where(ab_user.c.id == user_id)
     )
@@ -65,11 +72,11 @@ def resolve_grants(conn: Connection, user_id: int, admin_role: str = "Admin") ->
     if not rows:
         return None
     role_ids, role_names, permissions = set(), set(), set()
-    for _active, _unit, role_id, role_name, action, resource in rows:
+    for _active, _unit, role_id, role_name, action, resource, *_stamp in rows:
         if role_id is not None:
             role_ids.add(role_id)
             role_names.add(role_name)
         if action is not None:
             permissions.add((action, resource))
     return Grants(user_id=user_id, active=bool(rows[0][0]), org_unit_id=rows[0][1], role_ids=frozenset(role_ids),
-                  role_names=frozenset(role_names), permissions=frozenset(permissions))
+                  role_names=frozenset(role_names), permissions=frozenset(permissions), policy_stamp=tuple(rows[0][6:]))

@@ -73,10 +73,10 @@ def stamp_query():
     """One statement: the rule stamp plus a fingerprint of FAB's role permissions."""
     pvr = ab_permission_view_role
     return select(
-        select(policy_stamp.c.version).where(policy_stamp.c.id == 1).scalar_subquery(),
-        select(func.count()).select_from(pvr).scalar_subquery(),
-        select(func.coalesce(func.max(pvr.c.id), 0)).scalar_subquery(),
-        select(func.coalesce(func.sum(pvr.c.role_id * 7919 + pvr.c.permission_view_id), 0)).scalar_subquery(),
+        select(policy_stamp.c.version).where(policy_stamp.c.id == 1).scalar_subquery().label("rules_version"),
+        select(func.count()).select_from(pvr).scalar_subquery().label("grant_count"),
+        select(func.coalesce(func.max(pvr.c.id), 0)).scalar_subquery().label("grant_max_id"),
+        select(func.coalesce(func.sum(pvr.c.role_id * 7919 + pvr.c.permission_view_id), 0)).scalar_subquery().label("grant_sum"),
     )
 
 
@@ -126,6 +126,25 @@ class RuleCache:
         if scope is not None:
             setattr(scope, REQUEST_KEY, cached)
         return cached
+
+    def prime(self, stamp: tuple) -> None:
+        """Adopt a stamp read elsewhere in this request (with the actor's grants), so no separate stamp query runs.
+
+        Loads the rules only when the stamp moved since this process last loaded them.
+        """
+        scope = self.request_scope() if self.request_scope else None
+        if self.engine is None or scope is None or not stamp:
+            return
+        stamp = tuple(stamp)
+        cached = self._cached
+        if cached is None or cached.stamp != stamp:
+            with self._lock:
+                cached = self._cached
+                if cached is None or cached.stamp != stamp:
+                    with self.engine.connect() as conn:
+                        cached = load_rules(conn, stamp)
+                    self._cached = cached
+        setattr(scope, REQUEST_KEY, cached)
 
     def forget_request(self) -> None:
         """Drop this request's copy (after a rule change in the same request)."""

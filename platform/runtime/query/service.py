@@ -273,13 +273,16 @@ class QueryService:
 
     @staticmethod
     def _order(table: Table, keys, reverse: bool):
+        """NULLs sort as the smallest value: first ascending, last descending (SOQL's default). It is
+        SQLite's native order, and PostgreSQL's sort indexes are built ``NULLS FIRST`` to match
+        (storage.entity_tables.make_index), so one index serves both directions on both databases."""
         out = []
         for name, desc in keys:
             col = table.c[name]
             d = desc != reverse
             expr = col.desc() if d else col.asc()
             if name not in NOT_NULL_SORT:
-                expr = expr.nulls_first() if reverse else expr.nulls_last()
+                expr = expr.nulls_last() if d else expr.nulls_first()
             out.append(expr)
         return out
 
@@ -297,14 +300,13 @@ class QueryService:
             eqs = [(table.c[n].is_(None) if v is None else table.c[n] == v) for (n, _), v in zip(keys[:i], vals[:i])]
             col, v = table.c[name], vals[i]
             nullable = name not in NOT_NULL_SORT
+            walking_down = desc != before  # rows still to come have smaller values; NULLs (smallest) come last
             if v is None:
-                step = false() if not before else col.is_not(None)
-            elif not before:
-                step = (col < v) if desc else (col > v)
-                if nullable:
-                    step = or_(step, col.is_(None))
+                step = false() if walking_down else col.is_not(None)
+            elif walking_down:
+                step = or_(col < v, col.is_(None)) if nullable else col < v
             else:
-                step = (col > v) if desc else (col < v)
+                step = col > v
             ors.append(and_(*eqs, step) if eqs else step)
         return or_(*ors)
 

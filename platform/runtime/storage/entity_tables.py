@@ -87,11 +87,20 @@ def entity_indexes(entity: EntityDef, catalog: Catalog) -> list[tuple[str, tuple
 
 
 def make_index(table: Table, name: str, cols: tuple[str, ...], unique: bool) -> Index:
-    """Unique indexes ignore soft-deleted rows, so a deleted record does not block its value."""
-    kw = {}
+    """Unique indexes ignore soft-deleted rows, so a deleted record does not block its value.
+
+    Other indexes serve sorted lists, which order NULLs as the smallest value (query.service). That is
+    SQLite's index order; on PostgreSQL nullable columns are indexed ``NULLS FIRST`` for the same order,
+    so a forward scan serves ``ASC NULLS FIRST`` and a backward scan ``DESC NULLS LAST``.
+    """
+    kw: dict = {}
     if unique:
         where = table.c.deleted_at.is_(None)
         kw = {"sqlite_where": where, "postgresql_where": where}
+    else:
+        nullable = {c: "NULLS FIRST" for c in cols if table.c[c].nullable}
+        if nullable:
+            kw = {"postgresql_ops": nullable}
     return Index(name, *[table.c[c] for c in cols], unique=unique, **kw)
 
 

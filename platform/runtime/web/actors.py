@@ -19,10 +19,12 @@ def actor_for_user(user, locale: str = "zh") -> Actor | None:
     if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
         return None
     admin_role = current_app.config.get("AUTH_ROLE_ADMIN", ADMIN_ROLE)
-    with current_app.extensions["crmkit"].engine.connect() as conn:
+    services = current_app.extensions["crmkit"]
+    with services.engine.connect() as conn:
         grants = resolve_grants(conn, user.id, admin_role)
     if grants is None or not grants.active:
         return None
+    services.policy.rules.prime(grants.policy_stamp)
     return Actor(id=user.id, username=user.username, is_admin=admin_role in grants.role_names, permissions=grants.permissions,
                  org_unit_id=grants.org_unit_id, locale=locale, role_ids=grants.role_ids)
 

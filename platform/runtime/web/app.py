@@ -10,7 +10,10 @@ from flask_appbuilder.const import AUTH_DB
 from flask_appbuilder.models.sqla.base import SQLA
 from flask_wtf.csrf import CSRFProtect
 
+from werkzeug.middleware.proxy_fix import ProxyFix
+
 from ..audit.logins import LoginAuditMixin
+
 from ..auth import flask_settings as auth_flask_settings
 from ..auth.security_manager import HardenedSecurityManager
 from ..auth.log_redaction import install_log_redaction
@@ -67,6 +70,11 @@ def create_app(settings: Settings | None = None, *, testing: bool = False) -> Fl
     app = Flask(__name__, template_folder="templates", static_folder=None)
     app.config.update(flask_config(settings, secret))
     app.config["TESTING"] = testing
+    if settings.trusted_proxies:
+        # Client address and scheme from the proxies' X-Forwarded-* headers (rate limits, audit, Secure
+        # cookies), trusting exactly as many hops as configured: more would let clients forge their address.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
     db = SQLA()
     db.init_app(app)

@@ -77,7 +77,8 @@ def shell_context():
             {"label": translate("perm_matrix", locale), "url": url_for("crmkit_permissions.matrix"), "active": path.startswith("/admin/permissions/") and "explain" not in path, "icon": "lock"},
             {"label": translate("perm_explain", locale), "url": url_for("crmkit_permissions.explain_page"), "active": path.startswith("/admin/permissions/explain"), "icon": "search"},
             {"label": translate("audit_log", locale), "url": url_for("crmkit_audit.audit_log"), "active": path.startswith("/admin/audit"), "icon": "list"},
-            {"label": translate("api_keys", locale), "url": url_for("crmkit_auth.api_keys_page"), "active": path.startswith("/account/"), "icon": "key"},
+            {"label": translate("api_keys", locale), "url": url_for("crmkit_auth.api_keys_page"), "active": path == "/account/api-keys", "icon": "key"},
+            {"label": translate("api_keys_all", locale), "url": url_for("crmkit_auth.api_keys_all"), "active": path.startswith("/account/api-keys/all"), "icon": "key"},
         ]
     return ctx
 
