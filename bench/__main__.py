@@ -76,7 +76,8 @@ class StatementCounter:
         event.remove(self.engine, "before_cursor_execute", self._on)
 
     def _on(self, conn, cursor, statement, params, context, executemany):
-        self.statements.append((statement, params))
+        if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):  # SQLite's explicit BEGIN is not work
+            self.statements.append((statement, params))
 
 
 def explain(engine, statements) -> list[str]:
@@ -143,12 +144,32 @@ def add_plain_endpoint(app):
 
     app.add_url_rule("/bench/plain", "bench_plain", plain)
 
+    def anonymous_list():
+        """Baseline for authorization: the API's list work (query service + JSON) with no caller to check."""
+        from flask import jsonify
 
-def http_sampler(port: int, path: str, cookie: str):
+        from crmkit.runtime.api.serialize import page_json
+
+        services = app.extensions["crmkit"]
+        catalog = services.store.catalog()
+        entity = catalog.entity("membership.member")
+        return jsonify(page_json(catalog, entity, services.queries.list(entity.key, SYSTEM, limit=50)))
+
+    app.add_url_rule("/bench/anonymous-list", "bench_anonymous_list", anonymous_list)
+
+
+AUTHORIZATION_TABLES = ("ab_user_role", "crmkit_policy_stamp", "crmkit_field_rule", "crmkit_row_scope", "ab_permission_view_role")
+
+
+def authorization_statements(statements) -> int:
+    return sum(1 for sql, _ in statements if any(t in sql for t in AUTHORIZATION_TABLES))
+
+
+def http_sampler(port: int, path: str, cookie: str = "", headers: dict | None = None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def get():
-        conn.request("GET", path, headers={"Cookie": cookie})
+        conn.request("GET", path, headers={"Cookie": cookie, **(headers or {})} if cookie else dict(headers or {}))
         resp = conn.getresponse()
         body = resp.read()
         if resp.status != 200:
@@ -202,19 +223,33 @@ def main() -> None:
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page) or re.search(r'value="([^"]+)"[^>]*name="csrf_token"', page)
     client.post("/login/", data={"username": "bench", "password": "bench-pass", "csrf_token": token.group(1)})
     cookie = f"session={client.get_cookie('session').value}"
+    jwt = client.post("/api/v1/security/login", json={"username": "bench", "password": "bench-pass", "provider": "db"}).get_json()["access_token"]
+    bearer = {"Authorization": f"Bearer {jwt}"}
+    api_list = "/api/v1/records/membership.member?limit=50"
     server = serve(app, args.port)
     try:
         product_http = sample(http_sampler(args.port, "/e/membership.member/", cookie), args.samples)
         deep_http = sample(http_sampler(args.port, f"/e/membership.member/?cursor={deep_cursor}", cookie), args.samples)
         plain_http = sample(http_sampler(args.port, "/bench/plain", cookie), args.samples)
+        api_http = sample(http_sampler(args.port, api_list, headers=bearer), args.samples)
+        anonymous_http = sample(http_sampler(args.port, "/bench/anonymous-list"), args.samples)
     finally:
         server.shutdown()
+    results.append(compare_latency("API list, 50 rows, bearer token", api_http, anonymous_http,
+                                   "baseline: the same list work with no authentication or authorization"))
     results.append(compare_latency("HTTP list page 1 (full UI page)", product_http, plain_http, "baseline: plain Flask view, same SQL by hand"))
     results.append(compare_latency("HTTP list deep page (full UI page)", deep_http, plain_http, "baseline: plain Flask view, page 1 by hand"))
 
     with StatementCounter(engine) as counter:
         client.get("/e/membership.member/")
     statements_per_request = len(counter.statements)
+    client.get(api_list, headers=bearer)  # warm
+    with StatementCounter(engine) as counter:
+        client.get(api_list, headers=bearer)
+    api_statements, api_authorization = len(counter.statements), authorization_statements(counter.statements)
+    with StatementCounter(engine) as counter:
+        client.get("/bench/anonymous-list")
+    anonymous_statements = len(counter.statements)
     with StatementCounter(engine) as counter:
         q.list("membership.member", SYSTEM, limit=PAGE, cursor=deep_cursor)
     plans = explain(engine, counter.statements)
@@ -252,12 +287,17 @@ def main() -> None:
     for r in results:
         print(r.line())
     print(f"SQL statements per list-page request: {statements_per_request}")
+    print(f"SQL statements per API list request: {api_statements} with a bearer token ({api_authorization} for authorization), "
+          f"{anonymous_statements} for the same work unauthenticated")
     print("\nEXPLAIN for the deep-page list query (query service):")
     for p in plans:
         print(p)
         print()
     out = {"machine": info, "size": args.size, "samples": args.samples, "results": [r.to_dict() for r in results],
-           "statements_per_list_request": statements_per_request, "explain": plans, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+           "statements_per_list_request": statements_per_request,
+           "statements_per_api_list_request": {"authenticated": api_statements, "authorization": api_authorization,
+                                               "unauthenticated_baseline": anonymous_statements},
+           "explain": plans, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     var.mkdir(parents=True, exist_ok=True)
     (var / "latest.json").write_text(json.dumps(out, indent=2, default=str))
     print(f"wrote {var / 'latest.json'}")

@@ -284,3 +284,5 @@ def test_policy_costs_one_statement_per_request(sc, app):
     authorization = [s for s in seen if "ab_user_role" in s or "crmkit_policy_stamp" in s or "ab_permission_view_role" in s]
     assert len(authorization) == 1, authorization
     assert "crmkit_user_org" in authorization[0] or "ab_user_role" in authorization[0]
+    # ... which also carries the metadata stamp: the request's catalog is pinned without a stamp query of its own.
+    assert [s for s in seen if "crmkit_meta_stamp" in s] == authorization

@@ -30,7 +30,7 @@ class Services:
         """``request_scope`` returns a per-request object (Flask's ``g``) or None, so the policy stamp is read once per request."""
         engine = engine or make_engine(settings.database_url)
         field_types = default_registry(settings.timezone)
-        store = MetadataStore(engine, field_types)
+        store = MetadataStore(engine, field_types, request_scope=request_scope)
         policy = Policy(engine, catalog=store.catalog, request_scope=request_scope, timezone=settings.timezone)
         tables = TableCache()
         return cls(

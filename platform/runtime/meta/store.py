@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import Connection, Engine, select
 
@@ -39,13 +39,34 @@ def json_diff(old: Any, new: Any, path: str = "") -> list[dict]:
     return [] if old == new else [{"path": path or "/", "old": old, "new": new}]
 
 
+REQUEST_KEY = "crmkit_catalog"
+
+
 class MetadataStore:
-    def __init__(self, engine: Engine, field_types: FieldTypeRegistry):
+    def __init__(self, engine: Engine, field_types: FieldTypeRegistry, *, request_scope: Callable[[], Any] | None = None):
+        """``request_scope`` returns a per-request object (Flask's ``g``) or None: inside a request the catalog is
+        pinned once, so a request sees one consistent version and checks the stamp at most once."""
         self.engine = engine
         self.field_types = field_types
         self.validator = DefinitionValidator(field_types)
+        self.request_scope = request_scope
         self._lock = threading.Lock()
         self._cached: Catalog | None = None
+
+    def _scope(self):
+        return self.request_scope() if self.request_scope else None
+
+    def prime(self, version: int | None) -> None:
+        """Adopt a stamp read elsewhere in this request (with the actor's grants): no separate stamp query runs
+        when this process already compiled that version."""
+        scope, cached = self._scope(), self._cached
+        if scope is not None and version is not None and cached is not None and cached.version == version:
+            setattr(scope, REQUEST_KEY, cached)
+
+    def forget_request(self) -> None:
+        scope = self._scope()
+        if scope is not None and hasattr(scope, REQUEST_KEY):
+            delattr(scope, REQUEST_KEY)
 
     # --- reading -------------------------------------------------------------------
     def stamp(self, conn: Connection | None = None) -> int:
@@ -60,7 +81,18 @@ class MetadataStore:
         return [RawDocument(r.kind, r.app, r.body, f"db:{r.kind}/{r.key}") for r in rows]
 
     def catalog(self) -> Catalog:
-        """The compiled catalog for the current stamp (one cheap query when nothing changed)."""
+        """The compiled catalog for the current stamp (one cheap query when nothing changed; none when pinned)."""
+        scope = self._scope()
+        if scope is not None:
+            pinned = getattr(scope, REQUEST_KEY, None)
+            if pinned is not None:
+                return pinned
+            catalog = self._current()
+            setattr(scope, REQUEST_KEY, catalog)
+            return catalog
+        return self._current()
+
+    def _current(self) -> Catalog:
         with self.engine.connect() as conn:
             version = self.stamp(conn)
             cached = self._cached
@@ -93,6 +125,12 @@ class MetadataStore:
 
     # --- writing -------------------------------------------------------------------
     def save(self, docs: Iterable[RawDocument], *, actor_id: int | None = None, comment: str = "") -> int:
+        try:
+            return self._save(docs, actor_id=actor_id, comment=comment)
+        finally:
+            self.forget_request()  # the rest of this request sees what was just saved
+
+    def _save(self, docs: Iterable[RawDocument], *, actor_id: int | None = None, comment: str = "") -> int:
         """Validate the whole resulting catalog, then store changed documents with history. Returns the new stamp."""
         docs = list(docs)
         self.preview(docs)  # raises DefinitionError before anything is written

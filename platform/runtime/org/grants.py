@@ -1,8 +1,8 @@
 """What a user holds: org unit, roles (direct, through FAB groups, through posts) and entity permissions.
 
-Resolved in ONE SQL statement per request, which also reads the policy stamp, so that
-authorization costs one statement per request: the policy's rule cache is primed with that
-stamp and only reloads (extra statements) when the rules changed.
+Resolved in ONE SQL statement per request, which also reads the policy stamp and the metadata
+stamp, so that authorization costs one statement per request: the policy's rule cache and the
+request's catalog are primed with those stamps and reload (extra statements) only after a change.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, select, true, union
 
 from ..permissions.rules import stamp_query
+from ..storage.platform_tables import meta_stamp
 
 from .tables import (ab_group_role, ab_permission, ab_permission_view, ab_permission_view_role, ab_role, ab_user,
                      ab_user_group, ab_user_role, ab_view_menu, post_role, user_org, user_post)
@@ -28,6 +29,7 @@ class Grants:
     # (action, resource) for resources named ``entity:<key>``; empty for the admin role (it may do everything).
     permissions: frozenset[tuple[str, str]]
     policy_stamp: tuple = ()  # the rule stamp read in the same statement (see permissions.rules.stamp_query)
+    meta_version: int | None = None  # the metadata stamp, read in the same statement (see meta.store)
 
 
 def user_roles_select(user_id: int):
@@ -55,7 +57,8 @@ def resolve_grants(conn: Connection, user_id: int, admin_role: str = "Admin") ->
     """The user's grants, or None when there is no such user. One statement."""
     roles = user_roles_select(user_id)
     perms = _entity_permissions()
-    stamp = stamp_query().subquery("policy_stamp")
+    stamp = stamp_query().add_columns(
+        select(meta_stamp.c.version).where(meta_stamp.c.id == 1).scalar_subquery().label("meta_version")).subquery("request_stamps")
     stmt = (
         select(ab_user.c.active, user_org.c.org_unit_id, ab_role.c.id, ab_role.c.name, perms.c.action, perms.c.resource,
                *stamp.c)
@@ -79,4 +82,4 @@ def resolve_grants(conn: Connection, user_id: int, admin_role: str = "Admin") ->
         if action is not None:
             permissions.add((action, resource))
     return Grants(user_id=user_id, active=bool(rows[0][0]), org_unit_id=rows[0][1], role_ids=frozenset(role_ids),
-                  role_names=frozenset(role_names), permissions=frozenset(permissions), policy_stamp=tuple(rows[0][6:]))
+                  role_names=frozenset(role_names), permissions=frozenset(permissions), policy_stamp=tuple(rows[0][6:-1]), meta_version=rows[0][-1])

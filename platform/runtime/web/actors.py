@@ -25,6 +25,7 @@ def actor_for_user(user, locale: str = "zh") -> Actor | None:
     if grants is None or not grants.active:
         return None
     services.policy.rules.prime(grants.policy_stamp)
+    services.store.prime(grants.meta_version)
     return Actor(id=user.id, username=user.username, is_admin=admin_role in grants.role_names, permissions=grants.permissions,
                  org_unit_id=grants.org_unit_id, locale=locale, role_ids=grants.role_ids)
 
