@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, inspect, text
 from crmkit.runtime.cli import main
 
 COMMANDS = [[], ["init"], ["run"], ["create-admin"], ["apps"], ["apps", "list"], ["apps", "install"],
-            ["schema"], ["schema", "plan"], ["schema", "apply"], ["worker"]]
+            ["schema"], ["schema", "plan"], ["schema", "apply"], ["worker"], ["backup"], ["restore"]]
 
 
 @pytest.fixture
