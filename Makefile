@@ -8,12 +8,13 @@ VAR    ?= var
 PORT   ?= 8000
 export CRMKIT_VAR_DIR ?= $(abspath $(VAR))
 
-.PHONY: run test lint bench install install-dev clean-var help
+.PHONY: run test lint bench load install install-dev clean-var help
 
 help:
 	@echo "make run    - install, initialise a SQLite demo database under $(VAR)/, print the admin login, serve on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install dev extras and run the test suite (CRMKIT_TEST_DATABASE_URL selects PostgreSQL)"
 	@echo "make bench  - run the benchmarks (BENCH_SIZE=100000, CRMKIT_DATABASE_URL selects the database)"
+	@echo "make load   - load test: gunicorn (4 workers) on PostgreSQL + Redis, 50 locust users for 2 minutes (LOAD_ARGS)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,13 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+$(VENV)/.installed-load: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev,load]"
+	@touch $@ $(VENV)/.installed $(VENV)/.installed-dev
+
+load: $(VENV)/.installed-load
+	$(BIN)/python -m bench.load $(LOAD_ARGS)
 
 clean-var:
 	rm -rf $(VAR)
