@@ -75,6 +75,23 @@ class PermissionDenied(CrmkitError):
                            "你没有执行此操作的权限。请联系管理员为你的角色开通。")
 
 
+class ServiceUnavailable(CrmkitError):
+    """A part the request needs (the database, file storage) is not reachable or not writable right now."""
+
+    code = "service_unavailable"
+    status = 503
+    default_message = text("The server cannot reach its database right now, so nothing was read or saved. "
+                           "Try again in a minute; if it keeps happening, tell your administrator.",
+                           "服务器暂时无法连接数据库，本次操作没有读取或保存任何内容。请一分钟后重试；如果持续出现，请联系管理员。")
+
+
+class StorageUnavailable(ServiceUnavailable):
+    code = "storage_unavailable"
+    default_message = text("The file could not be stored: the server's file storage is full or not writable. Nothing was saved. "
+                           "Ask an administrator to free space or fix the storage, then upload again.",
+                           "文件无法保存：服务器的文件存储空间已满或不可写，本次没有保存任何内容。请联系管理员清理空间或修复存储后重新上传。")
+
+
 class BadQuery(CrmkitError):
     """A filter, sort, search or cursor the query service cannot accept."""
 

@@ -7,6 +7,8 @@ Bulk calls run the same per-record steps, so they produce the same audit and eve
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import uuid
 from typing import Any, Callable, Iterable
 
@@ -16,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from ..actor import Actor
 from ..audit import record_event
 from ..db import write_transaction
-from ..errors import CrmkitError, PermissionDenied, RecordNotFound, StaleRecord, ValidationFailed
+from ..errors import CrmkitError, PermissionDenied, RecordNotFound, StaleRecord, StorageUnavailable, ValidationFailed
 from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef
@@ -26,6 +28,8 @@ from ..policy import Policy
 from ..storage import fab_tables, platform_tables as pt
 from ..storage.entity_tables import build_tables
 from .validation import SchemaCache, validate_input
+
+log = logging.getLogger(__name__)
 
 MAX_BULK = 1000
 SEND_IDS = text("Send a list of record ids.", "请提交记录编号列表。")
@@ -168,8 +172,16 @@ class RecordService:
         name = Path(filename or "file").name[:255] or "file"
         fid = uuid.uuid4().hex
         folder = Path(upload_dir) / fid[:2]
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / fid).write_bytes(data)
+        final, partial = folder / fid, folder / (fid + ".part")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(data)  # written under a temporary name, so a failed write never leaves a file behind
+            os.replace(partial, final)
+        except OSError as exc:
+            if folder.is_dir():
+                partial.unlink(missing_ok=True)
+            log.error("could not store an upload in %s: %s", folder, exc.strerror or exc)
+            raise StorageUnavailable() from None
         row = {"id": fid, "name": name, "size": len(data), "content_type": (content_type or "application/octet-stream")[:100],
                "sha256": hashlib.sha256(data).hexdigest(), "created_at": utcnow(), "created_by": actor.id}
         with write_transaction(self.engine) as conn:

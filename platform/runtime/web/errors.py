@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from ..errors import CrmkitError
+from ..errors import CrmkitError, ServiceUnavailable
 from .i18n import translate
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,27 @@ def _allow_header(exc: HTTPException) -> dict:
     return {"Allow": ", ".join(methods)} if exc.code == 405 and methods else {}
 
 
+def database_unreachable(exc: Exception) -> bool:
+    """A lost or refused database connection (server restarting, network down, SQLite busy beyond its timeout):
+    the transaction was rolled back, so the client may simply try again."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def unavailable(exc: ServiceUnavailable):
+    """503 without touching the database: the page is standalone (no navigation, which needs the catalog)."""
+    log.warning("%s on %s %s", exc.code, request.method, request.path)
+    headers = {"Retry-After": "30", "Cache-Control": "no-store"}
+    if wants_json():
+        return jsonify(exc.to_dict(api_locale())), 503, headers
+    # Rendered without context processors: they build navigation from the database, which may be down.
+    return current_app.jinja_env.get_template("crmkit/unavailable.html").render(message=exc.message), 503, headers
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CrmkitError)
     def crmkit_error(exc: CrmkitError):
+        if isinstance(exc, ServiceUnavailable):
+            return unavailable(exc)
         if wants_json():
             return jsonify(exc.to_dict(api_locale())), exc.status
         title = {404: "not_found", 403: "forbidden"}.get(exc.status, "bad_request")
@@ -60,6 +79,8 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception):
         if isinstance(exc, HTTPException):
             return http_error(exc)
+        if database_unreachable(exc):
+            return unavailable(ServiceUnavailable())
         log.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json():
             return jsonify({"code": "internal_error", "message": "The server hit an unexpected error; it has been logged. Try again later."}), 500
