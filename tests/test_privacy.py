@@ -203,3 +203,75 @@ def test_erase_from_the_detail_page(client, services, member_id):
     assert services.queries.get("membership.member", member_id, _admin(services))["name"] == "[erased]"
     page = client.get(f"/e/membership.member/{member_id}").get_data(as_text=True)
     assert "韩梅梅" not in page and "13912345678" not in page
+
+
+# --- erasure reaches child rows and records that link to the subject ------------------------------------------------
+FAMILY = {"id": "ent_mbr_family", "name": "member_family", "label": {"zh": "家庭成员", "en": "Family member"}, "title_field": "relative",
+          "is_child": True, "parent": "membership.member",
+          "fields": [{"id": "fld_fam_relative", "name": "relative", "type": "text", "personal": True, "required": True, "max_length": 30,
+                      "label": {"zh": "姓名", "en": "Name"}},
+                     {"id": "fld_fam_mobile", "name": "mobile", "type": "phone", "personal": True, "label": {"zh": "手机号", "en": "Mobile"}},
+                     {"id": "fld_fam_relation", "name": "relation", "type": "text", "max_length": 10, "label": {"zh": "关系", "en": "Relation"}}]}
+CONTACT_LOG = {"id": "ent_mbr_contact_log", "name": "contact_log", "label": {"zh": "联系记录", "en": "Contact log"}, "title_field": "summary",
+               "fields": [{"id": "fld_cl_member", "name": "member", "type": "link", "target": "membership.member", "required": True,
+                           "label": {"zh": "会员", "en": "Member"}},
+                          {"id": "fld_cl_summary", "name": "summary", "type": "text", "personal": True, "required": True, "max_length": 200,
+                           "label": {"zh": "内容", "en": "Summary"}},
+                          {"id": "fld_cl_channel", "name": "channel", "type": "text", "max_length": 20, "label": {"zh": "渠道", "en": "Channel"}}]}
+
+
+def add_family_and_contact_log(services):
+    import copy
+
+    from crmkit.runtime.meta.compile import RawDocument
+    from crmkit.runtime.storage.plan import Planner, apply_plan
+
+    with services.engine.connect() as conn:
+        member = copy.deepcopy(conn.execute(select(pt.document.c.body).where(pt.document.c.kind == "entity",
+                                                                             pt.document.c.key == "membership.member")).scalar_one())
+    member["fields"].append({"id": "fld_mbr_family", "name": "family", "type": "child_table", "entity": "membership.member_family",
+                             "label": {"zh": "家庭成员", "en": "Family"}})
+    services.store.save([RawDocument("entity", "membership", member, "test:member.json"),
+                         RawDocument("entity", "membership", FAMILY, "test:member_family.json"),
+                         RawDocument("entity", "membership", CONTACT_LOG, "test:contact_log.json")])
+    apply_plan(services.engine, Planner(services.engine, services.store.catalog()).plan())
+
+
+def test_erasure_covers_child_rows_and_linking_records_and_keeps_the_chain(app, services, actor):
+    add_family_and_contact_log(services)
+    admin = _admin(services)
+    mid = services.records.create("membership.member", {**MEMBER, "family": [{"relative": "韩父亲", "mobile": "13700001111", "relation": "父"}]}, actor)
+    services.records.update("membership.member", mid, {"family": [{"id": services.queries.get("membership.member", mid, admin)["family"][0]["id"],
+                                                                    "relative": "韩爸爸"}, {"relative": "韩妈妈", "mobile": "13700002222"}]},
+                            actor, expected_version=1)
+    other = services.records.create("membership.member", {"name": "李雷", "mobile": "13955556666", "joined_on": "2024-01-01"}, actor)
+    logs = [services.records.create("membership.contact_log", {"member": mid, "summary": f"韩梅梅来电 13912345678 #{i}", "channel": "电话"}, actor)
+            for i in range(3)]
+    kept = services.records.create("membership.contact_log", {"member": other, "summary": "李雷来电", "channel": "电话"}, actor)
+
+    result = erase_subject(services, "membership.member", mid, admin)
+    assert result["child_rows"] == 2 and result["linked_records"] == {"membership.contact_log.member": 3}
+
+    rec = services.queries.get("membership.member", mid, admin)
+    assert [r["relative"] for r in rec["family"]] == ["[erased]", "[erased]"] and [r["mobile"] for r in rec["family"]] == [None, None]
+    assert [r["relation"] for r in rec["family"]] == ["父", None]  # not personal: kept
+    for lid in logs:
+        log = services.queries.get("membership.contact_log", lid, admin)
+        assert log["summary"] == "[erased]" and log["channel"] == "电话" and log["member"] == mid
+    assert services.queries.get("membership.contact_log", kept, admin)["summary"] == "李雷来电"  # someone else's record
+    assert services.queries.get("membership.member", other, admin)["name"] == "李雷"
+
+    rows = audit_rows(services)
+    dump = json.dumps([r["changes"] for r in rows if not (r["entity"] == "membership.member" and r["record_id"] == other)
+                       and not (r["entity"] == "membership.contact_log" and r["record_id"] == kept)], ensure_ascii=False)
+    for secret in SECRETS + ("韩父亲", "韩爸爸", "韩妈妈", "13700001111", "13700002222", "韩梅梅来电"):
+        assert secret not in dump, secret
+    assert "李雷来电" in json.dumps([r["changes"] for r in rows], ensure_ascii=False)
+    assert len([r for r in rows if r["action"] == "erase"]) == 4
+    with services.engine.connect() as conn:
+        report = verify_chain(conn)
+    assert report.ok, [str(p) for p in report.problems]
+
+    again = erase_subject(services, "membership.member", mid, admin)  # idempotent: still erased, nothing new leaks
+    assert again["linked_records"] == {"membership.contact_log.member": 3}
+    assert services.queries.get("membership.member", mid, admin)["name"] == "[erased]"

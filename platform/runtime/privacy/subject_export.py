@@ -32,7 +32,7 @@ def export_subject(services, entity_key: str, record_id: Any, actor: Actor) -> d
             continue
         for f in other.fields:
             if f.type == "link" and f.opt("target") == entity_key:
-                rows = _all_rows(services, other.key, actor, {"field": f.name, "op": "eq", "value": rid})
+                rows = all_rows(services, other.key, actor, {"field": f.name, "op": "eq", "value": rid})
                 if rows:
                     linked[f"{other.key}.{f.name}"] = rows
     audit = [{**_jsonable(e)} for e in services.queries.history(entity_key, rid, actor, limit=10000)]
@@ -49,7 +49,7 @@ def export_subject(services, entity_key: str, record_id: Any, actor: Actor) -> d
     return out
 
 
-def _all_rows(services, entity_key: str, actor: Actor, tree: dict) -> list[dict]:
+def all_rows(services, entity_key: str, actor: Actor, tree: dict) -> list[dict]:
     """Every linking row (up to MAX_LINKED), page by page through the query service."""
     rows: list[dict] = []
     cursor = None
