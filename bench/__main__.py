@@ -103,7 +103,10 @@ def hand_written(engine, size_mid_cursor):
             "consent_wechat, total_spent, address, notes")
     order = "ORDER BY joined_on DESC NULLS LAST, id DESC"
     page_sql = text(f"SELECT {cols} FROM membership_member WHERE deleted_at IS NULL {order} LIMIT {PAGE + 1}")
-    deep_sql = text(f"SELECT {cols} FROM membership_member WHERE deleted_at IS NULL AND (joined_on < :v OR (joined_on = :v AND id < :i) OR joined_on IS NULL) {order} LIMIT {PAGE + 1}")
+    # Written the way an index can serve it: each part of "after the cursor" as its own ordered, limited range.
+    part = f"SELECT * FROM (SELECT {cols} FROM membership_member WHERE deleted_at IS NULL AND {{cond}} {order} LIMIT {PAGE + 1}) AS p{{n}}"
+    deep_sql = text(" UNION ALL ".join(part.format(cond=c, n=n) for n, c in enumerate(
+        ("joined_on < :v", "joined_on IS NULL", "joined_on = :v AND id < :i"))) + f" {order} LIMIT {PAGE + 1}")
     count_sql = text("SELECT count(*) FROM (SELECT id FROM membership_member WHERE deleted_at IS NULL LIMIT 1001) AS s")
     labels_sql = text("SELECT id, name FROM membership_level WHERE id IN ({})")
 

@@ -13,7 +13,7 @@ from crmkit.runtime.actor import SYSTEM
 MEMBER = "membership.member"
 
 
-def list_statement(services, sort):
+def list_statement(services, sort, cursor=None):
     """The SQL and parameters the query service runs for one page of members."""
     seen = []
 
@@ -23,7 +23,7 @@ def list_statement(services, sort):
 
     event.listen(services.engine, "before_cursor_execute", on_execute)
     try:
-        services.queries.list(MEMBER, SYSTEM, sort=sort, limit=50, count="none", labels=False)
+        services.queries.list(MEMBER, SYSTEM, sort=sort, limit=5, count="none", labels=False, cursor=cursor)
     finally:
         event.remove(services.engine, "before_cursor_execute", on_execute)
     assert len(seen) == 1, seen
@@ -66,3 +66,22 @@ def test_postgresql_sort_indexes_are_nulls_first(services):
     with services.engine.connect() as conn:
         indexdef = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_membership_member_joined_on'")).scalar_one()
     assert "NULLS FIRST" in indexdef
+
+
+@pytest.mark.parametrize("sort", [["-joined_on"], ["joined_on"]], ids=["descending", "ascending"])
+def test_a_deep_page_starts_at_the_cursor_through_index_conditions(services, sort):
+    """The rows after a cursor are an OR (date beyond d, or date = d and id beyond i, or no date); each part
+    runs as its own index range, so a deep page costs what the first page costs."""
+    for i in range(30):
+        services.records.create(MEMBER, {"name": f"会员{i}", "mobile": f"139{i:08d}", "joined_on": f"2024-01-{i % 28 + 1:02d}"}, SYSTEM)
+    first = services.queries.list(MEMBER, SYSTEM, sort=sort, limit=5, count="none", labels=False)
+    second = services.queries.list(MEMBER, SYSTEM, sort=sort, limit=5, count="none", labels=False, cursor=first.next_cursor)
+    everything = services.queries.list(MEMBER, SYSTEM, sort=sort, limit=200, count="none", labels=False).rows
+    assert [r["id"] for r in first.rows + second.rows] == [r["id"] for r in everything[:10]]
+    sql, params = list_statement(services, sort, cursor=first.next_cursor)
+    plan = plan_of(services, sql, params)
+    if services.engine.dialect.name == "postgresql":
+        assert any("Index Cond" in line and "joined_on" in line for line in plan.splitlines()), plan  # a range, not a filter
+        assert "Seq Scan" not in plan, plan
+    else:
+        assert "ix_membership_member_joined_on (joined_on" in plan, plan  # SQLite: SEARCH ... USING INDEX (joined_on<?)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from marshmallow import ValidationError
-from sqlalchemy import Engine, String, Table, and_, false, func, or_, select, tuple_
+from sqlalchemy import Engine, String, Table, and_, false, func, or_, select, tuple_, union_all
 from sqlalchemy.sql import ColumnElement
 
 from ..actor import Actor
@@ -82,15 +82,29 @@ class QueryService:
         sort_keys = self._sort_keys(catalog, entity, comparable, sort)
         sig = ",".join(("-" if d else "") + n for n, d in sort_keys)
         direction = "after"
-        conds = list(where)
+        branches: list[ColumnElement] = []
         if cursor:
             values, direction = decode_cursor(cursor, sig)
-            conds.append(self._keyset(catalog, entity, table, sort_keys, values, direction))
+            branches = self._keyset(catalog, entity, table, sort_keys, values, direction)
         cols = [table.c[c] for c in SYSTEM_OUT] + [table.c[f.name] for f in out_fields]
         # Sort columns are always selected: the cursor is built from them even when the caller did not ask for them.
         selected = {c.name for c in cols}
         cols += [table.c[n] for n, _ in sort_keys if n not in selected]
-        q = select(*cols).where(*conds).order_by(*self._order(table, sort_keys, reverse=(direction == "before"))).limit(limit + 1)
+        reverse = direction == "before"
+        if len(branches) <= 1:
+            q = select(*cols).where(*where, *branches).order_by(*self._order(table, sort_keys, reverse=reverse)).limit(limit + 1)
+        else:
+            # "Rows after the cursor" is an OR (e.g. date < d, or date = d and id < i, or date IS NULL), which no
+            # index range can serve. Each alternative is its own index-ordered, limited select; the union holds at
+            # most (limit + 1) rows per alternative, and only those are sorted.
+            # Only the id and sort columns travel through the union (cheap to build and to sort); the page's rows are
+            # then joined by id.
+            key_cols = [table.c[n] for n, _ in sort_keys]
+            parts = [select(*key_cols).where(*where, b).order_by(*self._order(table, sort_keys, reverse=reverse)).limit(limit + 1).subquery()
+                     for b in branches]
+            merged = union_all(*[select(*p.c) for p in parts]).subquery("page")
+            q = (select(*cols).select_from(table.join(merged, table.c.id == merged.c.id))
+                 .order_by(*self._order(merged, sort_keys, reverse=reverse)).limit(limit + 1))
         with self.engine.connect() as conn:
             raw = conn.execute(q).mappings().all()
             has_more = len(raw) > limit
@@ -286,7 +300,9 @@ class QueryService:
             out.append(expr)
         return out
 
-    def _keyset(self, catalog, entity, table, keys, values, direction) -> ColumnElement:
+    def _keyset(self, catalog, entity, table, keys, values, direction) -> list[ColumnElement]:
+        """The rows after (or before) the cursor, as alternatives to OR together: each one a conjunction
+        an index can serve (so the caller can run them as separate index-ordered selects)."""
         if len(values) != len(keys):
             raise BadQuery(BAD_CURSOR)
         vals = [self._coerce_cursor(catalog, entity, name, v) for (name, _), v in zip(keys, values)]
@@ -294,21 +310,21 @@ class QueryService:
         if all(n in NOT_NULL_SORT for n, _ in keys) and len({d for _, d in keys}) == 1:
             desc = keys[0][1] != before
             tup, tv = tuple_(*[table.c[n] for n, _ in keys]), tuple_(*vals)
-            return tup < tv if desc else tup > tv
-        ors = []
+            return [tup < tv if desc else tup > tv]
+        branches = []
         for i, (name, desc) in enumerate(keys):
             eqs = [(table.c[n].is_(None) if v is None else table.c[n] == v) for (n, _), v in zip(keys[:i], vals[:i])]
             col, v = table.c[name], vals[i]
             nullable = name not in NOT_NULL_SORT
             walking_down = desc != before  # rows still to come have smaller values; NULLs (smallest) come last
             if v is None:
-                step = false() if walking_down else col.is_not(None)
+                steps = [] if walking_down else [col.is_not(None)]
             elif walking_down:
-                step = or_(col < v, col.is_(None)) if nullable else col < v
+                steps = [col < v, col.is_(None)] if nullable else [col < v]
             else:
-                step = col > v
-            ors.append(and_(*eqs, step) if eqs else step)
-        return or_(*ors)
+                steps = [col > v]
+            branches += [and_(*eqs, step) if eqs else step for step in steps]
+        return branches or [false()]
 
     def _coerce_cursor(self, catalog, entity, name, value):
         if value is None:
