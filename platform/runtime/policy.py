@@ -9,8 +9,9 @@ roles and cached per process by a version stamp: one SQL statement per request.
 from __future__ import annotations
 
 import copy
+from types import MappingProxyType
 import datetime as dt
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from sqlalchemy import Engine, Table, false, or_, select
 from sqlalchemy.sql import ColumnElement
@@ -24,6 +25,11 @@ from .permissions.rules import EntityAccess, RuleCache, RuleSet, ScopeRule, effe
 ACTIONS = ("read", "create", "update", "delete", "export", "import", "bulk_edit", "builder")
 VARIABLES = ("$user_id", "$org_unit_id")
 NO_RULES = RuleSet(stamp=("admin",))
+
+
+# id(entity) → (entity, masks). Compiled entities are immutable, and the entity itself is kept beside its masks
+# so a recycled id can never return another entity's answer.
+_MASKS: dict[int, tuple[EntityDef, MappingProxyType]] = {}
 
 
 def resource_name(entity: EntityDef) -> str:
@@ -72,9 +78,15 @@ class Policy:
         return tuple(n for n in access.readable if n not in masked or n in access.unmaskable)
 
     @staticmethod
-    def masked_fields(entity: EntityDef) -> dict[str, str]:
-        """Field name → mask style, for the fields shown masked in every output."""
-        return {f.name: style for f in entity.fields if (style := mask_style(f))}
+    def masked_fields(entity: EntityDef) -> Mapping[str, str]:
+        """Field name → mask style, for the fields shown masked in every output (computed once per compiled entity)."""
+        found = _MASKS.get(id(entity))
+        if found is None or found[0] is not entity:
+            found = (entity, MappingProxyType({f.name: style for f in entity.fields if (style := mask_style(f))}))
+            if len(_MASKS) > 512:  # old catalogs' entities: drop them rather than grow without bound
+                _MASKS.clear()
+            _MASKS[id(entity)] = found
+        return found[1]
 
     @staticmethod
     def mask(entity: EntityDef, row: dict) -> dict:

@@ -6,9 +6,10 @@ request's catalog are primed with those stamps and reload (extra statements) onl
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, select, true, union
+from sqlalchemy import Connection, and_, bindparam, select, true, union
 
 from ..permissions.rules import stamp_query
 from ..storage.platform_tables import meta_stamp
@@ -32,7 +33,7 @@ class Grants:
     meta_version: int | None = None  # the metadata stamp, read in the same statement (see meta.store)
 
 
-def user_roles_select(user_id: int):
+def user_roles_select(user_id):
     """Role ids a user holds: directly, through FAB groups, and through posts (columns: user_id, role_id)."""
     direct = select(ab_user_role.c.user_id, ab_user_role.c.role_id).where(ab_user_role.c.user_id == user_id)
     grouped = (select(ab_user_group.c.user_id, ab_group_role.c.role_id)
@@ -53,8 +54,11 @@ def _entity_permissions():
             .subquery("entity_perms"))
 
 
-def resolve_grants(conn: Connection, user_id: int, admin_role: str = "Admin") -> Grants | None:
-    """The user's grants, or None when there is no such user. One statement."""
+@functools.lru_cache(maxsize=4)
+def _grants_statement(admin_role: str):
+    """Built once per admin role name with the user id as a bound parameter: building this select (several
+    subqueries) costs more than running it, and a stable statement also hits SQLAlchemy's compiled cache."""
+    user_id = bindparam("grants_user_id")
     roles = user_roles_select(user_id)
     perms = _entity_permissions()
     stamp = stamp_query().add_columns(
@@ -71,7 +75,12 @@ def resolve_grants(conn: Connection, user_id: int, admin_role: str = "Admin") ->
         )
         .where(ab_user.c.id == user_id)
     )
-    rows = conn.execute(stmt).all()
+    return stmt
+
+
+def resolve_grants(conn: Connection, user_id: int, admin_role: str = "Admin") -> Grants | None:
+    """The user's grants, or None when there is no such user. One statement."""
+    rows = conn.execute(_grants_statement(admin_role), {"grants_user_id": user_id}).all()
     if not rows:
         return None
     role_ids, role_names, permissions = set(), set(), set()
