@@ -11,6 +11,7 @@ from .events import EventBus
 from .fields import FieldTypeRegistry, default_registry
 from .jobs import JobService
 from .jobs.background import Background, build_background
+from .messaging import MessagingService, build_messaging
 from .meta.store import MetadataStore
 from .policy import Policy
 from .query import QueryService
@@ -28,6 +29,7 @@ class Services:
     records: RecordService
     queries: QueryService
     background: Background
+    messaging: MessagingService
 
     @property
     def jobs(self) -> JobService:
@@ -51,6 +53,7 @@ class Services:
             records=RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes, on_commit=background.wake_outbox),
             queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
             background=background,
+            messaging=build_messaging(settings, engine, background.jobs),
         )
         background.jobs.attach(services)
         return services

@@ -108,6 +108,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     from ..jobs.views import jobs_blueprint
 
     app.register_blueprint(jobs_blueprint)
+    from ..messaging.views import notifications_blueprint
+
+    app.register_blueprint(notifications_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     register_error_handlers(app)
