@@ -17,6 +17,7 @@ from .policy import Policy
 from .query import QueryService
 from .records import RecordService
 from .records.service import TableCache
+from .webhooks import WebhookService
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Services:
     queries: QueryService
     background: Background
     messaging: MessagingService
+    webhooks: WebhookService
 
     @property
     def jobs(self) -> JobService:
@@ -54,6 +56,8 @@ class Services:
             queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
             background=background,
             messaging=build_messaging(settings, engine, background.jobs),
+            webhooks=WebhookService(engine, background.jobs),
         )
+        services.webhooks.register(background.jobs.registry, background.events)
         background.jobs.attach(services)
         return services

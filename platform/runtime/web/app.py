@@ -111,6 +111,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     from ..messaging.views import notifications_blueprint
 
     app.register_blueprint(notifications_blueprint)
+    from ..webhooks.views import webhooks_blueprint
+
+    app.register_blueprint(webhooks_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     register_error_handlers(app)
