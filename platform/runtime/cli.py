@@ -246,8 +246,9 @@ def audit_purge(days):
 @main.command()
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker threads in this process.")
 @click.option("--once", is_flag=True, help="Run the due jobs and pending events once, then exit.")
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone (`crmkit run --with-worker`).")
 @click.pass_context
-def worker(ctx, workers, once):
+def worker(ctx, workers, once, parent_pid):
     """Run background jobs, the outbox dispatcher and periodic jobs (see docs/operations.md, "Workers")."""
     from .jobs.worker import run_worker
     from .services import Services
@@ -264,7 +265,7 @@ def worker(ctx, workers, once):
         return
     queue = "Redis" if settings.redis_url else f"SQLite file {settings.huey_file}"
     click.echo(f"crmkit worker: {workers} thread(s), queue in {queue}, database {_safe_url(settings.database_url)}")
-    run_worker(services, workers=workers)
+    run_worker(services, workers=workers, parent_pid=parent_pid)
 
 
 def _start_worker_child() -> None:
@@ -272,8 +273,11 @@ def _start_worker_child() -> None:
     import atexit
     import subprocess
 
-    child = subprocess.Popen([sys.executable, "-m", "crmkit.runtime.cli", "worker", "--workers", "2"])
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-m", "crmkit.runtime.cli", "worker", "--workers", "2", "--parent-pid", str(os.getpid())])
     click.echo(f"crmkit worker started as child process {child.pid}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the atexit hook below on `kill` too
 
     def stop():
         if child.poll() is None:

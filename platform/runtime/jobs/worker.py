@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 
 from huey.consumer import Consumer
@@ -23,9 +25,10 @@ def build_consumer(services, *, workers: int = 2) -> Consumer:
 class Reaper(threading.Thread):
     """Every half lease: requeue running jobs whose worker died (stale heartbeat) and queued jobs the queue lost."""
 
-    def __init__(self, services):
+    def __init__(self, services, parent_pid: int | None = None):
         super().__init__(name="crmkit-reaper", daemon=True)
         self.services = services
+        self.parent_pid = parent_pid
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -37,11 +40,15 @@ class Reaper(threading.Thread):
                 log.exception("reaping expired job leases failed")
             if self.stopping.wait(interval):
                 return
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                log.warning("the web server (pid %s) is gone; stopping this worker", self.parent_pid)
+                os.kill(os.getpid(), signal.SIGINT)  # Huey's graceful stop
+                return
 
 
-def run_worker(services, *, workers: int = 2) -> None:
+def run_worker(services, *, workers: int = 2, parent_pid: int | None = None) -> None:
     consumer = build_consumer(services, workers=workers)
-    reaper = Reaper(services)
+    reaper = Reaper(services, parent_pid)
     reaper.start()
     try:
         consumer.run()
