@@ -57,10 +57,24 @@ def test_a_failing_handler_holds_back_that_records_later_events_only(services):
     assert seen[1:] == [("record.created", bad), ("record.updated", bad)]
 
 
-def test_commit_wakes_the_dispatcher_through_the_queue(services):
-    before = services.background.queue.pending()
+def test_commit_wakes_the_dispatcher_through_the_queue_once_per_burst(services):
+    huey = services.background.queue.huey
+    clock = [1000.0]
+    services.background._wake.clock = lambda: clock[0]
+    before = huey.pending_count()
     services.records.create(M, member(), SYSTEM)
-    assert services.background.queue.pending() == before + 1
+    assert huey.pending_count() == before + 1
+    for i in range(5):  # a burst within the second: one trailing wake-up a second later covers all of it
+        clock[0] += 0.1
+        services.records.create(M, member(name=f"批量{i}", mobile=f"1390013900{i}"), SYSTEM)
+    assert huey.pending_count() == before + 2  # the immediate wake-up and one trailing, delayed one
+    tasks = [huey.dequeue(), huey.dequeue()]
+    assert [t.eta is not None for t in tasks] == [False, True]
+    huey.execute(tasks[0])  # what a worker does with the wake-up: dispatch everything pending
+    assert services.background.outbox.pending() == 0
+    clock[0] += 1.0
+    services.records.create(M, member(name="之后", mobile="13700137000"), SYSTEM)
+    assert huey.pending_count() == before + 1  # the next second wakes at once again
 
 
 def test_a_rolled_back_write_leaves_no_event(services):

@@ -237,3 +237,27 @@ def test_two_workers_racing_for_the_same_job_run_it_once(jobs):
         t.join(60)
     assert sorted(runs) == sorted(ids)
     assert {jobs.get(j)["status"] for j in ids} == {"succeeded"} and {jobs.get(j)["attempts"] for j in ids} == {1}
+
+
+def test_worker_schedules_registered_periodic_kinds_and_purges_old_jobs(jobs, base_services):
+    from huey import crontab
+
+    from crmkit.runtime.jobs.worker import build_consumer
+
+    jobs.registry.register("test.nightly", lambda ctx, p: {"ran": p})
+    jobs.registry.periodic("test.nightly", crontab(minute="0", hour="2"), {"scope": "all"})
+    build_consumer(base_services, workers=1)
+    periodic = {t.name: t for t in jobs.queue.huey._registry.periodic_tasks}
+    assert {"crmkit.periodic.test.nightly", "crmkit.periodic.jobs.purge", "crmkit.outbox.sweep"} <= set(periodic)
+    task = periodic["crmkit.periodic.test.nightly"]
+    assert task.validate_datetime(dt.datetime(2026, 1, 1, 2, 0)) and not task.validate_datetime(dt.datetime(2026, 1, 1, 3, 0))
+    jobs.queue.huey.execute(task)  # the scheduler firing (twice, as two workers would): one job
+    jobs.queue.huey.execute(task)
+    nightly = [j for j in jobs.list_for(ADMIN) if j["kind"] == "test.nightly"]
+    assert len(nightly) == 1 and nightly[0]["payload"] == {"scope": "all"}
+
+    old = jobs.submit("test.nightly", {}, actor=None)
+    jobs.execute(old)
+    with write_transaction(jobs.engine) as conn:
+        conn.execute(update(pt.job).where(pt.job.c.id == old).values(finished_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=31)))
+    assert jobs.purge(days=30) == 1 and jobs.get(old) is None and jobs.get(nightly[0]["id"]) is not None

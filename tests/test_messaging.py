@@ -153,6 +153,12 @@ def test_saving_a_broken_template_stores_nothing(make_services):
         services.messaging.save_template("bad", "fax", "hi", ADMIN)
     with pytest.raises(ValidationFailed):
         services.messaging.template("bad")
+    services.messaging.save_template("good", "sms", "您好 {{ name }}", ADMIN)
+    from crmkit.runtime.audit.search import AuditFilter, search_entries
+
+    with services.engine.connect() as conn:
+        entries = search_entries(conn, AuditFilter(category="integration"), timezone="UTC").rows
+    assert [(e["action"], e["subject"]) for e in entries] == [("template_save", "good")]  # only the stored one, audited
 
 
 def test_no_consent_is_logged_and_not_sent(make_services):

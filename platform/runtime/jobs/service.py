@@ -252,6 +252,15 @@ class JobService:
             log.warning("requeued %d job(s) whose worker stopped: %s", len(dead), dead)
         return list(dead)
 
+    def purge(self, *, days: int = 30, now: dt.datetime | None = None) -> int:
+        """Delete finished jobs older than ``days`` (failed ones are kept three times as long)."""
+        now = now or utcnow()
+        ok_before, failed_before = now - dt.timedelta(days=days), now - dt.timedelta(days=3 * days)
+        with write_transaction(self.engine) as conn:
+            return conn.execute(pt.job.delete().where(or_(
+                and_(pt.job.c.status.in_((SUCCEEDED, CANCELLED)), pt.job.c.finished_at < ok_before),
+                and_(pt.job.c.status == FAILED, pt.job.c.finished_at < failed_before)))).rowcount
+
     def heartbeat(self, job_id: int, worker: str) -> bool:
         with write_transaction(self.engine) as conn:
             return conn.execute(pt.job.update().where(pt.job.c.id == job_id, pt.job.c.worker == worker, pt.job.c.status == RUNNING)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from ..actor import Actor
+from ..audit import record_event
 from ..db import read_transaction, write_transaction
 from ..errors import ValidationFailed
 from ..i18n_text import text
@@ -56,6 +57,8 @@ class MessagingService:
         with write_transaction(self.engine) as conn:
             if conn.execute(t.update().where(t.c.key == key).values(**values)).rowcount == 0:
                 conn.execute(t.insert().values(key=key, **values))
+            record_event(conn, category="integration", action="template_save", actor_id=actor.id, subject=key,
+                         changes={"channel": channel, "subject": subject, "body": body, "html": html})
 
     def template(self, key: str) -> dict:
         with read_transaction(self.engine) as conn:
