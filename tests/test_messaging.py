@@ -280,3 +280,21 @@ def test_in_app_notifications_bell_and_mark_read(app, client):
     assert "bell-count" not in client.get("/notifications/bell").get_data(as_text=True)
     client.get("/locale/zh")
     assert "没有未读" not in client.get("/notifications/").get_data(as_text=True) and "通知" in client.get("/notifications/").get_data(as_text=True)
+
+
+def test_delivery_log_page_for_admins_with_masked_recipients(app, client):
+    services = app.extensions["crmkit"]
+    rid = subject(services, channels=("sms",))
+    sent = services.messaging.send("sms", to="13800138000", subject_ref=(M, rid), body="您的积分已到账", actor=ADMIN)
+    services.jobs.execute(sent["job_id"])
+    services.messaging.send("email", to="zhang@example.com", subject_ref=(M, rid), body="no consent", actor=ADMIN)
+    page = client.get("/admin/messages/").get_data(as_text=True)
+    assert "138****8000" in page and "13800138000" not in page and "zhang@example.com" not in page
+    assert ("Logged only" in page or "仅记录" in page) and ("No consent" in page or "未获同意" in page) and "no email consent" in page
+    from auth_support import STAFF_PASSWORD, add_user
+    from conftest import login
+
+    add_user(app, "clerk", role="Public")
+    other = app.test_client()
+    login(other, "clerk", STAFF_PASSWORD)
+    assert other.get("/admin/messages/").status_code == 403

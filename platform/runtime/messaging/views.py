@@ -50,3 +50,24 @@ def _after():
     if request.headers.get("HX-Request"):
         return "", 204, {"HX-Refresh": "true"}
     return redirect(url_for("crmkit_notifications.notification_list"))
+
+
+messages_admin_blueprint = Blueprint("crmkit_messages", __name__, url_prefix="/admin/messages")
+
+DELIVERY_COLOURS = {"queued": "#71717a", "deferred": "#ca8a04", "sent": "#16a34a", "logged": "#0891b2", "refused": "#a16207", "failed": "#dc2626"}
+
+
+@messages_admin_blueprint.route("/")
+def delivery_log():
+    """Administrators: every message asked for, with its outcome. Recipients are shown masked."""
+    from ..audit.views import require_admin
+    from ..permissions.masking import mask_value
+
+    require_admin()
+    services = current_app.extensions["crmkit"]
+    tz = ZoneInfo(services.settings.timezone)
+    rows = [{**d, "local_at": d["created_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+             "to": mask_value("email" if "@" in d["recipient"] else "mobile", d["recipient"]) if d["channel"] != "in_app" else f"user #{d['recipient']}",
+             "colour": DELIVERY_COLOURS.get(d["status"], "#71717a")}
+            for d in services.messaging.deliveries(limit=200)]
+    return render_template("crmkit/notifications/deliveries.html", rows=rows)

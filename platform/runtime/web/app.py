@@ -108,9 +108,10 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     from ..jobs.views import jobs_blueprint
 
     app.register_blueprint(jobs_blueprint)
-    from ..messaging.views import notifications_blueprint
+    from ..messaging.views import messages_admin_blueprint, notifications_blueprint
 
     app.register_blueprint(notifications_blueprint)
+    app.register_blueprint(messages_admin_blueprint)
     from ..webhooks.views import webhooks_blueprint
 
     app.register_blueprint(webhooks_blueprint)

@@ -78,6 +78,7 @@ def shell_context():
             {"label": translate("perm_explain", locale), "url": url_for("crmkit_permissions.explain_page"), "active": path.startswith("/admin/permissions/explain"), "icon": "search"},
             {"label": translate("audit_log", locale), "url": url_for("crmkit_audit.audit_log"), "active": path.startswith("/admin/audit"), "icon": "list"},
             {"label": translate("jobs", locale), "url": url_for("crmkit_jobs.job_list"), "active": path.startswith("/jobs/"), "icon": "layers"},
+            {"label": translate("message_log", locale), "url": url_for("crmkit_messages.delivery_log"), "active": path.startswith("/admin/messages"), "icon": "bell"},
             {"label": translate("webhooks", locale), "url": url_for("crmkit_webhooks.webhook_list"), "active": path.startswith("/admin/webhooks"), "icon": "link"},
             {"label": translate("api_keys", locale), "url": url_for("crmkit_auth.api_keys_page"), "active": path.startswith("/account/"), "icon": "key"},
         ]
