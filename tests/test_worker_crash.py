@@ -74,3 +74,18 @@ def test_a_job_survives_kill_9_of_its_worker(base_services, tmp_path):
     assert len(rows) == n  # every row once: nothing doubled, nothing missing
     firsts = sum(1 for _, v in rows if v == 1)
     assert firsts == written and all(v == 2 for _, v in rows if v != 1)  # the rerun only wrote what the first run had not
+
+
+def test_a_worker_started_for_a_web_server_stops_when_that_server_is_gone(base_services, tmp_path):
+    s = base_services.settings
+    env = {**os.environ, "CRMKIT_DATABASE_URL": s.database_url, "CRMKIT_VAR_DIR": str(s.var_dir), "CRMKIT_JOB_LEASE_SECONDS": "2"}
+    env.pop("CRMKIT_REDIS_URL", None)
+    # --parent-pid names a process that is not this worker's parent: as if the server had died and the worker been re-parented
+    proc = subprocess.Popen([sys.executable, "-m", "crmkit.runtime.cli", "worker", "--parent-pid", str(os.getpid() + 999999)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and b"crmkit worker:" in out
