@@ -46,7 +46,7 @@ run: install
 	@echo "  crmkit is starting on http://127.0.0.1:$(PORT)/"
 	@echo "  log in as:  admin / $$(cat $(VAR)/admin_password)"
 	@echo ""
-	@CRMKIT_SECRET_KEY=$$(cat $(VAR)/secret_key) CRMKIT_SECURE_COOKIES=0 $(BIN)/crmkit run --port $(PORT)
+	@CRMKIT_SECRET_KEY=$$(cat $(VAR)/secret_key) CRMKIT_SECURE_COOKIES=0 $(BIN)/crmkit run --with-worker --port $(PORT)
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -77,6 +77,7 @@ def test_run_refuses_to_start_without_a_secret_key(cli_env):
     assert "CRMKIT_SECRET_KEY is not set" in r.output
 
 
-def test_worker_placeholder_says_what_it_does(cli_env):
-    r = invoke(["worker"], cli_env)
-    assert r.exit_code == 0 and "no background job types yet" in r.output
+def test_worker_once_runs_due_jobs_and_exits(cli_env):
+    assert invoke(["init"], cli_env).exit_code == 0
+    r = invoke(["worker", "--once"], cli_env)
+    assert r.exit_code == 0 and "Ran 0 job(s); dispatched 0 event(s)." in r.output

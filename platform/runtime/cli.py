@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -97,7 +98,8 @@ def create_admin(username, email, password, first_name, last_name, if_missing):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--debug", is_flag=True, help="Reload on code changes; never in production.")
-def run(host, port, debug):
+@click.option("--with-worker", is_flag=True, help="Also start `crmkit worker` as a child process (the local demo's one command).")
+def run(host, port, debug, with_worker):
     """Serve the web UI and API (development server; use gunicorn in production, see docs/operations.md)."""
     settings = _settings()
     try:
@@ -105,6 +107,8 @@ def run(host, port, debug):
     except ConfigError as exc:
         _fail(str(exc))
     app = _app(settings)
+    if with_worker and not os.environ.get("WERKZEUG_RUN_MAIN"):  # the reloader's child must not start a second worker
+        _start_worker_child()
     click.echo(f"crmkit serving on http://{host}:{port}/ (database: {_safe_url(settings.database_url)})")
     app.run(host=host, port=port, debug=debug, threaded=True, use_reloader=debug)
 
@@ -285,9 +289,50 @@ def audit_purge(days):
 
 
 @main.command()
-def worker():
-    """Run background jobs (imports, automations, messaging). Arrives with the jobs issue."""
-    click.echo("crmkit worker: there are no background job types yet; the jobs issue adds them. Nothing to run.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker threads in this process.")
+@click.option("--once", is_flag=True, help="Run the due jobs and pending events once, then exit.")
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone (`crmkit run --with-worker`).")
+@click.pass_context
+def worker(ctx, workers, once, parent_pid):
+    """Run background jobs, the outbox dispatcher and periodic jobs (see docs/operations.md, "Workers")."""
+    from .jobs.worker import run_worker
+    from .services import Services
+
+    settings = _settings()
+    services = Services.build(settings)
+    for hook in (ctx.obj or {}).get("job_kinds", ()):  # extra job kinds from an embedding program (tests)
+        hook(services.jobs.registry)
+    if once:
+        services.jobs.reap()
+        ran = services.jobs.work_once()
+        delivered = services.background.outbox.dispatch()
+        click.echo(f"Ran {ran} job(s); dispatched {delivered or 0} event(s).")
+        return
+    queue = "Redis" if settings.redis_url else f"SQLite file {settings.huey_file}"
+    click.echo(f"crmkit worker: {workers} thread(s), queue in {queue}, database {_safe_url(settings.database_url)}")
+    run_worker(services, workers=workers, parent_pid=parent_pid)
+
+
+def _start_worker_child() -> None:
+    """`crmkit worker` as a child process that stops with the server (no signal handling is shared with Flask)."""
+    import atexit
+    import subprocess
+
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-m", "crmkit.runtime.cli", "worker", "--workers", "2", "--parent-pid", str(os.getpid())])
+    click.echo(f"crmkit worker started as child process {child.pid}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the atexit hook below on `kill` too
+
+    def stop():
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    atexit.register(stop)
 
 
 def _safe_url(url: str) -> str:

@@ -41,6 +41,20 @@ class Settings:
     api_key_max_days: int = 365
     # How many reverse proxies sit in front and set X-Forwarded-For/-Proto/-Host (0: trust none).
     trusted_proxies: int = 0
+    # Background jobs and messaging (docs/operations.md "Workers").
+    job_lease_seconds: int = 60
+    job_max_attempts: int = 5
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "crmkit@localhost"
+    smtp_starttls: bool = False
+    sms_url: str | None = None
+    sms_key: str | None = None
+    wechat_url: str | None = None
+    wechat_key: str | None = None
+    message_rate_per_minute: int = 60
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -67,6 +81,19 @@ class Settings:
             login_lockout_seconds=_int(env, "LOGIN_LOCKOUT_SECONDS", 15 * 60),
             api_key_max_days=_int(env, "API_KEY_MAX_DAYS", 365),
             trusted_proxies=_int(env, "TRUSTED_PROXIES", 0),
+            job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", 60),
+            job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 5),
+            smtp_host=env.get(ENV_PREFIX + "SMTP_HOST") or None,
+            smtp_port=_int(env, "SMTP_PORT", 25),
+            smtp_user=env.get(ENV_PREFIX + "SMTP_USER") or None,
+            smtp_password=env.get(ENV_PREFIX + "SMTP_PASSWORD") or None,
+            smtp_from=env.get(ENV_PREFIX + "SMTP_FROM") or "crmkit@localhost",
+            smtp_starttls=bool(_optional_bool(env, "SMTP_STARTTLS")),
+            sms_url=env.get(ENV_PREFIX + "SMS_URL") or None,
+            sms_key=env.get(ENV_PREFIX + "SMS_KEY") or None,
+            wechat_url=env.get(ENV_PREFIX + "WECHAT_URL") or None,
+            wechat_key=env.get(ENV_PREFIX + "WECHAT_KEY") or None,
+            message_rate_per_minute=_int(env, "MESSAGE_RATE_PER_MINUTE", 60),
         )
 
     def require_secret_key(self) -> str:
@@ -91,6 +118,11 @@ class Settings:
     @property
     def upload_dir(self) -> Path:
         return self.var_dir / "files"
+
+    @property
+    def huey_file(self) -> Path:
+        """The SQLite file Huey queues in when no Redis is configured."""
+        return self.var_dir / "huey.db"
 
 
 def _int(env, name: str, default: int) -> int:

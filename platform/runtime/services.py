@@ -7,12 +7,17 @@ from sqlalchemy import Engine
 
 from .config import Settings
 from .db import make_engine
+from .events import EventBus
 from .fields import FieldTypeRegistry, default_registry
+from .jobs import JobService
+from .jobs.background import Background, build_background
+from .messaging import MessagingService, build_messaging
 from .meta.store import MetadataStore
 from .policy import Policy
 from .query import QueryService
 from .records import RecordService
 from .records.service import TableCache
+from .webhooks import WebhookService
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,17 @@ class Services:
     policy: Policy
     records: RecordService
     queries: QueryService
+    background: Background
+    messaging: MessagingService
+    webhooks: WebhookService
+
+    @property
+    def jobs(self) -> JobService:
+        return self.background.jobs
+
+    @property
+    def events(self) -> EventBus:
+        return self.background.events
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine | None = None, *, request_scope=None) -> "Services":
@@ -33,8 +49,15 @@ class Services:
         store = MetadataStore(engine, field_types, request_scope=request_scope)
         policy = Policy(engine, catalog=store.catalog, request_scope=request_scope, timezone=settings.timezone)
         tables = TableCache()
-        return cls(
+        background = build_background(settings, engine)
+        services = cls(
             settings=settings, engine=engine, field_types=field_types, store=store, policy=policy,
-            records=RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes),
+            records=RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes, on_commit=background.wake_outbox),
             queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
+            background=background,
+            messaging=build_messaging(settings, engine, background.jobs),
+            webhooks=WebhookService(engine, background.jobs),
         )
+        services.webhooks.register(background.jobs.registry, background.events)
+        background.jobs.attach(services)
+        return services

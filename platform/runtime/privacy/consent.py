@@ -94,3 +94,12 @@ def _public(r) -> dict:
             "granted_at": r["granted_at"].isoformat(), "granted_by": r["granted_by"],
             "withdrawn_at": r["withdrawn_at"].isoformat() if r["withdrawn_at"] else None, "withdrawn_by": r["withdrawn_by"],
             "active": r["withdrawn_at"] is None}
+
+
+def has_consent(conn, entity_key: str, record_id: int, channel: str, purpose: str | None = None) -> bool:
+    """Whether the subject has an open (not withdrawn) consent for the channel (and purpose, when given)."""
+    where = [consent.c.entity == entity_key, consent.c.record_id == int(record_id), consent.c.channel == channel,
+             consent.c.withdrawn_at.is_(None)]
+    if purpose is not None:
+        where.append(consent.c.purpose == purpose)
+    return conn.execute(select(consent.c.id).where(*where).limit(1)).first() is not None

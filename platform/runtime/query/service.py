@@ -418,6 +418,12 @@ class QueryService:
     def _title_visible(self, actor: Actor, target: EntityDef) -> bool:
         return self.policy.allows(actor, target, "read") and target.title_field in self.policy.readable_fields(actor, target)
 
+    def visible_changes(self, entity_key: str, changes: dict, actor: Actor) -> dict:
+        """A change set (audit entry, outbox event) as ``actor`` may see it: unreadable fields absent, masked ones masked."""
+        catalog = self.catalog()
+        entity = catalog.entity(entity_key)
+        return self._visible_changes(catalog, entity, changes or {}, set(self.policy.readable_fields(actor, entity)), actor)
+
     def _visible_changes(self, catalog, entity, changes: dict, readable, actor) -> dict:
         """An audit entry's changes without unreadable fields, masked fields masked (child rows likewise)."""
         masked = self.policy.masked_fields(entity)

@@ -10,7 +10,8 @@ import datetime as dt
 import logging
 import os
 import uuid
-from typing import Any, Callable, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, Table, exists, select
 from sqlalchemy.exc import IntegrityError
@@ -54,8 +55,10 @@ class TableCache:
 
 
 class RecordService:
-    def __init__(self, engine: Engine, store: MetadataStore, policy: Policy, tables: TableCache, *, max_upload_bytes: int = 10 * 1024 * 1024):
+    def __init__(self, engine: Engine, store: MetadataStore, policy: Policy, tables: TableCache, *, max_upload_bytes: int = 10 * 1024 * 1024,
+                 on_commit: Callable[[], None] | None = None):
         self.engine = engine
+        self.on_commit = on_commit  # called after a transaction that wrote outbox events commits (wakes the dispatcher)
         self.store = store
         self.policy = policy
         self.table_cache = tables
@@ -68,7 +71,7 @@ class RecordService:
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "create")
         values, children = self._clean(catalog, entity, data, actor, creating=True)
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             record_id = self._insert(conn, catalog, entity, values, children, actor, request_id)
             self._check_in_scope(conn, catalog, entity, record_id, actor)
         return record_id
@@ -85,7 +88,7 @@ class RecordService:
         if expected_version is None:
             raise ValidationFailed({"row_version": [text("Send the row_version of the record you edited, so that concurrent changes are not overwritten.",
                                                          "请提交你编辑时的记录版本号（row_version），以免覆盖他人同时所做的修改。")]})
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             current = self._load_for_update(conn, catalog, entity, record_id, actor)
             if current["row_version"] != expected_version:
                 raise StaleRecord(
@@ -105,7 +108,7 @@ class RecordService:
         """Soft delete: the record moves to the recycle bin and can be restored."""
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "delete")
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             self._soft_delete(conn, catalog, entity, record_id, actor, expected_version, request_id)
 
     def restore(self, entity_key: str, record_id: int, actor: Actor, *, request_id: str | None = None) -> None:
@@ -115,7 +118,7 @@ class RecordService:
         if record_id_or_none(record_id) is None:
             raise RecordNotFound(text("{entity} #{id} does not exist.", "{entity} #{id} 不存在。", entity=entity.label, id=record_id))
         record_id = record_id_or_none(record_id)
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             row = conn.execute(select(table).where(table.c.id == record_id, *self._scope(catalog, entity, table, actor))).mappings().first()
             if row is None:
                 raise RecordNotFound(text("{entity} #{id} does not exist.", "{entity} #{id} 不存在。", entity=entity.label, id=record_id))
@@ -143,7 +146,7 @@ class RecordService:
         if not values:
             raise ValidationFailed({"_schema": [text("Choose at least one field to change.", "请至少选择一个要修改的字段。")]})
         changed = 0
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             for rid in ids:
                 current = self._load_for_update(conn, catalog, entity, rid, actor)
                 before = current["row_version"]
@@ -156,7 +159,7 @@ class RecordService:
         self.policy.check(actor, entity, "delete")
         self.policy.check(actor, entity, "bulk_edit")
         ids = _ids(ids)
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             for rid in ids:
                 self._soft_delete(conn, catalog, entity, rid, actor, None, request_id)
         return len(ids)
@@ -189,6 +192,17 @@ class RecordService:
         return {k: row[k] for k in ("id", "name", "size", "content_type")}
 
     # --- steps -----------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction; after it commits, ``on_commit`` wakes the outbox dispatcher."""
+        with write_transaction(self.engine) as conn:
+            yield conn
+        if self.on_commit is not None:
+            try:
+                self.on_commit()
+            except Exception:  # the periodic dispatch picks the events up anyway
+                logging.getLogger(__name__).exception("outbox wake-up failed")
+
     def _entity(self, key: str) -> tuple[Catalog, EntityDef]:
         catalog = self.store.catalog()
         entity = catalog.entity(key)

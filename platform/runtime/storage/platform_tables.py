@@ -1,7 +1,7 @@
 """The platform's own tables. They change only through Alembic migrations in ``migrations/``."""
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, false, ForeignKey, Index, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, false, true, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from .types import UTCDateTime, json_type
 
@@ -98,6 +98,7 @@ outbox = Table(
     Column("payload", json_type(), nullable=False),
     Column("dispatched_at", UTCDateTime()),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
     Index("ix_crmkit_outbox_pending", "dispatched_at", "id"),
 )
 
@@ -126,4 +127,135 @@ stored_file = Table(
     Column("sha256", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", Integer),
+)
+
+
+def _bigid():
+    return BigInteger().with_variant(Integer, "sqlite")
+
+
+# Background jobs (crmkit.runtime.jobs). A row is claimed by a conditional UPDATE; a running row whose
+# heartbeat is older than the lease is requeued by the reaper.
+job = Table(
+    "crmkit_job", metadata,
+    Column("id", _bigid(), primary_key=True),
+    Column("kind", String(100), nullable=False),
+    Column("payload", json_type(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("dedupe_key", String(200)),
+    Column("progress_done", Integer, nullable=False, server_default="0"),
+    Column("progress_total", Integer),
+    Column("message", String(500)),
+    Column("error", Text),
+    Column("result", json_type()),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False, server_default="5"),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Column("run_after", UTCDateTime()),
+    Column("heartbeat_at", UTCDateTime()),
+    Column("worker", String(100)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    Column("actor_id", Integer),
+    UniqueConstraint("dedupe_key", name="uq_crmkit_job_dedupe"),
+    Index("ix_crmkit_job_status", "status", "run_after"),
+    Index("ix_crmkit_job_actor", "actor_id", "id"),
+)
+
+# A named lease held by one process at a time (the outbox dispatcher), taken with a conditional UPDATE.
+lease = Table(
+    "crmkit_lease", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(100)),
+    Column("expires_at", UTCDateTime()),
+)
+
+notification = Table(
+    "crmkit_notification", metadata,
+    Column("id", _bigid(), primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("url", String(500)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("read_at", UTCDateTime()),
+    Index("ix_crmkit_notification_user", "user_id", "read_at", "id"),
+)
+
+message_template = Table(
+    "crmkit_message_template", metadata,
+    Column("key", String(100), primary_key=True),
+    Column("channel", String(16), nullable=False),
+    Column("subject", String(300)),
+    Column("body", Text, nullable=False),
+    Column("html", Boolean, nullable=False, server_default=false()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", Integer),
+)
+
+message_delivery = Table(
+    "crmkit_message_delivery", metadata,
+    Column("id", _bigid(), primary_key=True),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(300), nullable=False),
+    Column("template_key", String(100)),
+    Column("subject", String(300)),
+    Column("body", Text, nullable=False),
+    Column("html", Boolean, nullable=False, server_default=false()),
+    Column("entity", String(100)),
+    Column("record_id", BigInteger),
+    Column("purpose", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("provider", String(50)),
+    Column("provider_ref", String(200)),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("job_id", BigInteger),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Column("actor_id", Integer),
+    Index("ix_crmkit_message_delivery_subject", "entity", "record_id", "id"),
+)
+
+# Fixed one-minute windows per channel, used when no Redis is configured.
+rate_counter = Table(
+    "crmkit_rate_counter", metadata,
+    Column("bucket", String(100), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+webhook = Table(
+    "crmkit_webhook", metadata,
+    Column("id", _bigid(), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("url", String(1000), nullable=False),
+    Column("entity", String(100), nullable=False),
+    Column("events", json_type(), nullable=False),
+    Column("owner_role_id", Integer),
+    Column("owner_user_id", Integer),
+    Column("secret", String(100), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", Integer),
+)
+
+webhook_delivery = Table(
+    "crmkit_webhook_delivery", metadata,
+    Column("id", _bigid(), primary_key=True),
+    Column("webhook_id", BigInteger, ForeignKey("crmkit_webhook.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", BigInteger),
+    Column("event_type", String(100), nullable=False),
+    Column("payload", json_type(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("response_code", Integer),
+    Column("response_body", String(1000)),
+    Column("error", Text),
+    Column("job_id", BigInteger),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime()),
+    UniqueConstraint("webhook_id", "event_id", name="uq_crmkit_webhook_delivery_event"),
+    Index("ix_crmkit_webhook_delivery_hook", "webhook_id", "id"),
 )

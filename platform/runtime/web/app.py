@@ -113,6 +113,16 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     csrf.exempt(privacy_api_blueprint)  # request_actor checks CSRF for cookie-authenticated calls
     app.register_blueprint(privacy_api_blueprint)
     app.register_blueprint(org_blueprint)
+    from ..jobs.views import jobs_blueprint
+
+    app.register_blueprint(jobs_blueprint)
+    from ..messaging.views import messages_admin_blueprint, notifications_blueprint
+
+    app.register_blueprint(notifications_blueprint)
+    app.register_blueprint(messages_admin_blueprint)
+    from ..webhooks.views import webhooks_blueprint
+
+    app.register_blueprint(webhooks_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     register_error_handlers(app)

@@ -77,6 +77,9 @@ def shell_context():
             {"label": translate("perm_matrix", locale), "url": url_for("crmkit_permissions.matrix"), "active": path.startswith("/admin/permissions/") and "explain" not in path, "icon": "lock"},
             {"label": translate("perm_explain", locale), "url": url_for("crmkit_permissions.explain_page"), "active": path.startswith("/admin/permissions/explain"), "icon": "search"},
             {"label": translate("audit_log", locale), "url": url_for("crmkit_audit.audit_log"), "active": path.startswith("/admin/audit"), "icon": "list"},
+            {"label": translate("jobs", locale), "url": url_for("crmkit_jobs.job_list"), "active": path.startswith("/jobs/"), "icon": "layers"},
+            {"label": translate("message_log", locale), "url": url_for("crmkit_messages.delivery_log"), "active": path.startswith("/admin/messages"), "icon": "bell"},
+            {"label": translate("webhooks", locale), "url": url_for("crmkit_webhooks.webhook_list"), "active": path.startswith("/admin/webhooks"), "icon": "link"},
             {"label": translate("api_keys", locale), "url": url_for("crmkit_auth.api_keys_page"), "active": path == "/account/api-keys", "icon": "key"},
             {"label": translate("api_keys_all", locale), "url": url_for("crmkit_auth.api_keys_all"), "active": path.startswith("/account/api-keys/all"), "icon": "key"},
         ]
