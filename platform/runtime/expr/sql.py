@@ -92,6 +92,7 @@ class SqlCompiler:
         if target is None:
             raise not_sql("A lookup through a link needs the linked table.", "跨关联取值需要关联表。", b)
         link = self.table.c[b.path[0]]
+        target = target.alias(f"lk_{b.path[0]}")
         return select(target.c[b.path[1]]).where(target.c.id == link).scalar_subquery()
 
     def op(self, b: Bound) -> ColumnElement:
