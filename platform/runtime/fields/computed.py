@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import fields as mf
 from sqlalchemy import Numeric
 
 from ..meta.model import FieldDef, Label
@@ -57,7 +56,9 @@ class FormulaType(FieldType):
         return None
 
     def marshmallow_field(self, f):
-        return mf.Raw(allow_none=True)  # accepted only to be refused as read-only, with a clear message
+        # The result type's field: input is parsed only to be refused as read-only; cursors decode with it.
+        ft, rf = self.result_of(f)
+        return ft.marshmallow_field(rf)
 
     def to_json(self, f, value):
         ft, rf = self.result_of(f)
@@ -107,9 +108,6 @@ class RollupType(DecimalType):
 
     def precision_scale(self, f):
         return (18, 0) if f.opt("function") == "count" else (18, int(f.opt("scale", 4)))
-
-    def marshmallow_field(self, f):
-        return mf.Raw(allow_none=True)
 
     def sql_type(self, f):
         p, s = self.precision_scale(f)

@@ -1,0 +1,63 @@
+"""Formula and lookup values in QueryService selects.
+
+A formula that compiles to SQL (and every lookup) becomes a labelled column of a subquery over the
+entity table, so filters, sorts, keyset cursors and counts use it like a stored column. A formula
+that needs Python (ADD_MONTHS, CONCAT of numbers, ...) is evaluated per fetched row; it can be shown
+but not filtered or sorted on.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from sqlalchemy import Table, null, select
+from sqlalchemy.sql import FromClause
+
+from ..expr import CompiledExpression, NotSqlCompilable, compile_expression
+from ..meta.catalog import Catalog
+from ..meta.model import EntityDef
+
+
+@dataclass
+class ComputedView:
+    table: FromClause  # the entity table, or a subquery adding the computed columns
+    python: dict[str, CompiledExpression] = field(default_factory=dict)  # evaluated per row after fetching
+    helpers: dict[str, str] = field(default_factory=dict)  # "link.field" → helper column label, for those
+
+    def comparable(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Fields a filter or sort may use: Python-only formulas are left out."""
+        return tuple(n for n in names if n not in self.python)
+
+    def fill(self, rows: list[dict], raw: list[Mapping]) -> None:
+        for row, r in zip(rows, raw):
+            record = dict(r)
+            for path, label in self.helpers.items():
+                record[path] = r.get(label)
+            for name, compiled in self.python.items():
+                if name in row:
+                    row[name] = compiled.evaluate(record)
+
+
+def computed_view(catalog: Catalog, entity: EntityDef, tables: Mapping[str, Table], timezone: str,
+                  now: dt.datetime | None = None) -> ComputedView:
+    table = tables[entity.key]
+    fields = [f for f in entity.fields if catalog.type_of(f).computed]
+    if not fields:
+        return ComputedView(table)
+    cols, python, helpers = [], {}, {}
+    for f in fields:
+        compiled = compile_expression(f.opt("expression", ""), entity, catalog, timezone=timezone)
+        try:
+            cols.append(compiled.to_sql(table, tables=tables, now=now).label(f.name))
+        except NotSqlCompilable:
+            python[f.name] = compiled
+            cols.append(null().label(f.name))
+            for link, target_field in compiled.lookups:
+                label = f"lk__{link}__{target_field}"
+                if label not in helpers.values():
+                    helpers[f"{link}.{target_field}"] = label
+                    lookup = compile_expression(f"{link}.{target_field}", entity, catalog, timezone=timezone)
+                    cols.append(lookup.to_sql(table, tables=tables).label(label))
+    sub = select(table, *cols).subquery(f"v_{table.name}")
+    return ComputedView(sub, python, helpers)
