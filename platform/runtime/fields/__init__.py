@@ -1,7 +1,7 @@
 """Field types. ``default_registry`` builds the registry every runtime uses."""
 from .base import OPERATOR_ARITY, OPERATOR_LABELS, FieldType, FilterContext
 from .choice import MultiSelectType, SingleSelectType, TagsType
-from .computed import COMPUTED_TYPES, FormulaType, LookupType, RollupType
+from .computed import COMPUTED_TYPES, FormulaType, LookupType, RollupType, effective_operators
 from .files import AttachmentType
 from .identity import IdNumberType, SequenceType
 from .numeric import BooleanType, DecimalType, IntegerType, MoneyType, PercentType
@@ -22,5 +22,5 @@ def default_registry(timezone: str = "Asia/Shanghai") -> FieldTypeRegistry:
 
 
 __all__ = [
-    "COMPUTED_TYPES", "OPERATOR_ARITY", "OPERATOR_LABELS", "FieldType", "FieldTypeRegistry", "FilterContext", "default_registry",
+    "COMPUTED_TYPES", "OPERATOR_ARITY", "effective_operators", "OPERATOR_LABELS", "FieldType", "FieldTypeRegistry", "FilterContext", "default_registry",
 ]

@@ -128,3 +128,11 @@ class RollupType(DecimalType):
 
     def parse_text(self, f, text):
         return None
+
+
+def effective_operators(ft: FieldType, f: FieldDef) -> tuple[str, ...]:
+    """The filter operators a field really offers: a formula's or lookup's are those of its result type."""
+    if isinstance(ft, FormulaType):
+        rt, _ = ft.result_of(f)
+        return rt.operators
+    return ft.operators

@@ -231,7 +231,7 @@ def render_list(entity: EntityDef, state: ListState, *, deleted: bool):
     headers = []
     for c in columns:
         f = field_def(catalog, entity, c)
-        sortable = f is not None and catalog.type_of(f).sortable and catalog.type_of(f).stored
+        sortable = f is not None and catalog.type_of(f).sortable and (catalog.type_of(f).stored or catalog.type_of(f).computed)
         sort_param, direction = sort_toggle(state, c)
         headers.append({"name": c, "label": field_label(catalog, entity, c, locale), "direction": direction,
                         "url": url_for(endpoint, entity_key=entity.key, **state.params(sort=sort_param)) if sortable else None,
