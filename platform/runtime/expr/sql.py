@@ -221,3 +221,8 @@ class SqlCompiler:
         sql_type = RESULT_SQL_TYPES.get(b.type.kind)
         return case(*whens, else_=otherwise) if sql_type is None else type_coerce(case(*whens, else_=otherwise), sql_type)
 
+
+
+def rounded(expr: ColumnElement, places: int) -> ColumnElement:
+    """ROUND(expr, places) as both databases compute it (half away from zero)."""
+    return Dialected({"sqlite": func.round(expr, places), "default": func.round(cast(expr, Numeric), places)}, type_=Numeric())

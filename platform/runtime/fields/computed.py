@@ -12,6 +12,7 @@ Filters, display and JSON of a formula or lookup are those of its result type.
 """
 from __future__ import annotations
 
+import decimal
 from typing import Any
 
 from sqlalchemy import Numeric
@@ -49,7 +50,7 @@ class FormulaType(FieldType):
     def result_of(self, f: FieldDef) -> tuple[FieldType, FieldDef]:
         """The type that filters, shows and serialises this field's values, and a field def of it."""
         kind = f.opt("result") or "text"
-        config = {"precision": 18, "scale": f.opt("scale", 4)} if kind == "number" else {}
+        config = {"precision": 18, "scale": self.scale(f)} if kind == "number" else {}
         return self.results[kind], FieldDef(id=f.id, name=f.name, type=self.results[kind].name, label=f.label, read_only=True, config=config)
 
     def sql_type(self, f):
@@ -65,8 +66,19 @@ class FormulaType(FieldType):
         return ft.to_json(rf, value)
 
     def from_db(self, f, value):
-        ft, rf = self.result_of(f)
-        return ft.from_db(rf, value)
+        """Numbers come back at the declared scale (QueryService rounds the same way in SQL, so keyset
+        cursors built from these values match the column); whole-number results as ``int``."""
+        kind = f.opt("result")
+        if value is None or kind not in ("number", "integer"):
+            ft, rf = self.result_of(f)
+            return ft.from_db(rf, value)
+        if kind == "integer":
+            return int(value)
+        return decimal.Decimal(str(value)).quantize(decimal.Decimal(1).scaleb(-self.scale(f)), rounding=decimal.ROUND_HALF_UP)
+
+    @staticmethod
+    def scale(f: FieldDef) -> int:
+        return int(f.opt("scale", 4))
 
     def display(self, f, value, locale):
         ft, rf = self.result_of(f)

@@ -11,10 +11,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from sqlalchemy import Table, null, select
+from sqlalchemy import Numeric, Table, null, select, type_coerce
 from sqlalchemy.sql import FromClause
 
 from ..expr import CompiledExpression, NotSqlCompilable, compile_expression
+from ..expr.sql import rounded
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef
 
@@ -49,7 +50,10 @@ def computed_view(catalog: Catalog, entity: EntityDef, tables: Mapping[str, Tabl
     for f in fields:
         compiled = compile_expression(f.opt("expression", ""), entity, catalog, timezone=timezone)
         try:
-            cols.append(compiled.to_sql(table, tables=tables, now=now).label(f.name))
+            col = compiled.to_sql(table, tables=tables, now=now)
+            if f.opt("result") == "number":
+                col = type_coerce(rounded(col, int(f.opt("scale", 4))), Numeric(38, 10, asdecimal=True))
+            cols.append(col.label(f.name))
         except NotSqlCompilable:
             python[f.name] = compiled
             cols.append(null().label(f.name))

@@ -39,10 +39,9 @@ def refresh_after_write(conn: Connection, catalog: Catalog, tables: Mapping[str,
                         changes: Mapping) -> None:
     """Recompute the rollups that ``entity`` record ``record_id`` feeds, and this record's own child-table rollups."""
     index = rollups_by_source(catalog)
-    for pairs in index.values():
-        for target, f in pairs:
-            if target.key == entity.key and not f.opt("link"):
-                recompute(conn, catalog, tables, target, f, [record_id])
+    for f in entity.fields:  # this record's own rollups: right from creation, and after its child rows change
+        if f.type == "rollup":
+            recompute(conn, catalog, tables, entity, f, [record_id])
     pairs = index.get(entity.key, [])
     if not pairs:
         return
