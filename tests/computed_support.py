@@ -76,4 +76,9 @@ def shop_documents(*, order: dict | None = None, customer: dict | None = None) -
     docs = [RawDocument("app", "shop", copy.deepcopy(APP), "shop/app.json")]
     for e in (LEVEL, customer or CUSTOMER, order or ORDER, ORDER_LINE):
         docs.append(RawDocument("entity", "shop", copy.deepcopy(e), f"shop/entities/{e['name']}.json"))
+    docs.append(RawDocument("view", "shop", copy.deepcopy(ORDER_VIEW), "shop/views/order.json"))
     return docs
+
+
+ORDER_VIEW = {"entity": "shop.order", "name": "default", "label": L("订单", "Orders"),
+              "columns": ["title", "who", "total", "big", "renewal", "line_count"], "default_sort": [{"field": "total", "dir": "desc"}]}

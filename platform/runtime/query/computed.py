@@ -65,3 +65,11 @@ def computed_view(catalog: Catalog, entity: EntityDef, tables: Mapping[str, Tabl
                     cols.append(lookup.to_sql(table, tables=tables).label(label))
     sub = select(table, *cols).subquery(f"v_{table.name}")
     return ComputedView(sub, python, helpers)
+
+
+def sql_computed(catalog: Catalog, entity: EntityDef, name: str) -> bool:
+    """Whether computed field ``name`` is a column of the select (so it filters and sorts)."""
+    f = entity.field_map.get(name)
+    if f is None or not catalog.type_of(f).computed:
+        return False
+    return compile_expression(f.opt("expression", ""), entity, catalog).sql_compilable

@@ -37,6 +37,7 @@ class Widget:
     columns: list = field(default_factory=list)  # child table: column widgets' labels
     rows: list = field(default_factory=list)  # child table: (key, [Widget])
     link_target: str = ""
+    hidden: bool = False  # visible_if is not true (web/rules_ui.py)
 
 
 @dataclass
