@@ -181,3 +181,21 @@ def test_bad_definitions_name_file_pointer_and_position(databases, tmp_path_fact
     err = _bad(s, customer_doc=bad_c)
     pointers = {p for _, p, _ in err.problems}
     assert {"/fields/2/field", "/fields/3/link", "/fields/4/filter", "/fields/5/field"} <= pointers
+
+
+def test_schema_plan_formula_has_no_column_and_a_new_rollup_is_filled(databases, tmp_path_factory):
+    from sqlalchemy import inspect
+
+    s = fresh_services(databases, tmp_path_factory)
+    slim = copy.deepcopy(CUSTOMER)
+    slim["fields"] = [f for f in slim["fields"] if f["name"] != "paid_total"]
+    publish(s, shop_documents(customer=slim))
+    cols = {c["name"] for c in inspect(s.engine).get_columns("shop_order")}
+    assert {"amount", "line_sum", "line_count"} <= cols and not {"total", "big", "renewal", "who"} & cols
+    a = s.records.create("shop.customer", {"name": "Ann"}, SYSTEM)
+    s.records.create("shop.order", order(customer=a, amount="70"), SYSTEM)
+    s.records.create("shop.order", order(customer=a, amount="5", status="open", coupon="c"), SYSTEM)
+    plan = publish(s, shop_documents())
+    assert [st.op for st in plan.steps] == ["add_column", "fill_rollup"]
+    assert get(s, "shop.customer", a)["paid_total"] == Decimal("70")
+    s.engine.dispose()

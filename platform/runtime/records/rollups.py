@@ -82,13 +82,18 @@ def recompute(conn: Connection, catalog: Catalog, tables: Mapping[str, Table], t
     conn.execute(tt.update().where(tt.c.id.in_(ids)).values({f.name: aggregate(catalog, tables, tt, f)}))
 
 
+def recompute_field(conn: Connection, catalog: Catalog, tables: Mapping[str, Table], entity: EntityDef, f: FieldDef) -> None:
+    """Rollup ``f`` for every row of ``entity`` (a new rollup column; the schema plan runs this)."""
+    tt = tables[entity.key]
+    conn.execute(tt.update().values({f.name: aggregate(catalog, tables, tt, f)}))
+
+
 def recompute_all(conn: Connection, catalog: Catalog, tables: Mapping[str, Table]) -> int:
-    """Every rollup of every row (after a rollup field is added, or to repair); returns the fields done."""
+    """Every rollup of every row (to repair after a rollup's definition changed); returns the fields done."""
     done = 0
     for e in catalog.entities.values():
-        tt = tables[e.key]
         for f in e.fields:
             if f.type == "rollup":
-                conn.execute(tt.update().values({f.name: aggregate(catalog, tables, tt, f)}))
+                recompute_field(conn, catalog, tables, e, f)
                 done += 1
     return done
