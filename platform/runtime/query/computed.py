@@ -17,7 +17,10 @@ from sqlalchemy.sql import FromClause
 from ..expr import CompiledExpression, NotSqlCompilable, compile_expression
 from ..expr.sql import rounded
 from ..meta.catalog import Catalog
+from ..meta.memo import CatalogMemo
 from ..meta.model import EntityDef
+
+_MEMO = CatalogMemo()
 
 
 @dataclass
@@ -48,7 +51,7 @@ def computed_view(catalog: Catalog, entity: EntityDef, tables: Mapping[str, Tabl
         return ComputedView(table)
     cols, python, helpers = [], {}, {}
     for f in fields:
-        compiled = compile_expression(f.opt("expression", ""), entity, catalog, timezone=timezone)
+        compiled = field_expression(catalog, entity, f.name, timezone)
         try:
             col = compiled.to_sql(table, tables=tables, now=now)
             if f.opt("result") == "number":
@@ -72,4 +75,11 @@ def sql_computed(catalog: Catalog, entity: EntityDef, name: str) -> bool:
     f = entity.field_map.get(name)
     if f is None or not catalog.type_of(f).computed:
         return False
-    return compile_expression(f.opt("expression", ""), entity, catalog).sql_compilable
+    return field_expression(catalog, entity, name).sql_compilable
+
+
+def field_expression(catalog: Catalog, entity: EntityDef, name: str, timezone: str = "Asia/Shanghai") -> CompiledExpression:
+    """A formula's or lookup's expression, compiled once per catalog."""
+    f = entity.field(name)
+    return _MEMO.get(catalog, (entity.key, name, timezone),
+                     lambda: compile_expression(f.opt("expression", ""), entity, catalog, timezone=timezone))

@@ -14,25 +14,22 @@ from sqlalchemy import Connection, Table, func, select
 
 from ..expr import compile_expression
 from ..meta.catalog import Catalog
+from ..meta.memo import CatalogMemo
 from ..meta.model import EntityDef, FieldDef
 
-_INDEX: dict[int, dict[str, list[tuple[EntityDef, FieldDef]]]] = {}
+_MEMO = CatalogMemo()
 
 
 def rollups_by_source(catalog: Catalog) -> dict[str, list[tuple[EntityDef, FieldDef]]]:
-    """source entity key → [(target entity, rollup field)], computed once per catalog object."""
-    key = id(catalog)
-    index = _INDEX.get(key)
-    if index is None:
-        index = {}
+    """source entity key → [(target entity, rollup field)], computed once per catalog."""
+    def build() -> dict[str, list[tuple[EntityDef, FieldDef]]]:
+        index: dict[str, list[tuple[EntityDef, FieldDef]]] = {}
         for e in catalog.entities.values():
             for f in e.fields:
                 if f.type == "rollup":
                     index.setdefault(f.opt("source"), []).append((e, f))
-        if len(_INDEX) > 16:
-            _INDEX.clear()
-        _INDEX[key] = index
-    return index
+        return index
+    return _MEMO.get(catalog, "by_source", build)
 
 
 def refresh_after_write(conn: Connection, catalog: Catalog, tables: Mapping[str, Table], entity: EntityDef, record_id: int,

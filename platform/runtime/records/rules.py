@@ -16,22 +16,19 @@ from ..errors import ValidationFailed
 from ..expr import CompiledExpression, compile_expression
 from ..i18n_text import text
 from ..meta.catalog import Catalog
+from ..meta.memo import CatalogMemo
 from ..meta.model import EntityDef
 
 REQUIRED = text("This field is required.", "此项必填。")
-_CACHE: dict[tuple[int, str, str], CompiledExpression] = {}
+_MEMO = CatalogMemo()
 
 
 def compiled(catalog: Catalog, entity: EntityDef, source: str) -> CompiledExpression:
-    key = (id(catalog), entity.key, source)
-    c = _CACHE.get(key)
-    if c is None:
+    """A rule compiled once per catalog."""
+    def build() -> CompiledExpression:
         tz = getattr(catalog.field_types.get("datetime"), "timezone", "Asia/Shanghai")
-        c = compile_expression(source, entity, catalog, result="boolean", timezone=tz)
-        if len(_CACHE) > 2048:
-            _CACHE.clear()
-        _CACHE[key] = c
-    return c
+        return compile_expression(source, entity, catalog, result="boolean", timezone=tz)
+    return _MEMO.get(catalog, (entity.key, source), build)
 
 
 def has_rules(entity: EntityDef) -> bool:
