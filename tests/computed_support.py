@@ -28,6 +28,8 @@ CUSTOMER = {
          "source": "shop.order", "link": "customer", "function": "sum", "field": "amount", "filter": "status = 'paid'", "scale": 2},
         {"id": "fld_cu_max", "name": "largest", "type": "rollup", "label": L("最大订单", "Largest order"),
          "source": "shop.order", "link": "customer", "function": "max", "field": "amount", "scale": 2},
+        {"id": "fld_cu_open", "name": "open_count", "type": "rollup", "label": L("待付订单", "Open orders"),
+         "source": "shop.order", "link": "customer", "function": "count", "filter": {"field": "status", "op": "eq", "value": "open"}},
     ],
 }
 ORDER_LINE = {

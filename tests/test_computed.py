@@ -82,11 +82,13 @@ def test_rollups_follow_every_write(shop):
     o1 = shop.records.create("shop.order", order(customer=a, amount="100"), SYSTEM)
     o2 = shop.records.create("shop.order", order(customer=a, amount="50", status="open", coupon="C1"), SYSTEM)
     assert roll(a) == (2, Decimal("100"), Decimal("100"))
+    assert get(shop, "shop.customer", a)["open_count"] == 1  # a rollup filtered by a filter tree
     # update the amount, then the status (the filter), then move o1 to Bob
     v = shop.records.update("shop.order", o2, {"amount": "250"}, SYSTEM, expected_version=1)
     assert roll(a) == (2, Decimal("100"), Decimal("250"))
     shop.records.update("shop.order", o2, {"status": "paid"}, SYSTEM, expected_version=v)
     assert roll(a) == (2, Decimal("350"), Decimal("250"))
+    assert get(shop, "shop.customer", a)["open_count"] == 0
     shop.records.update("shop.order", o1, {"customer": b}, SYSTEM, expected_version=1)
     assert roll(a) == (1, Decimal("250"), Decimal("250"))
     assert roll(b) == (1, Decimal("100"), Decimal("100"))
@@ -178,9 +180,10 @@ def test_bad_definitions_name_file_pointer_and_position(databases, tmp_path_fact
     bad_c["fields"][3]["link"] = "title"
     bad_c["fields"][4]["filter"] = "ADD_MONTHS(start_date, 1) > start_date"
     bad_c["fields"][5]["field"] = "title"
+    bad_c["fields"][6]["filter"] = {"field": "colour", "op": "eq", "value": "x"}
     err = _bad(s, customer_doc=bad_c)
     pointers = {p for _, p, _ in err.problems}
-    assert {"/fields/2/field", "/fields/3/link", "/fields/4/filter", "/fields/5/field"} <= pointers
+    assert {"/fields/2/field", "/fields/3/link", "/fields/4/filter", "/fields/5/field", "/fields/6/filter/field"} <= pointers
 
 
 def test_schema_plan_formula_has_no_column_and_a_new_rollup_is_filled(databases, tmp_path_factory):

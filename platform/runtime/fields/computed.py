@@ -114,7 +114,8 @@ class RollupType(DecimalType):
     label = Label("汇总", "Rollup")
     widget = "computed"
     config_properties = {"source": ENTITY_KEY, "link": NAME, "function": {"enum": list(ROLLUP_FUNCTIONS)}, "field": NAME,
-                         "filter": {"type": "string", "minLength": 1, "maxLength": 4000},
+                         # an expression on the source ("status = 'paid'") or a filter tree like a view's
+                         "filter": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 4000}, {"$ref": "common.json#/$defs/filter"}]},
                          "scale": {"type": "integer", "minimum": 0, "maximum": 4}}
     config_required = ("source", "function")
 

@@ -119,7 +119,7 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
     problems.extend(lookup_problems)
     for e in entities.values():
         problems.extend(check_entity(e, entities, field_types))
-        problems.extend(expression_problems(e, entities))
+        problems.extend(expression_problems(e, entities, field_types))
     for fm in forms.values():
         problems.extend(check_form(fm, entities))
     for v in views.values():

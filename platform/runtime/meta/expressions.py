@@ -43,7 +43,7 @@ def resolve_lookups(entities: Mapping[str, EntityDef]) -> tuple[dict[str, Entity
     return out, problems
 
 
-def expression_problems(e: EntityDef, entities: Mapping[str, EntityDef]) -> list[tuple[str, str, str]]:
+def expression_problems(e: EntityDef, entities: Mapping[str, EntityDef], field_types=None) -> list[tuple[str, str, str]]:
     from ..expr import ExpressionError, compile_expression
 
     out = []
@@ -67,7 +67,7 @@ def expression_problems(e: EntityDef, entities: Mapping[str, EntityDef]) -> list
         if f.visible_if:
             check(f.visible_if, f"{at}/visible_if", result="boolean")
         if f.type == "rollup":
-            out.extend(_rollup_problems(e, f, at, entities, check))
+            out.extend(_rollup_problems(e, f, at, entities, check, field_types))
     for j, v in enumerate(e.validations):
         check(v.rule, f"/validations/{j}/rule", result="boolean")
         for k, name in enumerate(v.fields):
@@ -76,7 +76,7 @@ def expression_problems(e: EntityDef, entities: Mapping[str, EntityDef]) -> list
     return out
 
 
-def _rollup_problems(e: EntityDef, f, at: str, entities, check) -> list:
+def _rollup_problems(e: EntityDef, f, at: str, entities, check, field_types) -> list:
     src = entities.get(f.opt("source"))
     if src is None:
         return [(e.source, f"{at}/source", f"rollup source '{f.opt('source')}' is not a known entity")]
@@ -91,6 +91,11 @@ def _rollup_problems(e: EntityDef, f, at: str, entities, check) -> list:
         sf = src.field_map.get(f.opt("field") or "")
         if sf is None or sf.type not in NUMERIC:
             out.append((e.source, f"{at}/field", f"{f.opt('function')} needs \"field\": a number field of {src.key}"))
-    if f.opt("filter"):
-        check(f.opt("filter"), f"{at}/filter", entity=src, result="boolean", sql=True)
+    flt = f.opt("filter")
+    if isinstance(flt, str):
+        check(flt, f"{at}/filter", entity=src, result="boolean", sql=True)
+    elif flt is not None and field_types is not None:
+        from .compile import filter_problems
+
+        out.extend((e.source, f"{at}/filter{p}", m) for p, m in filter_problems(flt, src, field_types))
     return out

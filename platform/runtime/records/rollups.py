@@ -8,14 +8,17 @@ from one parent to another corrects both. Reads never recompute.
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Iterable, Mapping
 
 from sqlalchemy import Connection, Table, func, select
 
 from ..expr import compile_expression
+from ..fields import FilterContext
 from ..meta.catalog import Catalog
 from ..meta.memo import CatalogMemo
 from ..meta.model import EntityDef, FieldDef
+from ..query.filters import compile_filter
 
 _MEMO = CatalogMemo()
 
@@ -54,14 +57,27 @@ def refresh_after_write(conn: Connection, catalog: Catalog, tables: Mapping[str,
         recompute(conn, catalog, tables, target, f, [i for i in ids if i is not None])
 
 
-def aggregate(catalog: Catalog, tables: Mapping[str, Table], target_table: Table, f: FieldDef):
+def _plain(value):
+    """A frozen definition value (mapping proxies, tuples) as the dicts and lists a filter tree is."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def aggregate(catalog: Catalog, tables: Mapping[str, Table], target_table: Table, f: FieldDef, dialect: str = "sqlite"):
     """The correlated scalar subquery computing rollup ``f`` for the current row of ``target_table``."""
     src = catalog.entities[f.opt("source")]
     st = tables[src.key].alias("rollup_src")
     key = st.c[f.opt("link")] if f.opt("link") else st.c.parent_id
     conds = [key == target_table.c.id, st.c.deleted_at.is_(None)]
-    if f.opt("filter"):
-        conds.append(compile_expression(f.opt("filter"), src, catalog, result="boolean").to_sql(st, tables=tables))
+    flt = f.opt("filter")
+    if isinstance(flt, str):
+        conds.append(compile_expression(flt, src, catalog, result="boolean").to_sql(st, tables=tables))
+    elif flt:
+        ctx = FilterContext(dialect, getattr(catalog.field_types.get("datetime"), "timezone", "Asia/Shanghai"), dt.datetime.now(dt.timezone.utc))
+        conds.append(compile_filter(catalog, src, st, _plain(flt), ctx, tuple(src.field_map)))
     fn = f.opt("function")
     if fn == "count":
         agg = func.count(st.c.id)
@@ -76,13 +92,13 @@ def recompute(conn: Connection, catalog: Catalog, tables: Mapping[str, Table], t
     if not ids:
         return
     tt = tables[target.key]
-    conn.execute(tt.update().where(tt.c.id.in_(ids)).values({f.name: aggregate(catalog, tables, tt, f)}))
+    conn.execute(tt.update().where(tt.c.id.in_(ids)).values({f.name: aggregate(catalog, tables, tt, f, conn.dialect.name)}))
 
 
 def recompute_field(conn: Connection, catalog: Catalog, tables: Mapping[str, Table], entity: EntityDef, f: FieldDef) -> None:
     """Rollup ``f`` for every row of ``entity`` (a new rollup column; the schema plan runs this)."""
     tt = tables[entity.key]
-    conn.execute(tt.update().values({f.name: aggregate(catalog, tables, tt, f)}))
+    conn.execute(tt.update().values({f.name: aggregate(catalog, tables, tt, f, conn.dialect.name)}))
 
 
 def recompute_all(conn: Connection, catalog: Catalog, tables: Mapping[str, Table]) -> int:
