@@ -35,6 +35,7 @@ CUSTOMER = {
 ORDER_LINE = {
     "id": "ent_shop_order_line", "name": "order_line", "label": L("明细", "Line"), "title_field": "item",
     "is_child": True, "parent": "shop.order",
+    "validations": [{"id": "no_negative", "rule": "price >= 0", "fields": ["price"], "message": L("价格不能为负。", "The price cannot be negative.")}],
     "fields": [
         {"id": "fld_ol_item", "name": "item", "type": "text", "label": L("项目", "Item"), "required": True},
         {"id": "fld_ol_price", "name": "price", "type": "money", "label": L("价格", "Price")},

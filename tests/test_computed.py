@@ -114,6 +114,12 @@ def test_rollup_over_child_rows(shop):
     shop.records.update("shop.order", o, {"lines": [{"id": first, "item": "a", "price": "10"}]}, SYSTEM, expected_version=rec["row_version"])
     rec = get(shop, "shop.order", o)
     assert (rec["line_sum"], rec["line_count"]) == (Decimal("10.00"), 1)
+    # a child entity's rules are checked per row, and the error names the row
+    with pytest.raises(ValidationFailed) as info:
+        shop.records.update("shop.order", o, {"lines": [{"id": first, "item": "a", "price": "10"}, {"item": "b", "price": "-1"}]}, SYSTEM,
+                            expected_version=rec["row_version"])
+    assert list(info.value.field_errors) == ["lines.1.price"]
+    assert get(shop, "shop.order", o)["line_count"] == 1
 
 
 def test_a_failed_write_leaves_rollups_alone(shop):

@@ -46,10 +46,6 @@ class CompiledExpression:
         ``record["link"]`` when that is a dict of the linked record's values."""
         return Evaluator(record, _now(now), ZoneInfo(self.timezone)).eval(self.tree)
 
-    def holds(self, record: Mapping[str, Any], *, now: dt.datetime | None = None) -> bool | None:
-        """A boolean expression's value (NULL stays None: callers decide what "unknown" means)."""
-        return self.evaluate(record, now=now)
-
     def to_sql(self, table: Table, *, tables: Mapping[str, Table] | None = None, now: dt.datetime | None = None) -> ColumnElement:
         """A Core expression over ``table`` (``tables`` by entity key for lookups); raises ``NotSqlCompilable``."""
         return SqlCompiler(table, tables, _now(now), ZoneInfo(self.timezone)).top(self.tree)

@@ -14,7 +14,7 @@ from typing import Mapping
 from sqlalchemy import Numeric, Table, null, select, type_coerce
 from sqlalchemy.sql import FromClause
 
-from ..expr import CompiledExpression, NotSqlCompilable, compile_expression
+from ..expr import CompiledExpression, ExpressionError, NotSqlCompilable, compile_expression
 from ..expr.sql import rounded
 from ..meta.catalog import Catalog
 from ..meta.memo import CatalogMemo
@@ -40,7 +40,10 @@ class ComputedView:
                 record[path] = r.get(label)
             for name, compiled in self.python.items():
                 if name in row:
-                    row[name] = compiled.evaluate(record)
+                    try:
+                        row[name] = compiled.evaluate(record)
+                    except ExpressionError:  # e.g. a number grew past the limit: show it as empty, keep the page
+                        row[name] = None
 
 
 def computed_view(catalog: Catalog, entity: EntityDef, tables: Mapping[str, Table], timezone: str,

@@ -93,8 +93,7 @@ def rule_errors(catalog: Catalog, entity: EntityDef, record: Mapping, *, check_r
     return errors
 
 
-def check_rules(conn: Connection, catalog: Catalog, tables: Mapping[str, Table], entity: EntityDef, record: Mapping[str, Any],
-                extra: Mapping | None = None, current: Mapping | None = None) -> None:
+def check_rules(conn: Connection, catalog: Catalog, tables: Mapping[str, Table], entity: EntityDef, record: Mapping[str, Any]) -> None:
     """Raise ``ValidationFailed`` when a rule of ``entity`` fails for ``record`` (the values to be stored)."""
     if not has_rules(entity):
         return

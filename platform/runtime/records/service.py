@@ -261,7 +261,8 @@ class RecordService:
     def _insert(self, conn, catalog, entity, values, children, actor, request_id, parent_id: int | None = None, sort_order: int = 0) -> int:
         table = self._table(catalog, entity)
         self._check_references(conn, catalog, entity, values, None)
-        check_rules(conn, catalog, self.table_cache.tables(catalog), entity, values, {"children": children})
+        if parent_id is None:  # child rows are checked with their row's position in _write_children
+            check_rules(conn, catalog, self.table_cache.tables(catalog), entity, values)
         for f in entity.fields:
             if f.type == "sequence" and values.get(f.name) in (None, ""):
                 values[f.name] = catalog.type_of(f).format(f, next_sequence(conn, f"{entity.key}.{f.id}", int(f.opt("start", 1))))
@@ -354,7 +355,7 @@ class RecordService:
         table = self._table(catalog, entity)
         changed = {k: v for k, v in values.items() if _differs(current.get(k), v)}
         self._check_references(conn, catalog, entity, changed, current["id"])
-        check_rules(conn, catalog, self.table_cache.tables(catalog), entity, {**current, **values}, {"children": children}, current=current)
+        check_rules(conn, catalog, self.table_cache.tables(catalog), entity, {**current, **values})
         changes = {k: [_json(catalog, entity, k, current.get(k)), _json(catalog, entity, k, v)] for k, v in changed.items()}
         for field_name, rows in children.items():
             child_changes = self._write_children(conn, catalog, entity, entity.field(field_name), current["id"], rows, actor, request_id, existing=None)
@@ -399,6 +400,7 @@ class RecordService:
                 continue
             try:
                 cleaned = validate_input(catalog, child, raw, self.schemas, creating=cur is None, writable=self.policy.writable_fields(actor, child), current=cur)
+                check_rules(conn, catalog, self.table_cache.tables(catalog), child, {**(cur or {}), **cleaned})
             except ValidationFailed as exc:
                 for k, msgs in exc.field_errors.items():
                     errors[f"{f.name}.{i}.{k}"] = msgs
