@@ -46,6 +46,8 @@ ORDER = {
     "validations": [
         {"id": "dates_in_order", "rule": "end_date > start_date", "fields": ["end_date"],
          "message": L("结束日期必须晚于开始日期。", "The end date must be after the start date.")},
+        {"id": "not_blocked", "rule": "ISBLANK(customer) OR customer.name != 'Blocked'", "fields": ["customer"],
+         "message": L("该客户已被停用。", "This customer is blocked.")},
     ],
     "fields": [
         {"id": "fld_or_title", "name": "title", "type": "text", "label": L("标题", "Title"), "required": True},

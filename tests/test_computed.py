@@ -145,6 +145,16 @@ def test_validation_rule_blocks_and_names_the_field(shop):
     assert get(shop, "shop.order", o)["end_date"] is None
 
 
+def test_rules_read_linked_records(shop):
+    ok = shop.records.create("shop.customer", {"name": "Ann"}, SYSTEM)
+    blocked = shop.records.create("shop.customer", {"name": "Blocked"}, SYSTEM)
+    o = shop.records.create("shop.order", order(customer=ok), SYSTEM)
+    with pytest.raises(ValidationFailed) as info:
+        shop.records.update("shop.order", o, {"customer": blocked}, SYSTEM, expected_version=1)
+    assert info.value.field_errors == {"customer": ["This customer is blocked."]}
+    assert get(shop, "shop.order", o)["customer"] == ok
+
+
 def test_required_if_and_visible_if(shop):
     with pytest.raises(ValidationFailed) as info:
         shop.records.create("shop.order", order(amount="5000"), SYSTEM)
