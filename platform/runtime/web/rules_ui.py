@@ -45,9 +45,11 @@ def apply_states(catalog: Catalog, entity: EntityDef, sections: list, values: di
     if not has_rules(entity):
         return
     states = field_states(catalog, entity, form_record(catalog, entity, values))
+    ruled = rule_fields(entity)
     for s in sections:
         for w in s.widgets:
             if w.field in states and w.kind != "child_table":
+                w.ruled = w.field in ruled
                 visible, required = states[w.field]
                 w.hidden = not visible
                 if not w.read_only:
