@@ -197,9 +197,11 @@ def test_bad_definitions_name_file_pointer_and_position(databases, tmp_path_fact
     bad_c["fields"][4]["filter"] = "ADD_MONTHS(start_date, 1) > start_date"
     bad_c["fields"][5]["field"] = "title"
     bad_c["fields"][6]["filter"] = {"field": "colour", "op": "eq", "value": "x"}
+    bad_c["fields"].append({"id": "fld_cu_lines", "name": "line_rollup", "type": "rollup", "label": "x", "source": "shop.order_line",
+                            "link": "item", "function": "count"})
     err = _bad(s, customer_doc=bad_c)
     pointers = {p for _, p, _ in err.problems}
-    assert {"/fields/2/field", "/fields/3/link", "/fields/4/filter", "/fields/5/field", "/fields/6/filter/field"} <= pointers
+    assert {"/fields/2/field", "/fields/3/link", "/fields/4/filter", "/fields/5/field", "/fields/6/filter/field", "/fields/7/source"} <= pointers
 
 
 def test_schema_plan_formula_has_no_column_and_a_new_rollup_is_filled(databases, tmp_path_factory):
@@ -218,3 +220,20 @@ def test_schema_plan_formula_has_no_column_and_a_new_rollup_is_filled(databases,
     assert [st.op for st in plan.steps] == ["add_column", "fill_rollup"]
     assert get(s, "shop.customer", a)["paid_total"] == Decimal("70")
     s.engine.dispose()
+
+
+@pytest.mark.postgres_only
+def test_concurrent_writes_keep_a_rollup_exact(shop):
+    """Each writer locks the parent row before recomputing, so no writer counts from a stale snapshot."""
+    from test_sequences import run_concurrently
+
+    a = shop.records.create("shop.customer", {"name": "Ann"}, SYSTEM)
+    workers, each = 8, 3
+
+    def job(n):
+        for i in range(each):
+            shop.records.create("shop.order", order(title=f"{n}-{i}", customer=a, amount="1"), SYSTEM)
+
+    assert run_concurrently(workers, job) == []
+    rec = get(shop, "shop.customer", a)
+    assert (rec["order_count"], rec["paid_total"]) == (workers * each, Decimal(workers * each))

@@ -81,7 +81,9 @@ def _rollup_problems(e: EntityDef, f, at: str, entities, check, field_types) -> 
     if src is None:
         return [(e.source, f"{at}/source", f"rollup source '{f.opt('source')}' is not a known entity")]
     out = []
-    if f.opt("link"):
+    if f.opt("link") and src.is_child:
+        out.append((e.source, f"{at}/source", f"{src.key} is a child table; a rollup over its rows belongs on its parent {src.parent}"))
+    elif f.opt("link"):
         link = src.field_map.get(f.opt("link"))
         if link is None or link.type != "link" or link.opt("target") != e.key:
             out.append((e.source, f"{at}/link", f"'{f.opt('link')}' is not a field of {src.key} linking to {e.key}"))

@@ -4,7 +4,8 @@ A rollup on entity T sums (counts, ...) rows of a source entity S: T's child tab
 ``parent_id``) or S records whose link field points at T. After any write to an S record (create,
 update, delete, restore, bulk edits, which all pass through here) the affected T rows are recomputed
 with one correlated UPDATE in the same transaction: the old and the new link target, so moving a record
-from one parent to another corrects both. Reads never recompute.
+from one parent to another corrects both. Reads never recompute. On PostgreSQL the parent rows are locked
+before the UPDATE so concurrent writers cannot count from stale snapshots (SQLite serialises writers).
 """
 from __future__ import annotations
 
@@ -92,6 +93,12 @@ def recompute(conn: Connection, catalog: Catalog, tables: Mapping[str, Table], t
     if not ids:
         return
     tt = tables[target.key]
+    if conn.dialect.name == "postgresql":
+        # Lock the parents first (in id order), then recompute in a new statement: under READ COMMITTED that
+        # statement's snapshot includes every concurrent writer that held the lock before us, so none is lost.
+        # NO KEY UPDATE: the source row's foreign key already holds KEY SHARE on the parent, which this lock
+        # does not wait for (FOR UPDATE would deadlock two writers of the same parent).
+        conn.execute(select(tt.c.id).where(tt.c.id.in_(ids)).order_by(tt.c.id).with_for_update(key_share=True))
     conn.execute(tt.update().where(tt.c.id.in_(ids)).values({f.name: aggregate(catalog, tables, tt, f, conn.dialect.name)}))
 
 
