@@ -73,6 +73,8 @@ ORDER = {
          "source": "shop.order_line", "function": "sum", "field": "price", "scale": 2},
         {"id": "fld_or_line_n", "name": "line_count", "type": "rollup", "label": L("明细数", "Lines"),
          "source": "shop.order_line", "function": "count"},
+        {"id": "fld_or_tag", "name": "tag", "type": "formula", "label": L("标记", "Tag"), "expression": "CONCAT(who, '#', qty)",
+         "result": "text"},
     ],
 }
 

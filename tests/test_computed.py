@@ -43,6 +43,9 @@ def test_formula_and_lookup_values_on_read(shop):
     assert get(shop, "shop.customer", c)["level_discount"] == Decimal("0.85")
     page = shop.queries.list("shop.order", SYSTEM)
     assert page.rows[0]["total"] == Decimal("361.50") and page.rows[0]["renewal"] == dt.date(2024, 2, 29)
+    # a Python-only formula reading a lookup and a field, with only itself asked for
+    assert rec["tag"] == "Ann#3"
+    assert shop.queries.list("shop.order", SYSTEM, fields=["tag"]).rows[0]["tag"] == "Ann#3"
 
 
 def test_filter_and_sort_on_formula_and_lookup(shop):

@@ -29,6 +29,12 @@ class ComputedView:
     python: dict[str, CompiledExpression] = field(default_factory=dict)  # evaluated per row after fetching
     helpers: dict[str, str] = field(default_factory=dict)  # "link.field" → helper column label, for those
 
+    def extra_columns(self, selected) -> list:
+        """Columns the Python-only formulas read that the select does not have yet (their fields, lookup helpers)."""
+        names = {n for c in self.python.values() for n in c.fields} | set(self.helpers.values())
+        have = {c.name for c in selected}
+        return [self.table.c[n] for n in sorted(names - have) if n in self.table.c]
+
     def comparable(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """Fields a filter or sort may use: Python-only formulas are left out."""
         return tuple(n for n in names if n not in self.python)

@@ -92,6 +92,7 @@ class QueryService:
         # Sort columns are always selected: the cursor is built from them even when the caller did not ask for them.
         selected = {c.name for c in cols}
         cols += [table.c[n] for n, _ in sort_keys if n not in selected]
+        cols += view.extra_columns(cols)
         q = select(*cols).where(*conds).order_by(*self._order(table, sort_keys, reverse=(direction == "before"))).limit(limit + 1)
         with self.engine.connect() as conn:
             raw = conn.execute(q).mappings().all()
@@ -133,6 +134,7 @@ class QueryService:
         if row_filter is not None:
             where.append(row_filter)
         cols = [table.c[c] for c in SYSTEM_OUT] + [table.c[f.name] for f in out_fields]
+        cols += view.extra_columns(cols)
         with self.engine.connect() as conn:
             r = conn.execute(select(*cols).where(*where)).mappings().first()
             if r is None:
@@ -146,7 +148,8 @@ class QueryService:
                 child_view = computed_view(catalog, child, tables, self.timezone)
                 ct = child_view.table
                 child_fields = self._out_fields(catalog, child, self.policy.readable_fields(actor, child), None)
-                crow = conn.execute(select(*[ct.c[c] for c in SYSTEM_OUT], *[ct.c[x.name] for x in child_fields])
+                ccols = [ct.c[c] for c in SYSTEM_OUT] + [ct.c[x.name] for x in child_fields]
+                crow = conn.execute(select(*ccols, *child_view.extra_columns(ccols))
                                     .where(ct.c.parent_id == record_id).order_by(ct.c.sort_order, ct.c.id)).mappings().all()
                 rows = [self._row(catalog, child, c, child_fields) for c in crow]
                 child_view.fill(rows, crow)
