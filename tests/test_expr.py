@@ -235,6 +235,7 @@ SQL_SAME = [
     "ADD_DAYS(day, 10)", "ADD_DAYS(day, -40) < day", "day = TODAY()", "at < NOW()", "color = 'red'", "category.name",
     "category.name & ':' & title", "IF(ISBLANK(category), 'none', category.name)",
     "'O''Brien'", "\"'; DROP TABLE lab_sample; --\"", "title = \"x' OR '1'='1\"",
+    "id * 10", "created_at <= NOW()", "IF(updated_at >= created_at, 'ok', 'bad')",
 ]
 SQL_SAME = [s for s in SQL_SAME if s != "'O''Brien'"] + ["'O\\'Brien'"]
 ROWS = [

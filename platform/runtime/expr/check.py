@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from ..i18n_text import Text, text
-from ..meta.model import EntityDef, FieldDef
+from ..meta.model import EntityDef, FieldDef, Label
 from .errors import ExpressionError
 from .functions import FUNCTIONS
 from .limits import MAX_FORMULA_NESTING, MAX_MAGNITUDE, MAX_NODES
@@ -21,6 +21,12 @@ from .parser import parse
 from .types import BOOLEAN, FIELD_TYPES, INTEGER, NULL, NUMBER, RESULT_TYPES, TEXT, XType, unify
 
 ARITHMETIC = {"+", "-", "*", "/", "%"}
+# System columns an expression may read besides the entity's fields (empty until the record is stored).
+SYSTEM_FIELDS = {
+    "id": FieldDef(id="sys_id", name="id", type="integer", label=Label("编号", "ID")),
+    "created_at": FieldDef(id="sys_created_at", name="created_at", type="datetime", label=Label("创建时间", "Created")),
+    "updated_at": FieldDef(id="sys_updated_at", name="updated_at", type="datetime", label=Label("更新时间", "Updated")),
+}
 ORDERING = {"<", "<=", ">", ">="}
 
 
@@ -104,6 +110,8 @@ class Checker:
         for f in entity.fields:
             if f.name == name:
                 return f
+        if name in SYSTEM_FIELDS:
+            return SYSTEM_FIELDS[name]
         known = ", ".join(f.name for f in entity.fields)
         raise ExpressionError(text("There is no field '{name}' on {entity}. Fields: {known}.",
                                    "{entity}没有字段“{name}”。可用字段：{known}。", name=name, entity=entity.label, known=known), pos)
