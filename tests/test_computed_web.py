@@ -126,3 +126,16 @@ def test_openapi_marks_computed_fields_read_only(api):
         assert name not in schemas["shop_order_input"]["properties"], name
     assert props["total"]["type"] == ["string", "null"] and props["big"]["type"] == ["boolean", "null"]
     assert props["line_count"]["type"] == ["integer", "null"]
+
+
+def test_form_rules_endpoint_needs_permission_to_fill_the_form(shop_app):
+    from auth_support import STAFF_PASSWORD, add_user
+
+    with shop_app.app_context():
+        shop_app.appbuilder.sm.add_role("Outsider")
+    add_user(shop_app, "outsider", role="Outsider")
+    c = shop_app.test_client()
+    login(c, "outsider", STAFF_PASSWORD)
+    token = csrf_from(c.get("/home").get_data(as_text=True))
+    resp = c.post("/e/shop.order/form-rules", data={"status": "open"}, headers={"X-CSRFToken": token})
+    assert resp.status_code == 403 and "field-coupon" not in resp.get_data(as_text=True)

@@ -114,6 +114,9 @@ def register_record_routes(bp):
     def entity_form_rules(entity_key):
         """htmx: the fields with visible_if/required_if, re-rendered for the posted form state (see web/rules_ui.py)."""
         entity = entity_of(entity_key)
+        policy, actor = services().policy, acting()
+        if not policy.allows(actor, entity, "update"):  # only someone who may fill in this form
+            policy.check(actor, entity, "create")
         return render_rule_fields(entity)
 
     @bp.route("/e/<entity_key>/child-row/<field_name>")
