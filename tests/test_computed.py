@@ -202,11 +202,13 @@ def test_bad_definitions_name_file_pointer_and_position(databases, tmp_path_fact
     bad_c["fields"][4]["filter"] = "ADD_MONTHS(start_date, 1) > start_date"
     bad_c["fields"][5]["field"] = "title"
     bad_c["fields"][6]["filter"] = {"field": "colour", "op": "eq", "value": "x"}
+    bad_c["fields"][5]["filter"] = {"field": "big", "op": "contains", "value": "x"}  # a boolean formula: no "contains"
     bad_c["fields"].append({"id": "fld_cu_lines", "name": "line_rollup", "type": "rollup", "label": {"zh": "x", "en": "x"}, "source": "shop.order_line",
                             "link": "item", "function": "count"})
     err = _bad(s, customer_doc=bad_c)
     pointers = {p for _, p, _ in err.problems}
-    assert {"/fields/2/field", "/fields/3/link", "/fields/4/filter", "/fields/5/field", "/fields/6/filter/field", "/fields/7/source"} <= pointers
+    assert {"/fields/2/field", "/fields/3/link", "/fields/4/filter", "/fields/5/field", "/fields/6/filter/field", "/fields/7/source",
+            "/fields/5/filter/op"} <= pointers
 
 
 def test_schema_plan_formula_has_no_column_and_a_new_rollup_is_filled(databases, tmp_path_factory):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..errors import DefinitionError
-from ..fields import COMPUTED_TYPES, FieldTypeRegistry
+from ..fields import COMPUTED_TYPES, FieldTypeRegistry, effective_operators
 from .expressions import expression_problems, resolve_lookups
 from .model import (
     AppDef, EntityDef, FieldDef, FormDef, FormField, FormSection, IndexDef, Label, MenuItem,
@@ -230,7 +230,7 @@ def filter_problems(node, ent: EntityDef, field_types: FieldTypeRegistry, at: st
         ftype = ent.field(name).type
     else:
         return [(f"{at}/field", f"'{name}' is not a field of {ent.key} that can be filtered")]
-    ops = field_types.get(ftype).operators
+    ops = field_types.get(ftype).operators if name in SYSTEM_FILTERABLE else effective_operators(field_types.get(ftype), ent.field(name))
     if op not in ops:
         return [(f"{at}/op", f"operator '{op}' does not apply to '{name}' ({ftype}); use one of: {', '.join(ops)}")]
     return []
