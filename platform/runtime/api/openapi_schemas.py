@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..fields import OPERATOR_ARITY
+from ..fields import OPERATOR_ARITY, effective_operators
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef
 
@@ -102,8 +102,8 @@ def field_schema(catalog: Catalog, f: FieldDef, *, output: bool) -> dict:
     notes = [f"{f.label.zh} / {f.label.en} ({f.type})."]
     if f.help.en:
         notes.append(f.help.en)
-    if ft.stored and ft.operators:
-        notes.append(f"Filter operators: {', '.join(ft.operators)}.")
+    if (ft.stored or ft.computed) and ft.operators:
+        notes.append(f"Filter operators: {', '.join(effective_operators(ft, f))}.")
         if ft.sortable:
             notes.append("Sortable.")
     if f.unique:
@@ -167,8 +167,8 @@ def entity_schemas(catalog: Catalog, entity: EntityDef) -> dict[str, dict]:
 
 
 def filterable_fields(catalog: Catalog, entity: EntityDef) -> list[str]:
-    return list(SYSTEM_FILTERABLE) + [f.name for f in entity.fields if catalog.type_of(f).stored and catalog.type_of(f).operators]
+    return list(SYSTEM_FILTERABLE) + [f.name for f in entity.fields if (catalog.type_of(f).stored or catalog.type_of(f).computed) and catalog.type_of(f).operators]
 
 
 def sortable_fields(catalog: Catalog, entity: EntityDef) -> list[str]:
-    return list(SYSTEM_SORTABLE) + [f.name for f in entity.fields if catalog.type_of(f).stored and catalog.type_of(f).sortable]
+    return list(SYSTEM_SORTABLE) + [f.name for f in entity.fields if (catalog.type_of(f).stored or catalog.type_of(f).computed) and catalog.type_of(f).sortable]

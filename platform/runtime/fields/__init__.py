@@ -1,6 +1,7 @@
 """Field types. ``default_registry`` builds the registry every runtime uses."""
 from .base import OPERATOR_ARITY, OPERATOR_LABELS, FieldType, FilterContext
 from .choice import MultiSelectType, SingleSelectType, TagsType
+from .computed import COMPUTED_TYPES, FormulaType, LookupType, RollupType, effective_operators
 from .files import AttachmentType
 from .identity import IdNumberType, SequenceType
 from .numeric import BooleanType, DecimalType, IntegerType, MoneyType, PercentType
@@ -16,9 +17,10 @@ def default_registry(timezone: str = "Asia/Shanghai") -> FieldTypeRegistry:
         BooleanType(), DateType(), DateTimeType(timezone), SingleSelectType(), MultiSelectType(),
         EmailType(), PhoneType(), UrlType(), IdNumberType(), SequenceType(), LinkType(),
         ChildTableType(), TagsType(), AttachmentType(), UserType(), OrgUnitType(),
+        FormulaType(timezone), LookupType(timezone), RollupType(),
     ])
 
 
 __all__ = [
-    "OPERATOR_ARITY", "OPERATOR_LABELS", "FieldType", "FieldTypeRegistry", "FilterContext", "default_registry",
+    "COMPUTED_TYPES", "OPERATOR_ARITY", "effective_operators", "OPERATOR_LABELS", "FieldType", "FieldTypeRegistry", "FilterContext", "default_registry",
 ]

@@ -51,6 +51,7 @@ class FieldType:
     label: ClassVar[Label]
     widget: ClassVar[str] = "text"
     stored: ClassVar[bool] = True
+    computed: ClassVar[bool] = False  # no column, but QueryService computes a value (formula, lookup)
     sortable: ClassVar[bool] = True
     operators: ClassVar[tuple[str, ...]] = ("eq", "ne", "in", "not_in", "is_empty", "is_not_empty")
     # JSON Schema "properties" for type-specific definition keys, and which are required.

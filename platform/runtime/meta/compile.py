@@ -4,14 +4,15 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..errors import DefinitionError
-from ..fields import FieldTypeRegistry
+from ..fields import COMPUTED_TYPES, FieldTypeRegistry, effective_operators
+from .expressions import expression_problems, resolve_lookups
 from .model import (
     AppDef, EntityDef, FieldDef, FormDef, FormField, FormSection, IndexDef, Label, MenuItem,
-    SavedFilter, SortSpec, ViewDef, frozen,
+    SavedFilter, SortSpec, ValidationRule, ViewDef, frozen,
 )
 from .validate import DefinitionValidator
 
-FIELD_KEYS = {"id", "name", "type", "label", "help", "placeholder", "required", "unique", "read_only", "default"}
+FIELD_KEYS = {"id", "name", "type", "label", "help", "placeholder", "required", "unique", "read_only", "default", "required_if", "visible_if"}
 SYSTEM_SORTABLE = ("id", "created_at", "updated_at")
 # System columns a filter may name, with the type they filter as (mirrors query.filters.SYSTEM_FIELDS).
 SYSTEM_FILTERABLE = {"id": "integer", "created_at": "datetime", "updated_at": "datetime", "created_by": "user", "owner_id": "user"}
@@ -40,9 +41,11 @@ def compile_entity(app: str, body: dict, source: str) -> EntityDef:
     fields = tuple(
         FieldDef(
             id=f["id"], name=f["name"], type=f["type"], label=Label.of(f["label"]),
-            required=bool(f.get("required")), unique=bool(f.get("unique")), read_only=bool(f.get("read_only")),
+            required=bool(f.get("required")), unique=bool(f.get("unique")),
+            read_only=bool(f.get("read_only")) or f["type"] in COMPUTED_TYPES,
             default=f.get("default"), help=Label.of(f.get("help"), ""), placeholder=Label.of(f.get("placeholder"), ""),
             config=frozen({k: v for k, v in f.items() if k not in FIELD_KEYS}),
+            required_if=f.get("required_if", ""), visible_if=f.get("visible_if", ""),
         )
         for f in body["fields"]
     )
@@ -55,6 +58,8 @@ def compile_entity(app: str, body: dict, source: str) -> EntityDef:
         id=body["id"], app=app, name=body["name"], label=label, plural_label=Label.of(body.get("plural_label"), "") if body.get("plural_label") else label,
         fields=fields, title_field=body["title_field"], search_fields=tuple(body.get("search_fields", ())), indexes=indexes,
         icon=body.get("icon", "table"), is_child=bool(body.get("is_child")), parent=body.get("parent"), source=source,
+        validations=tuple(ValidationRule(id=v["id"], rule=v["rule"], message=Label.of(v["message"]), fields=tuple(v.get("fields", ())))
+                          for v in body.get("validations", ())),
     )
 
 
@@ -110,8 +115,11 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
             views[(v.entity, v.name)] = v
     if problems:
         raise DefinitionError(problems)
+    entities, lookup_problems = resolve_lookups(entities)
+    problems.extend(lookup_problems)
     for e in entities.values():
         problems.extend(check_entity(e, entities, field_types))
+        problems.extend(expression_problems(e, entities, field_types))
     for fm in forms.values():
         problems.extend(check_form(fm, entities))
     for v in views.values():
@@ -200,7 +208,8 @@ def check_view(v: ViewDef, entities: dict, field_types: FieldTypeRegistry) -> li
             continue
         if not ent.has_field(s.field):
             out.append((v.source, f"/default_sort/{i}/field", f"'{s.field}' is not a field of {v.entity}"))
-        elif not field_types.get(ent.field(s.field).type).sortable:
+        elif not field_types.get(ent.field(s.field).type).sortable or not (field_types.get(ent.field(s.field).type).stored
+                                                                           or field_types.get(ent.field(s.field).type).computed):
             out.append((v.source, f"/default_sort/{i}/field", f"'{s.field}' ({ent.field(s.field).type}) cannot be sorted"))
     for i, saved in enumerate(v.filters):
         out.extend((v.source, f"/filters/{i}/filter{p}", m) for p, m in filter_problems(saved.filter, ent, field_types))
@@ -217,11 +226,11 @@ def filter_problems(node, ent: EntityDef, field_types: FieldTypeRegistry, at: st
     name, op = node["field"], node["op"]
     if name in SYSTEM_FILTERABLE:
         ftype = SYSTEM_FILTERABLE[name]
-    elif ent.has_field(name) and field_types.get(ent.field(name).type).stored:
+    elif ent.has_field(name) and (field_types.get(ent.field(name).type).stored or field_types.get(ent.field(name).type).computed):
         ftype = ent.field(name).type
     else:
         return [(f"{at}/field", f"'{name}' is not a field of {ent.key} that can be filtered")]
-    ops = field_types.get(ftype).operators
+    ops = field_types.get(ftype).operators if name in SYSTEM_FILTERABLE else effective_operators(field_types.get(ftype), ent.field(name))
     if op not in ops:
         return [(f"{at}/op", f"operator '{op}' does not apply to '{name}' ({ftype}); use one of: {', '.join(ops)}")]
     return []

@@ -47,9 +47,22 @@ class FieldDef:
     placeholder: Label = EMPTY_LABEL
     # Type-specific settings (max_length, options, target, ...), validated by the type's config schema.
     config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Expressions (crmkit.runtime.expr): required when true; shown (and so checked) only when true.
+    required_if: str = ""
+    visible_if: str = ""
 
     def opt(self, key: str, default: Any = None) -> Any:
         return self.config.get(key, default)
+
+
+@dataclass(frozen=True)
+class ValidationRule:
+    """An entity-level rule: ``rule`` must not be false, or ``message`` is shown on ``fields``."""
+
+    id: str
+    rule: str
+    message: Label
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,7 @@ class EntityDef:
     is_child: bool = False
     parent: str | None = None  # entity key of the parent, for child tables
     source: str = ""
+    validations: tuple[ValidationRule, ...] = ()
 
     @property
     def key(self) -> str:

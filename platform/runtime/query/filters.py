@@ -35,7 +35,7 @@ def resolve_field(catalog: Catalog, entity: EntityDef, name: Any, readable: tupl
     if name in SYSTEM_FIELDS:
         return SYSTEM_FIELDS[name]
     f = entity.field_map.get(name)
-    if f is None or name not in readable or not catalog.type_of(f).stored:
+    if f is None or name not in readable or not (catalog.type_of(f).stored or catalog.type_of(f).computed):
         raise BadQuery(text("Cannot filter on '{name}': {entity} has no such field you can read.", "不能按“{name}”筛选：{entity}没有这个字段，或你无权读取。",
                             name=name, entity=Text(entity.key, entity.label.zh)))
     return f

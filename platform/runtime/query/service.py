@@ -27,6 +27,7 @@ from ..policy import Policy
 from ..records.service import TableCache, record_id_or_none
 from ..storage import fab_tables, platform_tables as pt
 from .cursor import BAD_CURSOR, decode_cursor, encode_cursor
+from .computed import computed_view
 from .filters import SYSTEM_FIELDS, compile_filter
 
 MAX_PAGE = 200
@@ -69,7 +70,8 @@ class QueryService:
         catalog = self.catalog()
         entity = catalog.entity(entity_key)
         self.policy.check(actor, entity, "read")
-        table = self.table_cache.tables(catalog)[entity.key]
+        view = computed_view(catalog, entity, self.table_cache.tables(catalog), self.timezone)
+        table = view.table
         readable = self.policy.readable_fields(actor, entity)
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise BadQuery(text("limit must be between 1 and {n}.", "每页条数（limit）须在 1 到 {n} 之间。", n=MAX_PAGE))
@@ -77,7 +79,7 @@ class QueryService:
             raise BadQuery(text("count must be 'capped', 'exact' or 'none'.", "count 只能是 capped、exact 或 none。"))
         out_fields = self._out_fields(catalog, entity, readable, fields)
         # Masked fields the actor may not unmask cannot be filtered or sorted on: that would reveal them bit by bit.
-        comparable = self.policy.comparable_fields(actor, entity)
+        comparable = view.comparable(self.policy.comparable_fields(actor, entity))
         where = self._where(catalog, entity, table, actor, comparable, filter, search, deleted, readable=readable)
         sort_keys = self._sort_keys(catalog, entity, comparable, sort)
         sig = ",".join(("-" if d else "") + n for n, d in sort_keys)
@@ -90,6 +92,7 @@ class QueryService:
         # Sort columns are always selected: the cursor is built from them even when the caller did not ask for them.
         selected = {c.name for c in cols}
         cols += [table.c[n] for n, _ in sort_keys if n not in selected]
+        cols += view.extra_columns(cols)
         reverse = direction == "before"
         if len(branches) <= 1:
             q = select(*cols).where(*where, *branches).order_by(*self._order(table, sort_keys, reverse=reverse)).limit(limit + 1)
@@ -113,6 +116,7 @@ class QueryService:
                 raw.reverse()
             total, exact = self._count(conn, table, where, count)
             rows = [self._row(catalog, entity, r, out_fields) for r in raw]
+            view.fill(rows, raw)
             if labels:
                 self._attach_labels(conn, catalog, out_fields, rows, actor.locale, actor)
         next_cursor = prev_cursor = None
@@ -133,7 +137,8 @@ class QueryService:
             raise RecordNotFound(text("{entity} '{id}' does not exist.", "{entity}“{id}”不存在。", entity=entity.label, id=record_id))
         record_id = record_id_or_none(record_id)
         tables = self.table_cache.tables(catalog)
-        table = tables[entity.key]
+        view = computed_view(catalog, entity, tables, self.timezone)
+        table = view.table
         readable = self.policy.readable_fields(actor, entity)
         out_fields = self._out_fields(catalog, entity, readable, None)
         where = [table.c.id == record_id]
@@ -143,20 +148,25 @@ class QueryService:
         if row_filter is not None:
             where.append(row_filter)
         cols = [table.c[c] for c in SYSTEM_OUT] + [table.c[f.name] for f in out_fields]
+        cols += view.extra_columns(cols)
         with self.engine.connect() as conn:
             r = conn.execute(select(*cols).where(*where)).mappings().first()
             if r is None:
                 raise RecordNotFound(text("{entity} #{id} does not exist or was deleted.", "{entity} #{id} 不存在或已被删除。", entity=entity.label, id=record_id))
             row = self._row(catalog, entity, r, out_fields)
+            view.fill([row], [r])
             self._attach_labels(conn, catalog, out_fields, [row], actor.locale, actor)
             for f, child in catalog.children_of(entity):
                 if f.name not in readable:
                     continue
-                ct = tables[child.key]
+                child_view = computed_view(catalog, child, tables, self.timezone)
+                ct = child_view.table
                 child_fields = self._out_fields(catalog, child, self.policy.readable_fields(actor, child), None)
-                crow = conn.execute(select(*[ct.c[c] for c in SYSTEM_OUT], *[ct.c[x.name] for x in child_fields])
+                ccols = [ct.c[c] for c in SYSTEM_OUT] + [ct.c[x.name] for x in child_fields]
+                crow = conn.execute(select(*ccols, *child_view.extra_columns(ccols))
                                     .where(ct.c.parent_id == record_id).order_by(ct.c.sort_order, ct.c.id)).mappings().all()
                 rows = [self._row(catalog, child, c, child_fields) for c in crow]
+                child_view.fill(rows, crow)
                 self._attach_labels(conn, catalog, child_fields, rows, actor.locale, actor)
                 row[f.name] = rows
         return row
@@ -225,7 +235,7 @@ class QueryService:
 
     # --- building blocks --------------------------------------------------------------------
     def _out_fields(self, catalog, entity, readable, fields) -> list[FieldDef]:
-        stored = [f for f in entity.fields if catalog.type_of(f).stored and f.name in readable]
+        stored = [f for f in entity.fields if (catalog.type_of(f).stored or catalog.type_of(f).computed) and f.name in readable]
         if fields is None:
             return stored
         wanted = list(fields)
@@ -275,7 +285,7 @@ class QueryService:
                     keys.append((name, desc))
                     continue
                 f = entity.field_map.get(name)
-                if f is None or name not in readable or not catalog.type_of(f).stored:
+                if f is None or name not in readable or not (catalog.type_of(f).stored or catalog.type_of(f).computed):
                     raise BadQuery(text("Cannot sort by '{name}': {entity} has no such field you can read.", "不能按“{name}”排序：{entity}没有这个字段，或你无权读取。",
                                         name=name, entity=Text(entity.key, entity.label.zh)))
                 if not catalog.type_of(f).sortable:

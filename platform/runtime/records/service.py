@@ -28,6 +28,8 @@ from ..permissions.masking import mask_value
 from ..policy import Policy
 from ..storage import fab_tables, platform_tables as pt
 from ..storage.entity_tables import build_tables
+from .rollups import refresh_after_write
+from .rules import check_rules
 from .validation import SchemaCache, validate_input
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,7 @@ class RecordService:
             except IntegrityError:
                 raise ValidationFailed({"_schema": [text("It cannot be restored: another record now uses one of its unique values. Change that record first.",
                                                          "无法恢复：另一条记录已在使用它的某个唯一值。请先修改那条记录。")]}) from None
+            refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, record_id, {})
             self._audit(conn, entity, record_id, "restore", {}, actor, request_id)
             self._event(conn, entity, record_id, "restored", {}, actor)
 
@@ -284,6 +287,8 @@ class RecordService:
     def _insert(self, conn, catalog, entity, values, children, actor, request_id, parent_id: int | None = None, sort_order: int = 0) -> int:
         table = self._table(catalog, entity)
         self._check_references(conn, catalog, entity, values, None)
+        if parent_id is None:  # child rows are checked with their row's position in _write_children
+            check_rules(conn, catalog, self.table_cache.tables(catalog), entity, values)
         for f in entity.fields:
             if f.type == "sequence" and values.get(f.name) in (None, ""):
                 values[f.name] = catalog.type_of(f).format(f, next_sequence(conn, f"{entity.key}.{f.id}", int(f.opt("start", 1))))
@@ -301,6 +306,7 @@ class RecordService:
         for field_name, rows in children.items():
             changes[field_name] = self._write_children(conn, catalog, entity, entity.field(field_name), record_id, rows, actor, request_id, existing={})
         if parent_id is None:
+            refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, record_id, changes)
             self._audit(conn, entity, record_id, "create", changes, actor, request_id)
             self._event(conn, entity, record_id, "created", changes, actor)
         return record_id
@@ -375,6 +381,7 @@ class RecordService:
         table = self._table(catalog, entity)
         changed = {k: v for k, v in values.items() if _differs(current.get(k), v)}
         self._check_references(conn, catalog, entity, changed, current["id"])
+        check_rules(conn, catalog, self.table_cache.tables(catalog), entity, {**current, **values})
         changes = {k: [_json(catalog, entity, k, current.get(k)), _json(catalog, entity, k, v)] for k, v in changed.items()}
         for field_name, rows in children.items():
             child_changes = self._write_children(conn, catalog, entity, entity.field(field_name), current["id"], rows, actor, request_id, existing=None)
@@ -394,6 +401,7 @@ class RecordService:
         if result.rowcount != 1:
             raise StaleRecord(text("Someone else changed this record at the same moment. Reload it and apply your change again.",
                                    "其他人在同一时刻修改了这条记录。请重新加载，再应用你的修改。"))
+        refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, current["id"], changes)
         self._audit(conn, entity, current["id"], "update", changes, actor, request_id)
         self._event(conn, entity, current["id"], "updated", changes, actor)
         return new_version
@@ -418,6 +426,7 @@ class RecordService:
                 continue
             try:
                 cleaned = validate_input(catalog, child, raw, self.schemas, creating=cur is None, writable=self.policy.writable_fields(actor, child), current=cur)
+                check_rules(conn, catalog, self.table_cache.tables(catalog), child, {**(cur or {}), **cleaned})
             except ValidationFailed as exc:
                 for k, msgs in exc.field_errors.items():
                     errors[f"{f.name}.{i}.{k}"] = msgs
@@ -453,6 +462,7 @@ class RecordService:
                                    "你打开这条记录后，其他人已修改了它。请重新加载后再删除。"))
         record_id = current["id"]
         conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=utcnow(), deleted_by=actor.id, row_version=table.c.row_version + 1))
+        refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, record_id, {})
         self._audit(conn, entity, record_id, "delete", {}, actor, request_id)
         self._event(conn, entity, record_id, "deleted", {}, actor)
 

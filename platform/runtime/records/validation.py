@@ -6,6 +6,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError
 
 from ..errors import ValidationFailed
+from ..fields import COMPUTED_TYPES
 from ..fields.base import contains_nul, flatten_messages
 from ..fields.messages import InputSchema
 from ..i18n_text import text
@@ -18,6 +19,7 @@ REQUIRED = text("This field is required.", "此项必填。")
 MAX_TEXT_INPUT = 1_000_000
 ASSIGNED = text("This number is assigned automatically; leave it empty.", "该编号由系统自动生成，请留空。")
 READ_ONLY = text("This field is read-only.", "此项为只读，不能修改。")
+COMPUTED = text("This field is computed; it cannot be set.", "此项由系统计算，不能填写。")
 NOT_WRITABLE = text("You may not change this field.", "你没有修改此项的权限。")
 
 
@@ -68,15 +70,17 @@ def validate_input(catalog: Catalog, entity: EntityDef, data: Any, schemas: Sche
         if f.read_only or assigned or name not in writable:
             same = current is not None and name in cleaned and cleaned.get(name) == current.get(name)
             if not same and payload[name] not in (None, "", []):
-                if f.read_only or assigned:
+                if f.type in COMPUTED_TYPES:
+                    msg = COMPUTED
+                elif f.read_only or assigned:
                     msg = ASSIGNED if assigned else READ_ONLY
                 else:
                     msg = NOT_WRITABLE
                 errors.setdefault(name, []).append(msg)
             cleaned.pop(name, None)
     for f in entity.fields:
-        if not f.required or f.read_only or f.type == "sequence" or f.name in errors:
-            continue
+        if not f.required or f.read_only or f.type == "sequence" or f.name in errors or f.visible_if:
+            continue  # a field with visible_if is required only while shown: records/rules.py checks it
         empty = lambda v: v is None or v == [] or v == ""
         if creating and empty(cleaned.get(f.name)) and f.default is None:
             errors.setdefault(f.name, []).append(REQUIRED)

@@ -22,7 +22,7 @@ from .entity_tables import build_tables, entity_indexes, make_index
 
 @dataclass
 class Step:
-    op: str                      # create_table, add_column, rename_column, rename_table, change_type, drop_column, drop_table, create_index, drop_index, adopt_column
+    op: str                      # create_table, add_column, fill_rollup, rename_column, rename_table, change_type, drop_column, drop_table, create_index, drop_index, adopt_column
     table: str
     description: str
     destructive: bool = False
@@ -201,7 +201,7 @@ class Planner:
                 if entity_id not in desired_ids and prev.table_name in live_tables:
                     n = conn.execute(text(f'SELECT count(*) FROM "{prev.table_name}"')).scalar_one()
                     steps.append(self._drop_table(entity_id, prev.table_name, n))
-        return Plan(steps)
+        return Plan(steps + self._fill_rollups(steps, tables))
 
     # --- steps -------------------------------------------------------------------------
     def _create_table(self, entity: EntityDef, table: Table) -> Step:
@@ -271,7 +271,26 @@ class Planner:
             Operations(MigrationContext.configure(conn)).add_column(table_name, new_col)
             self._record_field(conn, entity, f, col)
 
-        return Step("add_column", table_name, f"Add column {table_name}.{f.name} ({f.type}, nullable, no table rewrite)", sql=ddl, run=run)
+        return Step("add_column", table_name, f"Add column {table_name}.{f.name} ({f.type}, nullable, no table rewrite)", sql=ddl, run=run,
+                    column=f.name)
+
+    def _fill_rollups(self, steps: list[Step], tables: dict[str, Table]) -> list[Step]:
+        """A new rollup column on a table with rows is computed once, after every other step (its source may be new)."""
+        out = []
+        by_table = {t.name: key for key, t in tables.items()}
+        for s in steps:
+            entity = self.catalog.entities.get(by_table.get(s.table, ""))
+            f = entity.field_map.get(s.column or "") if s.op == "add_column" and entity else None
+            if f is None or f.type != "rollup":
+                continue
+
+            def run(conn: Connection, entity=entity, f=f):
+                from ..records.rollups import recompute_field
+
+                recompute_field(conn, self.catalog, tables, entity, f)
+
+            out.append(Step("fill_rollup", s.table, f"Compute rollup {s.table}.{f.name} for existing rows", run=run, column=f.name))
+        return out
 
     def _adopt_column(self, entity, table_name, f: FieldDef, col) -> Step:
         def run(conn: Connection):

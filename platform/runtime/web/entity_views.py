@@ -13,6 +13,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from ..actor import Actor
 from ..auth.redirects import is_safe_path
 from ..errors import BadQuery, PermissionDenied, RecordNotFound, ValidationFailed
+from ..query.computed import sql_computed
 from ..i18n_text import localize, text
 from ..meta.model import EntityDef
 from .actors import current_actor
@@ -231,7 +232,7 @@ def render_list(entity: EntityDef, state: ListState, *, deleted: bool):
     headers = []
     for c in columns:
         f = field_def(catalog, entity, c)
-        sortable = f is not None and catalog.type_of(f).sortable and catalog.type_of(f).stored
+        sortable = f is not None and catalog.type_of(f).sortable and (catalog.type_of(f).stored or sql_computed(catalog, entity, c))
         sort_param, direction = sort_toggle(state, c)
         headers.append({"name": c, "label": field_label(catalog, entity, c, locale), "direction": direction,
                         "url": url_for(endpoint, entity_key=entity.key, **state.params(sort=sort_param)) if sortable else None,

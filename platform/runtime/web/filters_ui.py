@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import BadQuery
 from ..i18n_text import text
+from ..fields import effective_operators
 from ..fields.base import OPERATOR_ARITY, OPERATOR_LABELS
 from ..fields.temporal import PERIODS
 from ..meta.catalog import Catalog
@@ -93,9 +94,10 @@ def field_choices(catalog: Catalog, entity: EntityDef, readable: tuple[str, ...]
     out = []
     for f in entity.fields:
         ft = catalog.type_of(f)
-        if not ft.stored or not ft.operators or f.name not in readable:
+        if not (ft.stored or ft.computed) or not ft.operators or f.name not in readable:
             continue
-        out.append(FieldChoice(f.name, f.label.get(locale), tuple((op, OPERATOR_LABELS[op].get(locale)) for op in ft.operators)))
+        ops = effective_operators(ft, f)
+        out.append(FieldChoice(f.name, f.label.get(locale), tuple((op, OPERATOR_LABELS[op].get(locale)) for op in ops)))
     for name in FILTER_SYSTEM_FIELDS:
         f = SYSTEM_FIELDS[name]
         ops = catalog.type_of(f).operators

@@ -20,6 +20,7 @@ from .display import EMPTY, field_label, json_cell, row_cell
 from .entity_views import acting, entity_of, is_fragment_request, services
 from .forms import default_form_values, new_row_key, parse_submission, record_form_values, split_errors
 from .i18n import current_locale, translate
+from .rules_ui import apply_states, rule_fields
 from .widgets import LINK_CHOICES, blank_row, build_sections
 
 ACTION_CLASS = {"create": "created", "update": "updated", "delete": "deleted", "restore": "created"}
@@ -108,6 +109,15 @@ def register_record_routes(bp):
         except ValidationFailed as exc:
             flash(localize(join(m for msgs in exc.field_errors.values() for m in msgs), current_locale()), "error")
         return redirect(url_for("crmkit_web.entity_bin", entity_key=entity.key), 303)
+
+    @bp.route("/e/<entity_key>/form-rules", methods=["POST"])
+    def entity_form_rules(entity_key):
+        """htmx: the fields with visible_if/required_if, re-rendered for the posted form state (see web/rules_ui.py)."""
+        entity = entity_of(entity_key)
+        policy, actor = services().policy, acting()
+        if not policy.allows(actor, entity, "update"):  # only someone who may fill in this form
+            policy.check(actor, entity, "create")
+        return render_rule_fields(entity)
 
     @bp.route("/e/<entity_key>/child-row/<field_name>")
     def entity_child_row(entity_key, field_name):
@@ -309,6 +319,7 @@ def render_form(entity: EntityDef, form, record, values: dict, errors: dict, *, 
                               child_writable=lambda child: svc.policy.writable_fields(actor, child), errors=errors,
                               link_choices=link_choices_for(actor), shown=shown, creating=record is None,
                               readable=svc.policy.readable_fields(actor, entity))
+    apply_states(catalog, entity, sections, values)
     rendered = {w.name for s in sections for w in s.widgets}
     rendered |= {cw.name for s in sections for w in s.widgets for _, _, cws in w.rows for cw in cws}
     # Errors about inputs that are not on the form (or hidden ones, like a child row's id) are listed above it.
@@ -331,5 +342,26 @@ def render_form(entity: EntityDef, form, record, values: dict, errors: dict, *, 
         "cancel": url_for("crmkit_web.entity_detail", entity_key=entity.key, record_id=record["id"]) if record
         else url_for("crmkit_web.entity_list", entity_key=entity.key),
         "multipart": any(w.kind == "file" for s in sections for w in s.widgets),
+        "rules_url": url_for("crmkit_web.entity_form_rules", entity_key=entity.key) if rule_fields(entity) else None,
     }
     return render_template("crmkit/entity_form.html", **ctx), status
+
+
+def render_rule_fields(entity: EntityDef):
+    svc = services()
+    actor = acting()
+    catalog = svc.store.catalog()
+    form = catalog.form(entity)
+    writable = svc.policy.writable_fields(actor, entity)
+    # Files are not read here: uploads are saved only when the form is saved.
+    sub = parse_submission(catalog, entity, form, request.form, request.files, writable, lambda child: svc.policy.writable_fields(actor, child),
+                           lambda upload: {"id": "", "name": upload.filename})
+    values = default_form_values(catalog, entity, svc.settings.timezone) | sub.values
+    sections = build_sections(catalog, entity, form, values, current_locale(), writable=writable,
+                              child_writable=lambda child: svc.policy.writable_fields(actor, child), errors={},
+                              link_choices=link_choices_for(actor), shown={}, creating=True,
+                              readable=svc.policy.readable_fields(actor, entity))
+    apply_states(catalog, entity, sections, values)
+    ruled = rule_fields(entity)
+    widgets = [w for s in sections for w in s.widgets if w.field in ruled]
+    return render_template("crmkit/_rule_fields.html", widgets=widgets)

@@ -37,6 +37,8 @@ class Widget:
     columns: list = field(default_factory=list)  # child table: column widgets' labels
     rows: list = field(default_factory=list)  # child table: (key, [Widget])
     link_target: str = ""
+    hidden: bool = False  # visible_if is not true (web/rules_ui.py)
+    ruled: bool = False  # has visible_if/required_if: re-rendered live, its input kept as typed (hx-preserve)
 
 
 @dataclass
