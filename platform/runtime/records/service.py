@@ -157,6 +157,13 @@ class RecordService:
                 self._soft_delete(conn, catalog, entity, rid, actor, None, request_id)
         return len(ids)
 
+    def write_many(self, entity_key: str, items: list, actor: Actor, *, mode: str = "insert", key: str | None = None,
+                   request_id: str | None = None, within: Callable | None = None, dry_run: bool = False) -> list:
+        """Batched create/update/upsert with the same per-record steps; see ``records/batch.py``."""
+        from .batch import write_many
+
+        return write_many(self, entity_key, items, actor, mode=mode, key=key, request_id=request_id, within=within, dry_run=dry_run)
+
     def store_file(self, upload_dir, filename: str, content_type: str, data: bytes, actor: Actor) -> dict:
         """Keep an uploaded file under ``var/files``; an attachment field then refers to its id."""
         import hashlib
