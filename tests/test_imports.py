@@ -233,3 +233,39 @@ def test_cancel_stops_after_the_current_batch(services, admin, tmp_path):
     assert s.status == "cancelled" and s.created == 10 and len(members(services)) == 10
     info = engine.run_info(run_id)
     assert info["status"] == "cancelled" and info["checkpoint"] == 11
+
+
+def test_error_report_round_trip_csv_and_xlsx(services, admin, tmp_path):
+    import csv
+    import io
+
+    from openpyxl import load_workbook
+
+    from crmkit.runtime.imports.report import report_csv, report_xlsx
+
+    rows = member_rows(4)
+    rows[1][1] = "12345"
+    rows[3][3] = "2024-13-45"
+    rows[2][6] = "=HYPERLINK(1)"
+    rows[2][1] = "bad"
+    _, run_id, s = run_file(services, admin, write_csv(tmp_path / "a.csv", rows))
+    assert (s.created, s.errors) == (1, 3)
+    text = "".join(report_csv(services.engine, run_id, "zh"))
+    assert text.startswith("\ufeff")
+    got = list(csv.reader(io.StringIO(text[1:])))
+    assert got[0] == HEADERS + ["错误信息"]
+    assert [r[:-1] for r in got[1:]] == [rows[1], [*rows[2][:6], "'=HYPERLINK(1)"], rows[3]]
+    assert got[1][-1].startswith("[3] 手机号: ")
+    wb = load_workbook(io.BytesIO(report_xlsx(services.engine, run_id, "en")), read_only=True)
+    x = [list(r) for r in wb.active.iter_rows(values_only=True)]
+    assert x[0][-1] == "Errors" and len(x) == 4 and x[1][1] == "12345"
+    # fix the rows in the report and upload it again: the error column is not mapped, the rest imports
+    fixed = [r[:-1] for r in got[1:]]
+    fixed[0][1], fixed[1][1], fixed[1][6], fixed[2][3] = "13911111111", "13922222222", "ok", "2024-12-31"
+    path = tmp_path / "fixed.csv"
+    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.writer(fh)
+        w.writerow(got[0])
+        w.writerows([*r, "old error"] for r in fixed)
+    _, _, s = run_file(services, admin, path)
+    assert (s.created, s.errors) == (3, 0) and len(members(services)) == 4
