@@ -15,12 +15,13 @@ from flask import g, jsonify, request
 
 from ..errors import BadQuery, ValidationFailed
 from ..query.cursor import encode_cursor
+from ..records.service import MAX_BULK
 from .blueprint import _actor, _entity, _services, api_blueprint
 from .body import json_object
 from .params import bounded_int, check_known, single
 from .serialize import plain, record_json
 
-MAX_RECORDS = 1000
+MAX_RECORDS = MAX_BULK
 SYNC_SIG = "updated_at,id"
 DEFAULT_SYNC_LIMIT = 100
 
