@@ -107,6 +107,54 @@ class ImportEngine:
                 checkpoint=0, created_by=actor.id, created_at=now(), updated_at=now(),
             )).inserted_primary_key[0]
 
+    def create_draft(self, path: str | Path, entity_key: str, actor: Actor, *, file_name: str, sheet: str | None = None) -> int:
+        """A run the wizard is still setting up (status ``draft``): the file is readable, the mapping is a first guess."""
+        from .mapping import auto_map
+
+        path = Path(path)
+        catalog = self.services.store.catalog()
+        entity = catalog.entity(entity_key)
+        self.services.policy.check(actor, entity, "import")
+        source = open_table(path, sheet=sheet, file_name=file_name)
+        mapping = {h: f for h, f in auto_map(source.headers, catalog, entity).items() if f}
+        with self.engine.begin() as conn:
+            return conn.execute(import_run.insert().values(
+                entity=entity.key, file_path=str(path), file_name=file_name[:255], file_sha256=file_sha256(path), sheet=source.sheet,
+                mapping=mapping, mode="insert", key_field=None, batch_size=DEFAULT_BATCH, status="draft", checkpoint=0,
+                created_by=actor.id, created_at=now(), updated_at=now(),
+            )).inserted_primary_key[0]
+
+    def configure(self, run_id: int, *, mapping: dict | None = None, mode: str | None = None, key: str | None = "", ready: bool = False) -> dict:
+        """Change a draft's mapping and/or options; ``ready`` checks them all (before a dry run or the start)."""
+        info = self.run_info(run_id)
+        if info["status"] != "draft":
+            raise ValidationFailed({"_schema": [text("This import has already started; its settings can no longer change.",
+                                                     "该导入已开始，设置不能再修改。")]})
+        catalog = self.services.store.catalog()
+        entity = catalog.entity(info["entity"])
+        source = open_table(info["file_path"], sheet=info["sheet"], file_name=info["file_name"])
+        values = {}
+        if mapping is not None:
+            values["mapping"] = check_mapping(mapping, source.headers, catalog, entity)
+        if mode is not None:
+            values["mode"] = mode
+        if key != "":
+            values["key_field"] = key or None
+        merged = {**info, **values}
+        if ready or mode is not None:
+            self._check_options(catalog, entity, merged["mapping"], merged["mode"], merged["key_field"])
+        if values:
+            with self.engine.begin() as conn:
+                conn.execute(import_run.update().where(import_run.c.id == run_id).values(**values, updated_at=now()))
+        return merged
+
+    def mark_pending(self, run_id: int) -> None:
+        """The wizard's last step: settings are final; a worker (or the CLI) runs it from here."""
+        info = self.configure(run_id, ready=True)
+        if info["status"] == "draft":
+            with self.engine.begin() as conn:
+                conn.execute(import_run.update().where(import_run.c.id == run_id, import_run.c.status == "draft").values(status="pending", updated_at=now()))
+
     def _check_options(self, catalog, entity, mapping: dict, mode: str, key: str | None) -> None:
         if mode not in MODES:
             raise ValidationFailed({"mode": [text("Choose insert, update or upsert.", "请选择仅新增、仅更新或新增并更新。")]})
@@ -145,6 +193,8 @@ class ImportEngine:
         info = self.run_info(run_id)
         if info["status"] in TERMINAL and not dry_run:
             return self._summary(info)
+        if info["status"] == "draft" and not dry_run:
+            raise ValidationFailed({"_schema": [text("Finish the import settings first.", "请先完成导入设置。")]})
         catalog = self.services.store.catalog()
         entity = catalog.entity(info["entity"])
         self.services.policy.check(actor, entity, "import")
