@@ -8,12 +8,14 @@ VAR    ?= var
 PORT   ?= 8000
 export CRMKIT_VAR_DIR ?= $(abspath $(VAR))
 
-.PHONY: run test lint bench install install-dev clean-var help
+.PHONY: run test lint bench bench-imports fuzz install install-dev clean-var help
 
 help:
 	@echo "make run    - install, initialise a SQLite demo database under $(VAR)/, print the admin login, serve on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install dev extras and run the test suite (CRMKIT_TEST_DATABASE_URL selects PostgreSQL)"
 	@echo "make bench  - run the benchmarks (BENCH_SIZE=100000, CRMKIT_DATABASE_URL selects the database)"
+	@echo "make bench-imports - the import benchmark: engine vs raw load (BENCH_SIZE rows)"
+	@echo "make fuzz   - a longer Schemathesis run against /api/v1 (FUZZ_EXAMPLES=200 per operation)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +57,13 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-imports: install-dev
+	$(BIN)/python -m bench imports $(BENCH_ARGS)
+
+FUZZ_EXAMPLES ?= 200
+fuzz: install-dev
+	CRMKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_api_fuzz.py
 
 clean-var:
 	rm -rf $(VAR)
