@@ -109,3 +109,18 @@ def test_the_wizard_needs_the_import_permission(app, services):
     assert c.get(f"/imports/{rid}/mapping").status_code == 403
     with services.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(import_run)).scalar() == 1
+
+
+def test_cancel_from_the_progress_page(client, services):
+    rid = run_id_of(upload(client, csv_bytes(member_rows(30))))
+    page = client.get(f"/imports/{rid}/options").get_data(as_text=True)
+    resp = client.post(f"/imports/{rid}/options", data={"csrf_token": csrf_from(page), "mode": "insert", "key": "", "action": "start"})
+    assert resp.status_code == 302
+    page = client.get(f"/imports/{rid}").get_data(as_text=True)
+    assert client.post(f"/imports/{rid}/cancel", data={"csrf_token": csrf_from(page)}).status_code == 302
+    with services.engine.begin() as conn:
+        conn.execute(import_run.update().where(import_run.c.id == rid).values(batch_size=10))
+    summary = ImportEngine(services).run(rid, actor_by_username(services.engine, "admin"))
+    assert summary.status == "cancelled" and len(members(services)) == 10  # stopped cleanly after the batch in flight
+    page = client.get(f"/imports/{rid}").get_data(as_text=True)
+    assert 'data-status="cancelled"' in page and "every 1s" not in page

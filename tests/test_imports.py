@@ -269,3 +269,38 @@ def test_error_report_round_trip_csv_and_xlsx(services, admin, tmp_path):
         w.writerows([*r, "old error"] for r in fixed)
     _, _, s = run_file(services, admin, path)
     assert (s.created, s.errors) == (3, 0) and len(members(services)) == 4
+
+
+def test_job_handler_reports_progress_and_honours_cancel(services, admin, tmp_path):
+    from crmkit.runtime.imports.job import JOB_KIND, register_import_jobs, run_import
+
+    class Registry:
+        def __init__(self):
+            self.handlers = {}
+
+        def register(self, kind, handler):
+            self.handlers[kind] = handler
+
+    reg = Registry()
+    register_import_jobs(reg)
+    assert reg.handlers == {JOB_KIND: run_import} and JOB_KIND == "import.run"
+
+    class Ctx:
+        def __init__(self, cancel_after=None):
+            self.services, self.calls, self.cancel_after = services, [], cancel_after
+
+        def progress(self, done, total, message=None):
+            self.calls.append((done, total))
+
+        def cancel_requested(self):
+            return self.cancel_after is not None and len(self.calls) >= self.cancel_after
+
+    engine = ImportEngine(services)
+    run_id = engine.create_run(write_csv(tmp_path / "a.csv", member_rows(9)), "membership.member", admin, batch_size=4)
+    ctx = Ctx()
+    out = run_import(ctx, {"run_id": run_id})
+    assert out["status"] == "succeeded" and out["created"] == 9 and ctx.calls == [(4, 9), (8, 9), (9, 9)]
+    assert run_import(Ctx(), {"run_id": run_id})["created"] == 9  # a retried job finds the run finished: nothing twice
+    run_id = engine.create_run(write_csv(tmp_path / "b.csv", member_rows(9, start=100)), "membership.member", admin, batch_size=4)
+    out = run_import(Ctx(cancel_after=1), {"run_id": run_id})
+    assert out["status"] == "cancelled" and out["created"] == 4 and len(members(services)) == 13
