@@ -304,3 +304,13 @@ def test_job_handler_reports_progress_and_honours_cancel(services, admin, tmp_pa
     run_id = engine.create_run(write_csv(tmp_path / "b.csv", member_rows(9, start=100)), "membership.member", admin, batch_size=4)
     out = run_import(Ctx(cancel_after=1), {"run_id": run_id})
     assert out["status"] == "cancelled" and out["created"] == 4 and len(members(services)) == 13
+
+
+def test_links_are_matched_by_title_or_id(services, admin, tmp_path):
+    gold = services.records.create("membership.level", {"name": "金卡", "code": "GOLD", "level_value": 30}, admin)
+    rows = [["甲", "13900000001", "2024-01-01", "金卡"], ["乙", "13900000002", "2024-01-01", str(gold)], ["丙", "13900000003", "2024-01-01", "钻石卡"]]
+    _, run_id, s = run_file(services, admin, write_csv(tmp_path / "a.csv", rows, headers=["姓名", "手机号", "入会日期", "会员等级"]))
+    assert (s.created, s.errors) == (2, 1)
+    got = members(services)
+    assert got["13900000001"]["level"] == gold == got["13900000002"]["level"]
+    assert "钻石卡" in problems(services, run_id)[0]["messages"][0]["message"]["zh"]

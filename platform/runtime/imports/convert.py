@@ -45,3 +45,29 @@ def cell_value(ft, f: FieldDef, raw: Any) -> Any:
     if f.type == "date" and isinstance(value, dt.datetime):
         value = value.date()
     return value
+
+
+class LinkResolver:
+    """Spreadsheets name linked records by title ("金卡"), not by id. A link cell that is not a plain id is looked up
+    by the target's title field through the query service (so the importer's row scope applies), once per value."""
+
+    def __init__(self, queries, catalog, actor):
+        self.queries, self.catalog, self.actor = queries, catalog, actor
+        self.cache: dict[tuple[str, str], int] = {}
+
+    def __call__(self, f: FieldDef, raw: Any) -> Any:
+        text_value = "" if raw is None else str(raw).strip()
+        if f.type != "link" or text_value == "" or text_value.isdigit() or (isinstance(raw, (int, float)) and not isinstance(raw, bool)):
+            return None
+        from ..i18n_text import text
+
+        target = self.catalog.entities[f.opt("target")]
+        key = (target.key, text_value)
+        if key not in self.cache:
+            page = self.queries.list(target.key, self.actor, filter={"field": target.title_field, "op": "eq", "value": text_value},
+                                     limit=2, count="none", labels=False)
+            if len(page.rows) != 1:
+                raise ValueError(text("There is no single {entity} named '{name}'.", "找不到唯一一个名为“{name}”的{entity}。",
+                                      entity=target.label, name=text_value))
+            self.cache[key] = page.rows[0]["id"]
+        return self.cache[key]

@@ -20,7 +20,7 @@ from ..actor import Actor
 from ..errors import CrmkitError, ValidationFailed
 from ..i18n_text import Text, text
 from ..records.batch import ItemResult
-from .convert import cell_value
+from .convert import LinkResolver, cell_value
 from .mapping import check_mapping
 from .reader import TableSource, cells_as_text, open_table
 from .tables import import_error, import_run
@@ -217,6 +217,7 @@ class ImportEngine:
                 conn.execute(import_run.update().where(import_run.c.id == run_id).values(status="running", total_rows=total, updated_at=now()))
         seen: dict[Any, int] = {}
         batch: list[tuple[int, list]] = []
+        self._links = LinkResolver(self.services.queries, catalog, actor)
         key_column = next(((i, f) for i, _h, f in columns if f.name == key), None)
         try:
             for number, cells in source.rows():
@@ -275,7 +276,9 @@ class ImportEngine:
             values, errs = {}, []
             for i, header, f in columns:
                 try:
-                    values[f.name] = cell_value(catalog.type_of(f), f, cells[i] if i < len(cells) else None)
+                    raw = cells[i] if i < len(cells) else None
+                    linked = self._links(f, raw) if f.type == "link" else None
+                    values[f.name] = linked if linked is not None else cell_value(catalog.type_of(f), f, raw)
                 except ValueError as exc:
                     errs.append({"column": header, "message": _msg(exc.args[0])})
             if errs:
