@@ -49,6 +49,23 @@ def write_file(path: Path, n: int) -> None:
                         statuses[i % 4], channels[i % 4], f"{(i % 5000) + 0.5:.2f}", f"上海市浦东新区{i % 900}号", f"备注 {i}"])
 
 
+def prepare_database(url: str | None, var: Path) -> str:
+    """Like the main bench's, but its own database (crmkit_bench_imports / imports.db), so both can run at once."""
+    from sqlalchemy import create_engine
+
+    if url and make_url(url).get_backend_name() == "postgresql":
+        admin = create_engine(make_url(url).render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'crmkit_bench_imports' AND pid <> pg_backend_pid()"))
+            c.execute(text('DROP DATABASE IF EXISTS "crmkit_bench_imports"'))
+            c.execute(text('CREATE DATABASE "crmkit_bench_imports"'))
+        admin.dispose()
+        return make_url(url).set(database="crmkit_bench_imports").render_as_string(hide_password=False)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{var / 'imports.db'}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{(var / 'imports.db').resolve()}"
+
+
 def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -109,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--database-url", default=os.environ.get("CRMKIT_DATABASE_URL"))
     args = ap.parse_args(argv)
     var = Path(os.environ.get("CRMKIT_VAR_DIR", "var")) / "bench"
-    url = bench_main.prepare_database(args.database_url, var)
+    var.mkdir(parents=True, exist_ok=True)
+    url = prepare_database(args.database_url, var)
     print(f"bench imports: database {make_url(url).render_as_string(hide_password=True)}, {args.size} rows")
     app = bench_main.build_app(url, var)
     services = app.extensions["crmkit"]

@@ -20,7 +20,7 @@ from ..actor import Actor
 from ..errors import CrmkitError, ValidationFailed
 from ..i18n_text import Text, text
 from ..records.batch import ItemResult
-from .convert import LinkResolver, cell_value
+from .convert import CellParser, LinkResolver, cell_text, cell_value, uses_base_parsing
 from .mapping import check_mapping
 from .reader import TableSource, cells_as_text, open_table
 from .tables import import_error, import_run
@@ -218,6 +218,7 @@ class ImportEngine:
         seen: dict[Any, int] = {}
         batch: list[tuple[int, list]] = []
         self._links = LinkResolver(self.services.queries, catalog, actor)
+        self._parse = CellParser(catalog)
         key_column = next(((i, f) for i, _h, f in columns if f.name == key), None)
         try:
             for number, cells in source.rows():
@@ -269,6 +270,8 @@ class ImportEngine:
 
     def _batch(self, run_id, info, catalog, entity, source: TableSource, columns, key_column, batch, seen, actor, summary: Summary, dry_run) -> None:
         width = len(source.headers)
+        key_name = key_column[1].name if key_column is not None else None
+        text_fields = {f.name for _i, _h, f in columns if uses_base_parsing(catalog.type_of(f)) and f.name != key_name}
         items: list[dict] = []
         item_rows: list[tuple[int, list]] = []
         problems: list[RowProblem] = []
@@ -278,7 +281,13 @@ class ImportEngine:
                 try:
                     raw = cells[i] if i < len(cells) else None
                     linked = self._links(f, raw) if f.type == "link" else None
-                    values[f.name] = linked if linked is not None else cell_value(catalog.type_of(f), f, raw)
+                    if linked is not None:
+                        values[f.name] = linked
+                    elif f.name in text_fields:
+                        # Parsed once, by the record service's validation (the same marshmallow field parse_text uses).
+                        values[f.name] = cell_text(f, raw)
+                    else:
+                        values[f.name] = cell_value(catalog.type_of(f), f, raw, self._parse)
                 except ValueError as exc:
                     errs.append({"column": header, "message": _msg(exc.args[0])})
             if errs:

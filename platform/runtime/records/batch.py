@@ -165,6 +165,8 @@ def _check_batch(service, conn, catalog, entity, creates, updates, results) -> N
     # (item index, values to check, own id or None)
     work = [(i, v, None) for i, v, _ in creates] + [(i, {k: x for k, x in v.items() if _differs(cur.get(k), x)}, cur["id"]) for i, cur, v, _ in updates]
     for f in entity.fields:
+        if not f.unique and f.type not in ("link", "user", "org_unit", "attachment"):
+            continue
         ft = catalog.type_of(f)
         wanted = [(i, vals[f.name], own) for i, vals, own in work if vals.get(f.name) not in (None, [], "")]
         if not wanted:
