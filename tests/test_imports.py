@@ -314,3 +314,16 @@ def test_links_are_matched_by_title_or_id(services, admin, tmp_path):
     got = members(services)
     assert got["13900000001"]["level"] == gold == got["13900000002"]["level"]
     assert "钻石卡" in problems(services, run_id)[0]["messages"][0]["message"]["zh"]
+
+
+def test_limited_dry_run_and_a_failed_run_resumes(services, admin, tmp_path):
+    engine = ImportEngine(services)
+    run_id = engine.create_run(write_csv(tmp_path / "a.csv", member_rows(10)), "membership.member", admin, batch_size=3)
+    s = engine.dry_run(run_id, admin, limit=4)
+    assert (s.checked, s.total, s.created) == (4, 10, 4) and members(services) == {}
+    s = engine.run(run_id, admin, cancel_requested=lambda: True)
+    assert s.created == 3
+    with services.engine.begin() as conn:  # as if the worker had lost its database connection
+        conn.execute(import_run.update().where(import_run.c.id == run_id).values(status="failed", message="connection lost"))
+    s = engine.run(run_id, admin)
+    assert s.status == "succeeded" and s.created == 10 and len(members(services)) == 10

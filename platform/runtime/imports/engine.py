@@ -30,6 +30,7 @@ DEFAULT_BATCH = 1000
 MAX_BATCH = 5000
 DRY_RUN_ERROR_LIMIT = 1000
 TERMINAL = ("succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "cancelled")  # a failed run (a lost connection, a full disk) can be run again from its checkpoint
 
 
 def now() -> dt.datetime:
@@ -58,6 +59,7 @@ class Summary:
     skipped: int = 0
     errors: int = 0
     checkpoint: int = 0
+    checked: int = 0  # data rows looked at by this call (a limited dry run checks fewer than ``total``)
     problems: list[RowProblem] = field(default_factory=list)  # dry run: the first DRY_RUN_ERROR_LIMIT
 
     def to_json(self) -> dict:
@@ -182,16 +184,17 @@ class ImportEngine:
         with self.engine.begin() as conn:
             conn.execute(import_run.update().where(import_run.c.id == run_id).values(cancel_requested=True, updated_at=now()))
 
-    def dry_run(self, run_id: int, actor: Actor, *, progress: Callable | None = None) -> Summary:
-        """Everything a real run does, rolled back batch by batch: counts and per-row problems, nothing written."""
-        return self.run(run_id, actor, progress=progress, dry_run=True)
+    def dry_run(self, run_id: int, actor: Actor, *, progress: Callable | None = None, limit: int | None = None) -> Summary:
+        """Everything a real run does, rolled back batch by batch: counts and per-row problems, nothing written.
+        ``limit`` checks only the first rows (the wizard's quick check of a big file)."""
+        return self.run(run_id, actor, progress=progress, dry_run=True, limit=limit)
 
     # --- the loop ----------------------------------------------------------------------
     def run(self, run_id: int, actor: Actor, *, progress: Callable[[int, int, str | None], None] | None = None,
-            cancel_requested: Callable[[], bool] | None = None, dry_run: bool = False) -> Summary:
+            cancel_requested: Callable[[], bool] | None = None, dry_run: bool = False, limit: int | None = None) -> Summary:
         """Run (or resume) an import. Safe to call again after a crash: it continues after the checkpoint."""
         info = self.run_info(run_id)
-        if info["status"] in TERMINAL and not dry_run:
+        if info["status"] in FINISHED and not dry_run:
             return self._summary(info)
         if info["status"] == "draft" and not dry_run:
             raise ValidationFailed({"_schema": [text("Finish the import settings first.", "请先完成导入设置。")]})
@@ -217,6 +220,7 @@ class ImportEngine:
                 conn.execute(import_run.update().where(import_run.c.id == run_id).values(status="running", total_rows=total, updated_at=now()))
         seen: dict[Any, int] = {}
         batch: list[tuple[int, list]] = []
+        taken = 0
         self._links = LinkResolver(self.services.queries, catalog, actor)
         self._parse = CellParser(catalog)
         key_column = next(((i, f) for i, _h, f in columns if f.name == key), None)
@@ -225,6 +229,9 @@ class ImportEngine:
                 if number <= start_after:
                     self._remember_key(catalog, key_column, number, cells, seen)
                     continue
+                if limit is not None and taken >= limit:
+                    break
+                taken += 1
                 batch.append((number, cells))
                 if len(batch) >= info["batch_size"]:
                     self._batch(run_id, info, catalog, entity, source, columns, key_column, batch, seen, actor, summary, dry_run)
@@ -247,6 +254,7 @@ class ImportEngine:
         if progress:
             progress(total, total, None)
         summary.status = "succeeded"
+        summary.checked = taken
         if not dry_run:
             self._finish(run_id, "succeeded", None)
         return summary

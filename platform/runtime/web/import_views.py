@@ -28,6 +28,7 @@ import_blueprint = Blueprint("crmkit_import", __name__)
 
 ALLOWED = (".csv", ".xlsx", ".xlsm", ".txt")
 SAMPLE_ROWS = 3
+WEB_DRY_RUN_ROWS = 5000  # a quick check inside the request; `crmkit import --dry-run` checks a whole big file
 
 
 def _login():
@@ -150,7 +151,7 @@ def options(run_id: int):
                 _engine().mark_pending(run_id)
                 submit_import(services(), run_id, actor)
                 return redirect(url_for("crmkit_import.progress", run_id=run_id))
-            summary = _engine().dry_run(run_id, actor)
+            summary = _engine().dry_run(run_id, actor, limit=WEB_DRY_RUN_ROWS)
     return render_template("crmkit/imports/options.html", entity=entity, run=info, keys=keys, errors=errors, summary=summary,
                            locale=locale), (422 if errors else 200)
 
