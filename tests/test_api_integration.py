@@ -116,3 +116,15 @@ def test_sync_pages_by_updated_at_and_reports_tombstones(api, services):
     assert [r["id"] for r in body["items"]] == [ids[1], ids[3]]
     assert_error(api.get(f"{MEMBERS}/sync", query_string={"updated_since": "yesterday-ish"}), 400, "bad_query")
     assert_error(api.get(f"{MEMBERS}/sync", query_string={"cursor": "garbage"}), 400, "bad_query")
+
+
+def test_idempotent_file_upload_reads_the_multipart_body(api, services):
+    import io
+
+    data = lambda: {"file": (io.BytesIO(b"hello"), "a.txt")}  # noqa: E731
+    first = api.post("/api/v1/files", data=data(), content_type="multipart/form-data", headers={"Idempotency-Key": "up-1"})
+    assert first.status_code == 201 and first.get_json()["size"] == 5
+    again = api.post("/api/v1/files", data=data(), content_type="multipart/form-data", headers={"Idempotency-Key": "up-1"})
+    assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    with services.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(pt.stored_file)).scalar() == 1
