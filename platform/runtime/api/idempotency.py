@@ -42,13 +42,13 @@ def _now() -> dt.datetime:
 def _request_hash() -> str:
     h = hashlib.sha256()
     for part in (request.method, request.path, "&".join(sorted(f"{k}={v}" for k, v in request.args.items(multi=True)))):
-        h.update(part.encode("utf-8") + b"\x00")
+        h.update(part.encode("utf-8", "surrogatepass") + b"\x00")
     if request.mimetype == "multipart/form-data":
         # The boundary is random per request, so the raw body differs on every retry: hash the parts instead.
-        for k, v in sorted(request.form.items(multi=True)):
-            h.update(f"{k}={v}".encode("utf-8") + b"\x00")
-        for k, f in sorted(request.files.items(multi=True), key=lambda kv: (kv[0], kv[1].filename or "")):
-            h.update(f"{k}:{f.filename}:".encode("utf-8"))
+        for k, v in sorted(request.form.items(multi=True), key=lambda kv: (str(kv[0]), str(kv[1]))):
+            h.update(f"{k}={v}".encode("utf-8", "surrogatepass") + b"\x00")
+        for k, f in sorted(request.files.items(multi=True), key=lambda kv: (str(kv[0]), str(kv[1].filename))):
+            h.update(f"{k}:{f.filename}:".encode("utf-8", "surrogatepass"))
             h.update(hashlib.sha256(f.stream.read()).digest())
             f.stream.seek(0)
     else:
