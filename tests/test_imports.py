@@ -327,3 +327,22 @@ def test_limited_dry_run_and_a_failed_run_resumes(services, admin, tmp_path):
         conn.execute(import_run.update().where(import_run.c.id == run_id).values(status="failed", message="connection lost"))
     s = engine.run(run_id, admin)
     assert s.status == "succeeded" and s.created == 10 and len(members(services)) == 10
+
+
+def test_xlsx_chosen_sheet_and_a_missing_one(services, admin, tmp_path):
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    wb.active.title = "说明"
+    wb.active.append(["这是说明页"])
+    ws = wb.create_sheet("会员")
+    ws.append(["姓名", "手机号", "入会日期"])
+    ws.append(["赵六", "13700000001", dt.date(2024, 2, 29)])
+    path = tmp_path / "two.xlsx"
+    wb.save(path)
+    assert open_table(path).sheets == ["说明", "会员"] and open_table(path).headers == ["这是说明页"]
+    with pytest.raises(ValidationFailed) as e:
+        open_table(path, sheet="没有")
+    assert "sheet" in e.value.field_errors
+    _, _, s = run_file(services, admin, path, sheet="会员")
+    assert s.created == 1 and members(services)["13700000001"]["joined_on"] == dt.date(2024, 2, 29)
