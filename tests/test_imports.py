@@ -346,3 +346,18 @@ def test_xlsx_chosen_sheet_and_a_missing_one(services, admin, tmp_path):
     assert "sheet" in e.value.field_errors
     _, _, s = run_file(services, admin, path, sheet="会员")
     assert s.created == 1 and members(services)["13700000001"]["joined_on"] == dt.date(2024, 2, 29)
+
+
+def test_rows_without_the_key_are_created_in_insert_and_upsert_but_not_matched_in_update(services, admin, tmp_path):
+    from policy_support import valid_id_number
+
+    rows = [["甲", "13900000001", "2024-01-01", valid_id_number(1)], ["乙", "13900000002", "2024-01-01", ""]]
+    headers = ["姓名", "手机号", "入会日期", "身份证号"]
+    _, _, s = run_file(services, admin, write_csv(tmp_path / "a.csv", rows, headers=headers), mode="upsert", key="id_number")
+    assert (s.created, s.errors) == (2, 0)
+    rows = [["甲改", "13900000001", "2024-01-01", valid_id_number(1)], ["乙改", "13900000002", "2024-01-01", ""]]
+    _, run_id, s = run_file(services, admin, write_csv(tmp_path / "b.csv", rows, headers=headers), mode="update", key="id_number")
+    assert (s.updated, s.errors) == (1, 1)
+    got = members(services)
+    assert got["13900000001"]["name"] == "甲改" and got["13900000002"]["name"] == "乙"
+    assert problems(services, run_id)[0]["messages"][0]["column"] == "身份证号"

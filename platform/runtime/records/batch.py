@@ -72,7 +72,7 @@ def write_many(service, entity_key: str, items: list[Any], actor: Actor, *, mode
     results = [ItemResult(i, "error") for i in range(len(items))]
     try:
         with write_transaction(service.engine) as conn:
-            existing = _existing(service, conn, catalog, entity, table, items, results, key_field, actor) if key_field else {}
+            existing = _existing(service, conn, catalog, entity, table, items, results, key_field, actor, mode) if key_field else {}
             creates, updates = _plan(service, catalog, entity, items, results, existing, key_field, mode, actor)
             _check_batch(service, conn, catalog, entity, creates, updates, results)
             creates = [(i, v, c) for i, v, c in creates if not results[i].errors]
@@ -90,7 +90,7 @@ def write_many(service, entity_key: str, items: list[Any], actor: Actor, *, mode
     return results
 
 
-def _existing(service, conn, catalog, entity, table, items, results, key_field, actor) -> dict:
+def _existing(service, conn, catalog, entity, table, items, results, key_field, actor, mode) -> dict:
     """The live records matching the items' key values (within the actor's row scope), keyed by key value."""
     ft = catalog.type_of(key_field)
     values = set()
@@ -102,8 +102,9 @@ def _existing(service, conn, catalog, entity, table, items, results, key_field, 
             results[i].errors.setdefault(key_field.name, []).append(exc.args[0])
             continue
         if v is None:
-            results[i].errors.setdefault(key_field.name, []).append(text("The key field is empty; it is needed to match a record.",
-                                                                       "匹配字段为空，无法找到对应记录。"))
+            if mode == "update":  # nothing to match; insert and upsert simply create it
+                results[i].errors.setdefault(key_field.name, []).append(text("The key field is empty; it is needed to match a record.",
+                                                                           "匹配字段为空，无法找到对应记录。"))
             continue
         values.add(v)
     out = {}
@@ -131,12 +132,13 @@ def _plan(service, catalog, entity, items, results, existing, key_field, mode, a
             continue
         current = None
         if key_field is not None:
-            kv = catalog.type_of(key_field)._deserialize(key_field, item.get(key_field.name))
-            if kv in seen_keys:
+            kv = catalog.type_of(key_field)._deserialize(key_field, item.get(key_field.name)) if item.get(key_field.name) not in (None, "") else None
+            if kv is not None and kv in seen_keys:
                 r.errors[key_field.name] = [text("The same key as item {n} in this batch.", "与本批第 {n} 项的匹配值重复。", n=seen_keys[kv] + 1)]
                 continue
-            seen_keys[kv] = i
-            current = existing.get(kv)
+            if kv is not None:
+                seen_keys[kv] = i
+            current = existing.get(kv) if kv is not None else None
         if current is None and mode == "update":
             r.action = "skipped"
             continue
