@@ -66,6 +66,7 @@ def test_import_wizard_with_a_real_upload(browser, app, tmp_path):
         assert page.locator("select[aria-label='手机']").input_value() == "mobile"
         assert page.locator("select[aria-label='客户姓名']").input_value() == "name"
         page.locator("select[aria-label='备注']").select_option("notes")
+        assert page.locator("tr:has(th:text-is('入会日期')) .sample").first.inner_text() == "2023-07-01"
         screenshot(page, "import-2-mapping")
         page.get_by_role("button", name="下一步").click()
         page.wait_for_url(re.compile(r"/options$"))

@@ -45,7 +45,8 @@ def test_the_wizard_end_to_end(app, client, services):
     assert resp.status_code == 302
     rid = run_id_of(resp)
     page = client.get(f"/imports/{rid}/mapping").get_data(as_text=True)
-    assert "会员00000" in page and 'value="mobile" selected' in page and "对应字段" in page
+    assert '<div class="sample">会员00000</div>' in page and '<div class="sample">13900000001</div>' in page
+    assert 'value="mobile" selected' in page and "对应字段" in page
     token = csrf_from(page)
     form = {"csrf_token": token, **{f"col_{i}": f for i, f in enumerate(["name", "mobile", "email", "joined_on", "status", "total_spent", ""])},
             "save_name": "门店模板"}

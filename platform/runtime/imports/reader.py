@@ -226,7 +226,10 @@ def cells_as_text(cells: list[Any], width: int) -> list[str]:
         if v is None:
             out.append("")
         elif hasattr(v, "isoformat"):
-            out.append(v.isoformat(sep=" ") if hasattr(v, "hour") and hasattr(v, "year") else v.isoformat())
+            if hasattr(v, "hour") and hasattr(v, "year"):  # a datetime; Excel dates are datetimes at midnight
+                out.append(v.date().isoformat() if (v.hour, v.minute, v.second, v.microsecond) == (0, 0, 0, 0) else v.isoformat(sep=" "))
+            else:
+                out.append(v.isoformat())
         elif isinstance(v, float) and v.is_integer():
             out.append(str(int(v)))
         else:

@@ -7,6 +7,7 @@ started it and to administrators.
 from __future__ import annotations
 
 import uuid
+from itertools import islice
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
@@ -117,7 +118,7 @@ def mapping(run_id: int):
                 if request.form.get("save_name", "").strip():
                     save_mapping(svc.engine, entity.key, request.form["save_name"], {h: f for h, f in wanted.items() if f}, actor.id)
                 return redirect(url_for("crmkit_import.options", run_id=run_id))
-    samples = [cells_as_text(cells, len(source.headers)) for _, cells in zip(range(SAMPLE_ROWS), source.rows())]
+    samples = [cells_as_text(cells, len(source.headers)) for _number, cells in islice(source.rows(), SAMPLE_ROWS)]
     locale = current_locale()
     fields = [(f.name, field_label(catalog, entity, f.name, locale), f.required) for f in importable_fields(catalog, entity)]
     columns = [{"index": i, "header": h, "field": current.get(h), "samples": [s[i] for s in samples],
