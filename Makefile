@@ -9,12 +9,15 @@ PORT   ?= 8000
 export CRMKIT_VAR_DIR ?= $(abspath $(VAR))
 
 .PHONY: run test lint bench load install install-dev clean-var help
+.PHONY: run test lint bench bench-imports fuzz install install-dev clean-var help
 
 help:
 	@echo "make run    - install, initialise a SQLite demo database under $(VAR)/, print the admin login, serve on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install dev extras and run the test suite (CRMKIT_TEST_DATABASE_URL selects PostgreSQL)"
 	@echo "make bench  - run the benchmarks (BENCH_SIZE=100000, CRMKIT_DATABASE_URL selects the database)"
 	@echo "make load   - load test: gunicorn (4 workers) on PostgreSQL + Redis, 50 locust users for 2 minutes (LOAD_ARGS)"
+	@echo "make bench-imports - the import benchmark: engine vs raw load (BENCH_SIZE rows)"
+	@echo "make fuzz   - a longer Schemathesis run against /api/v1 (FUZZ_EXAMPLES=200 per operation)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +66,12 @@ $(VENV)/.installed-load: pyproject.toml | $(BIN)/python
 
 load: $(VENV)/.installed-load
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
+bench-imports: install-dev
+	$(BIN)/python -m bench imports $(BENCH_ARGS)
+
+FUZZ_EXAMPLES ?= 200
+fuzz: install-dev
+	CRMKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_api_fuzz.py
 
 clean-var:
 	rm -rf $(VAR)

@@ -307,4 +307,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:2] == ["imports"]:  # python -m bench imports: the import benchmark (bench/imports.py)
+        from .imports import main as imports_main
+
+        imports_main(sys.argv[2:])
+    else:
+        main()

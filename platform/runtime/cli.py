@@ -239,6 +239,31 @@ def restore_cmd(path, yes):
         _fail(f"The restored database does not match the backup's manifest ({len(report.mismatches)} table(s) differ; "
               f"audit chain {'intact' if report.audit_ok else f'broken in {report.audit_problems} place(s)'}).")
     click.echo(f"Restored {report.rows} rows in {report.tables} tables; every count matches the manifest and the audit chain verifies.")
+@main.command("import")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--entity", help="The entity to import into, e.g. membership.member.")
+@click.option("--mode", type=click.Choice(["insert", "update", "upsert"]), default="insert", show_default=True)
+@click.option("--key", default=None, help="Unique field that matches rows to records (mobile, id_number, card_no).")
+@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False), help="JSON file: {column header: field name}.")
+@click.option("--sheet", default=None, help="XLSX sheet name (default: the first).")
+@click.option("--batch-size", default=1000, show_default=True, type=int)
+@click.option("--user", "username", default="admin", show_default=True, help="Import as this user (their permissions apply).")
+@click.option("--dry-run", is_flag=True, help="Validate everything and report; write nothing.")
+@click.option("--resume", "resume_id", type=int, default=None, help="Continue an interrupted run after its checkpoint.")
+def import_file(file, entity, mode, key, mapping_file, sheet, batch_size, username, dry_run, resume_id):
+    """Import a CSV or XLSX file, in batches, resumable after a crash."""
+    from .imports.cli import import_command
+
+    try:
+        import_command(_settings(), file=file, entity=entity, mode=mode, key=key, mapping_file=mapping_file, sheet=sheet,
+                       batch_size=batch_size, username=username, dry_run=dry_run, resume_id=resume_id, echo=click.echo)
+    except Exception as exc:  # noqa: BLE001 - shown as a clear error line, not a traceback
+        from .errors import CrmkitError
+
+        if not isinstance(exc, CrmkitError):
+            raise
+        details = getattr(exc, "field_errors", None)
+        _fail(str(exc.message) + (f" {json.dumps({k: [str(m) for m in v] for k, v in details.items()}, ensure_ascii=False)}" if details else ""))
 
 
 @main.group()

@@ -59,5 +59,8 @@ class Services:
             webhooks=WebhookService(engine, background.jobs),
         )
         services.webhooks.register(background.jobs.registry, background.events)
+        from .imports.job import register_import_jobs  # the import engine imports the record service; load it last
+
+        register_import_jobs(background.jobs.registry)
         background.jobs.attach(services)
         return services

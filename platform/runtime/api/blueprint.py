@@ -237,3 +237,10 @@ def _stored(catalog: Catalog, entity: EntityDef, record_id: int) -> dict:
     if not services.policy.allows(actor, entity, "read"):
         return {"id": record_id}
     return record_json(catalog, entity, services.queries.get(entity.key, record_id, actor))
+
+
+# Integration endpoints (bulk writes, sync) and Idempotency-Key handling live in their own modules.
+from . import integration  # noqa: E402,F401
+from .idempotency import install_idempotency  # noqa: E402
+
+install_idempotency(api_blueprint)

@@ -9,6 +9,7 @@ from ..meta.catalog import Catalog
 from ..meta.model import EntityDef
 from ..policy import Policy
 from ..query.service import MAX_PAGE
+from .openapi_integration import add_idempotency, integration_paths, integration_schemas
 from .openapi_schemas import common_schemas, entity_schemas, filterable_fields, ref, schema_name, sortable_fields
 
 OPENAPI_VERSION = "3.1.0"
@@ -19,7 +20,8 @@ ERRORS = {
     "401": ("Unauthorized", "No valid bearer token or session (code unauthorized)."),
     "403": ("Forbidden", "Not permitted, or a cookie-authenticated write without a valid X-CSRFToken (codes forbidden, csrf_failed)."),
     "404": ("NotFound", "No such entity, record or route (code not_found)."),
-    "409": ("Conflict", "The record changed since you read it (code stale_record, details.current_version)."),
+    "409": ("Conflict", "The record changed since you read it (code stale_record, details.current_version), or an Idempotency-Key "
+                        "was reused for a different request (code idempotency_conflict)."),
     "413": ("TooLarge", "The request body is larger than 2 MiB (code too_large)."),
     "415": ("UnsupportedMediaType", "The body is not JSON (code unsupported_media_type)."),
     "422": ("Unprocessable", "Field values are not valid (code validation_failed, details.fields.<name>)."),
@@ -35,6 +37,9 @@ def openapi_document(catalog: Catalog, entity_keys: tuple[str, ...], *, cookie_n
         for _, child in catalog.children_of(entity):
             schemas.update(entity_schemas(catalog, child))
         paths.update(entity_paths(catalog, entity))
+        paths.update(integration_paths(catalog, entity))
+    schemas.update(integration_schemas())
+    add_idempotency(paths)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

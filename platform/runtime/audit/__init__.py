@@ -1,4 +1,5 @@
 """The audit log: append-only, hash-chained entries written through one function, ``record_event``."""
+from .batch import record_events
 from .service import CATEGORIES, record_event, record_event_now
 
-__all__ = ["CATEGORIES", "record_event", "record_event_now"]
+__all__ = ["CATEGORIES", "record_event", "record_event_now", "record_events"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -106,8 +107,9 @@ class EntityDef:
     def has_field(self, name: str) -> bool:
         return any(f.name == name for f in self.fields)
 
-    @property
+    @cached_property
     def field_map(self) -> Mapping[str, FieldDef]:
+        """Built once per (immutable) definition: the write and read paths ask for it per record."""
         return {f.name: f for f in self.fields}
 
 

@@ -248,7 +248,8 @@ class QueryService:
     def _where(self, catalog, entity, table, actor, comparable, tree, search, deleted, readable=None) -> list[ColumnElement]:
         """``comparable``: fields the actor may filter on; ``readable`` adds masked ones, which search matches only exactly."""
         readable = comparable if readable is None else readable
-        conds: list[ColumnElement] = [table.c.deleted_at.is_not(None) if deleted else table.c.deleted_at.is_(None)]
+        # deleted: False → live rows, True → the recycle bin, "include" → both (sync tombstones)
+        conds: list[ColumnElement] = [] if deleted == "include" else [table.c.deleted_at.is_not(None) if deleted else table.c.deleted_at.is_(None)]
         row_filter = self.policy.row_filter(actor, entity, table, catalog)
         if row_filter is not None:
             conds.append(row_filter)

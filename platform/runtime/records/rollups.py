@@ -19,7 +19,6 @@ from ..fields import FilterContext
 from ..meta.catalog import Catalog
 from ..meta.memo import CatalogMemo
 from ..meta.model import EntityDef, FieldDef
-from ..query.filters import compile_filter
 
 _MEMO = CatalogMemo()
 
@@ -78,6 +77,8 @@ def aggregate(catalog: Catalog, tables: Mapping[str, Table], target_table: Table
         conds.append(compile_expression(flt, src, catalog, result="boolean").to_sql(st, tables=tables))
     elif flt:
         ctx = FilterContext(dialect, getattr(catalog.field_types.get("datetime"), "timezone", "Asia/Shanghai"), dt.datetime.now(dt.timezone.utc))
+        from ..query.filters import compile_filter  # here: the query package imports the record service
+
         conds.append(compile_filter(catalog, src, st, _plain(flt), ctx, tuple(src.field_map)))
     fn = f.opt("function")
     if fn == "count":

@@ -167,6 +167,13 @@ class RecordService:
                 self._soft_delete(conn, catalog, entity, rid, actor, None, request_id)
         return len(ids)
 
+    def write_many(self, entity_key: str, items: list, actor: Actor, *, mode: str = "insert", key: str | None = None,
+                   request_id: str | None = None, within: Callable | None = None, dry_run: bool = False) -> list:
+        """Batched create/update/upsert with the same per-record steps; see ``records/batch.py``."""
+        from .batch import write_many
+
+        return write_many(self, entity_key, items, actor, mode=mode, key=key, request_id=request_id, within=within, dry_run=dry_run)
+
     def store_file(self, upload_dir, filename: str, content_type: str, data: bytes, actor: Actor) -> dict:
         """Keep an uploaded file under ``var/files``; an attachment field then refers to its id."""
         import hashlib
@@ -463,6 +470,8 @@ class RecordService:
         record_id = current["id"]
         conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=utcnow(), deleted_by=actor.id, row_version=table.c.row_version + 1))
         refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, record_id, {})
+        now = utcnow()  # updated_at moves too, so incremental sync sees the deletion
+        conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=now, deleted_by=actor.id, updated_at=now, row_version=table.c.row_version + 1))
         self._audit(conn, entity, record_id, "delete", {}, actor, request_id)
         self._event(conn, entity, record_id, "deleted", {}, actor)
 

@@ -108,6 +108,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
 
     app.register_blueprint(permissions_blueprint)
     app.register_blueprint(export_blueprint)
+    from .import_views import import_blueprint
+
+    app.register_blueprint(import_blueprint)
     app.register_blueprint(audit_blueprint)
     app.register_blueprint(privacy_blueprint)
     csrf.exempt(privacy_api_blueprint)  # request_actor checks CSRF for cookie-authenticated calls

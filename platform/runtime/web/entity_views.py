@@ -252,7 +252,7 @@ def render_list(entity: EntityDef, state: ListState, *, deleted: bool):
         "entity": entity, "view": view, "state": state, "rows": rows, "headers": headers, "pager": pager, "deleted": deleted,
         "query_error": query_error, "filter_rows": filter_rows, "saved_filters": [(s.name, s.label.get(locale)) for s in view.filters],
         "bulk_fields": bulk_fields, "bulk_widget": bulk_value_widget(entity, None),
-        "can": {a: svc.policy.allows(actor, entity, a) for a in ("create", "update", "delete", "export")},
+        "can": {a: svc.policy.allows(actor, entity, a) for a in ("create", "update", "delete", "export", "import")},
         "title": entity.plural_label.get(locale), "endpoint": endpoint,
         "current_url": request.full_path.rstrip("?"),
         "search_fields": "、".join(field_label(catalog, entity, n, locale) for n in entity.search_fields) if locale == "zh"
