@@ -9,6 +9,7 @@ from .config import Settings
 from .db import make_engine
 from .fields import FieldTypeRegistry, default_registry
 from .meta.store import MetadataStore
+from .packages import discover
 from .policy import Policy
 from .query import QueryService
 from .records import RecordService
@@ -33,8 +34,11 @@ class Services:
         store = MetadataStore(engine, field_types)
         policy = Policy(engine, catalog=store.catalog, request_scope=request_scope, timezone=settings.timezone)
         tables = TableCache()
+        records = RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes)
+        for pkg in discover().values():  # app hooks that must run inside record writes (e.g. points for an order)
+            for entity_key, listener in pkg.hooks.record_listeners:
+                records.listen(entity_key, listener)
         return cls(
             settings=settings, engine=engine, field_types=field_types, store=store, policy=policy,
-            records=RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes),
-            queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
+            records=records, queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
         )
