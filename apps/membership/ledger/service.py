@@ -312,7 +312,9 @@ class LedgerService:
             idempotency_key=key, kind=kind, currency=currency, member_id=member_id, amount=amount, source_type=source_type,
             source_id=None if source_id is None else str(source_id), reversal_of=reversal_of, memo=(memo or None) and memo[:500], details=details,
             created_at=now, created_by=actor.id)).inserted_primary_key[0]
-        c.execute(t.line.insert(), [{"entry_id": entry_id, "account_id": acc, "currency": currency, "amount": a} for acc, a in lines if a])
+        rows = [{"entry_id": entry_id, "account_id": acc, "currency": currency, "amount": a} for acc, a in lines if a]
+        if rows:  # a reversal that found nothing left to take back records its shortfall with no lines
+            c.execute(t.line.insert(), rows)
         for acc, a in lines:
             if a:
                 c.execute(t.account.update().where(t.account.c.id == acc, t.account.c.balance.is_not(None))
