@@ -34,3 +34,23 @@ def entry_count(services, **where) -> int:
         for k, v in where.items():
             q = q.where(lt.entry.c[k] == v)
         return c.execute(q).scalar_one()
+
+
+def make_member(services, name="张伟", mobile="13800138000", level=None) -> int:
+    from crmkit.runtime.actor import SYSTEM
+
+    data = {"name": name, "mobile": mobile, "joined_on": "2026-01-01"}
+    if level:
+        data["level"] = level
+    return services.records.create("membership.member", data, SYSTEM)
+
+
+def make_plan(services, *, per_yuan="1", rounding="floor", expiry_rule="never", items=None, **plan_fields) -> int:
+    """A plan covering 2026 with one consumption item (or ``items``); returns the plan id."""
+    from crmkit.runtime.actor import SYSTEM
+
+    plan = services.records.create("membership.points_plan", {"name": "2026 年度积分计划", "code": "P2026", "starts_on": "2026-01-01",
+                                                              "ends_on": "2026-12-31", "expiry_rule": expiry_rule, **plan_fields}, SYSTEM)
+    for item in items or [{"name": "消费积分", "kind": "consumption", "per_yuan": per_yuan, "rounding": rounding}]:
+        services.records.create("membership.point_item", {"plan": plan, **item}, SYSTEM)
+    return plan

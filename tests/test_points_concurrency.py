@@ -90,3 +90,23 @@ def test_concurrent_earns_and_redeems_for_one_member_lose_nothing(services, wide
     assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
     assert lg.balances(4)["reward"]["wallet"] == 1000 + 8 * 7 - 8 * 5
     assert_sound(services)
+
+
+def test_the_last_stock_item_is_redeemed_once(services, wide_engine):
+    from crmkit.apps.membership.ledger import RedemptionRefused
+    from crmkit.apps.membership.redemption import redeem_reward
+
+    from ledger_support import make_member
+
+    item = services.records.create("membership.reward_item", {"name": "限量礼盒", "code": "LAST", "kind": "goods", "points": 10, "stock": 1}, SYSTEM)
+    members = [make_member(services, name=f"会员{i}", mobile=f"1380013{i:04d}") for i in range(16)]
+    lg = LedgerService(wide_engine)
+    for m in members:
+        lg.earn(m, 100, key=f"fund:{m}", actor=SYSTEM)
+    outcomes = race(16, lambda i: redeem_reward(services, members[i], item, 1, actor=SYSTEM, key=f"last:{i}", ledger=lg))
+    wins = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(wins) == 1, outcomes
+    assert all(isinstance(o, RedemptionRefused) for o in outcomes if isinstance(o, BaseException)), outcomes
+    assert services.queries.get("membership.reward_item", item, SYSTEM)["stock"] == 0
+    assert sum(lg.balances(m)["reward"]["wallet"] for m in members) == 16 * 100 - 10
+    assert_sound(services)

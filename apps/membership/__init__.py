@@ -3,11 +3,8 @@ from pathlib import Path
 
 from crmkit.runtime.packages import AppHooks, AppPackage
 
-from .demo import seed_demo
-from .ledger import tables as ledger_tables
+from .hooks import register
 
-hooks = AppHooks()
-hooks.demo_seeder(seed_demo)
-hooks.tables(ledger_tables.metadata)
+hooks = register(AppHooks())
 
 package = AppPackage(id="membership", path=Path(__file__).parent, hooks=hooks)

@@ -64,7 +64,7 @@ class LedgerService:
     # -- public operations ---------------------------------------------------------------------------
     def earn(self, member_id: int, points: int, *, key: str, actor: Actor, currency: str = "reward", source_type: str = "manual",
              source_id: str | int | None = None, expires_at: dt.datetime | None = None, pending: bool = False, memo: str | None = None,
-             conn: Connection | None = None) -> Posted:
+             details: dict | None = None, conn: Connection | None = None) -> Posted:
         """Credit ``points`` to the wallet (a new lot), or to the pending account when ``pending`` (purchases before payment)."""
         _positive(points)
         _currency(currency)
@@ -78,7 +78,7 @@ class LedgerService:
             counter = self._account(c, "liability", 0, currency)
             entry_id = self._append(c, key=key, kind="earn_pending" if pending else "earn", currency=currency, member_id=member_id, amount=points,
                                     lines=[(acc, points), (counter, -points)], source_type=source_type, source_id=source_id, memo=memo,
-                                    details={"expires_at": expires_at.isoformat() if expires_at else None}, actor=actor)
+                                    details={**(details or {}), "expires_at": expires_at.isoformat() if expires_at else None}, actor=actor)
             if not pending:
                 self._add_lot(c, acc, entry_id, points, expires_at)
             return Posted(entry_id, points, True)
@@ -99,7 +99,7 @@ class LedgerService:
             found = self._existing(c, key)
             if found:
                 return found
-            amount = orig["amount"] - self._reversed(c, pending_entry_id)
+            amount = orig["amount"] - self.reversed_points(c, pending_entry_id)
             if amount <= 0 or pend_bal < amount:
                 raise LedgerRefused(text("These pending points were already reversed.", "这笔待生效积分已被冲销。"))
             exp = expires_at or _parse((orig["details"] or {}).get("expires_at"))
@@ -158,7 +158,7 @@ class LedgerService:
             found = self._existing(c, key)
             if found:
                 return found
-            left = abs(orig["amount"]) - self._reversed(c, entry_id)
+            left = abs(orig["amount"]) - self.reversed_points(c, entry_id)
             want = left if points is None else points
             if want <= 0 or want > left:
                 raise LedgerRefused(text("Only {left} points of this entry are left to reverse.", "该分录只剩 {left} 积分可冲销。", left=max(left, 0)))
@@ -296,7 +296,7 @@ class LedgerService:
             raise LedgerRefused(text("Points entry #{id} does not exist.", "积分分录 #{id} 不存在。", id=entry_id))
         return dict(row)
 
-    def _reversed(self, c: Connection, entry_id: int) -> int:
+    def reversed_points(self, c: Connection, entry_id: int) -> int:
         """Points of ``entry_id`` already reversed (including shortfalls that could not be taken back)."""
         total = 0
         for r in c.execute(select(t.entry.c.details).where(t.entry.c.reversal_of == entry_id)):

@@ -443,21 +443,26 @@ class RecordService:
     def _event(self, conn, entity, record_id, verb, changes, actor) -> None:
         conn.execute(pt.outbox.insert().values(created_at=utcnow(), topic=f"record.{verb}", entity=entity.key, record_id=record_id,
                                                payload={"entity": entity.key, "id": record_id, "changes": changes, "actor_id": actor.id}))
-        for fn in self.listeners.get(entity.key, ()):
-            fn(conn, RecordWritten(entity=entity.key, record_id=record_id, verb=verb, changes=changes, actor=actor,
-                                   table=self._table(self.store.catalog(), entity)))
+        if self.listeners.get(entity.key):
+            tables = self.table_cache.tables(self.store.catalog())
+            for fn in self.listeners[entity.key]:
+                fn(conn, RecordWritten(entity=entity.key, record_id=record_id, verb=verb, changes=changes, actor=actor, tables=tables))
 
 
 @dataclass(frozen=True)
 class RecordWritten:
-    """What a record listener gets: the change, and the entity's table to read the row in the same transaction."""
+    """What a record listener gets: the change, and the entity tables to read rows in the same transaction."""
 
     entity: str
     record_id: int
     verb: str  # created / updated / deleted / restored
     changes: dict
     actor: Actor
-    table: Table
+    tables: dict[str, Table]
+
+    @property
+    def table(self) -> Table:
+        return self.tables[self.entity]
 
 
 def next_sequence(conn: Connection, key: str, start: int) -> int:

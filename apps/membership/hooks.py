@@ -1,0 +1,42 @@
+"""What the membership app plugs into the runtime: its ledger tables, the order listener and named actions."""
+from __future__ import annotations
+
+import datetime as dt
+
+from crmkit.runtime.packages import AppHooks
+
+from .demo import seed_demo
+from .earning import on_order_written
+from .ledger import LedgerService
+from .ledger import tables as ledger_tables
+from .redemption import redeem_reward
+
+
+def register(hooks: AppHooks) -> AppHooks:
+    hooks.demo_seeder(seed_demo)
+    hooks.tables(ledger_tables.metadata)
+    hooks.on_record_written("membership.order", on_order_written)
+    hooks.action("points.expire_due")(expire_due)
+    hooks.action("points.redeem")(redeem)
+    hooks.action("points.adjust")(adjust)
+    return hooks
+
+
+def expire_due(services, actor, payload: dict) -> dict:
+    """Periodic job: expire every lot due by ``payload["now"]`` (ISO timestamp; default: now)."""
+    now = dt.datetime.fromisoformat(payload["now"]) if payload.get("now") else None
+    return {"entries": LedgerService(services.engine).expire_due(now, actor=actor)}
+
+
+def redeem(services, actor, payload: dict) -> dict:
+    posted = redeem_reward(services, int(payload["member"]), int(payload["item"]), int(payload.get("quantity", 1)), actor=actor, key=str(payload["key"]))
+    return {"entry": posted.entry_id, "points": posted.amount, "created": posted.created}
+
+
+def adjust(services, actor, payload: dict) -> dict:
+    from .ledger.approval import approval_threshold
+
+    ledger = LedgerService(services.engine, approval_threshold=approval_threshold(services))
+    res = ledger.request_adjustment(int(payload["member"]), payload.get("points"), payload.get("reason", ""), actor=actor,
+                                    currency=payload.get("currency", "reward"))
+    return {"adjustment": res.adjustment_id, "status": res.status, "entry": res.posted.entry_id if res.posted else None}
