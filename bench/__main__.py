@@ -30,19 +30,19 @@ from .timing import compare_latency, compare_rate, sample
 PAGE = 25
 
 
-def prepare_database(url: str | None, var: Path) -> str:
+def prepare_database(url: str | None, var: Path, name: str = "crmkit_bench") -> str:
     if url and make_url(url).get_backend_name() == "postgresql":
         admin = create_engine(make_url(url).render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
-            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'crmkit_bench' AND pid <> pg_backend_pid()"))
-            c.execute(text('DROP DATABASE IF EXISTS "crmkit_bench"'))
-            c.execute(text('CREATE DATABASE "crmkit_bench"'))
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            c.execute(text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
-        return make_url(url).set(database="crmkit_bench").render_as_string(hide_password=False)
+        return make_url(url).set(database=name).render_as_string(hide_password=False)
     var.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{var / 'bench.db'}{suffix}").unlink(missing_ok=True)
-    return f"sqlite:///{(var / 'bench.db').resolve()}"
+        Path(f"{var / name}.db{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{(var / name).resolve()}.db"
 
 
 def build_app(url: str, var: Path):

@@ -316,13 +316,14 @@ class LedgerService:
         if rows:  # a reversal that found nothing left to take back records its shortfall with no lines
             c.execute(t.line.insert(), rows)
         for acc, a in lines:
-            if a:
+            if a:  # counter accounts (balance NULL) match nothing, so their shared rows are never locked
                 c.execute(t.account.update().where(t.account.c.id == acc, t.account.c.balance.is_not(None))
                           .values(balance=t.account.c.balance + a, updated_at=now))
         change = {"entry": entry_id, "kind": kind, "points": amount, "currency": currency, "key": key, "source": f"{source_type}:{source_id}"}
-        record_event(c, category="record", action=f"points.{kind}", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=member_id, changes=change)
         c.execute(pt.outbox.insert().values(created_at=now, topic=f"points.{kind}", entity=MEMBER_ENTITY, record_id=member_id,
                                             payload={**change, "member_id": member_id, "actor_id": actor.id}))
+        # The audit chain serialises every writer on its head row: keep it the last statement before the caller's other work.
+        record_event(c, category="record", action=f"points.{kind}", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=member_id, changes=change)
         return entry_id
 
     def _add_lot(self, c: Connection, acc: int, entry_id: int, amount: int, expires_at: dt.datetime | None) -> None:
