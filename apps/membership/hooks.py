@@ -19,6 +19,10 @@ def register(hooks: AppHooks) -> AppHooks:
     hooks.action("points.expire_due")(expire_due)
     hooks.action("points.redeem")(redeem)
     hooks.action("points.adjust")(adjust)
+    from .web import points_blueprint
+
+    hooks.blueprint(points_blueprint)
+    hooks.detail_panel("membership.member", "membership_points.member_panel", en="Points", zh="积分")
     return hooks
 
 

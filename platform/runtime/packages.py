@@ -21,6 +21,16 @@ AppAction = Callable[[Any, Any, dict], Any]
 RecordListener = Callable[[Any, Any], None]
 
 
+@dataclass(frozen=True)
+class DetailPanel:
+    """A panel an app adds to an entity's detail page: the page loads ``endpoint(record_id=…)`` with htmx."""
+
+    entity: str
+    endpoint: str
+    label_en: str
+    label_zh: str
+
+
 @dataclass
 class AppHooks:
     demo_seeders: list[DemoSeeder] = field(default_factory=list)
@@ -28,6 +38,7 @@ class AppHooks:
     actions: dict[str, AppAction] = field(default_factory=dict)
     record_listeners: list[tuple[str, RecordListener]] = field(default_factory=list)
     blueprints: list[Any] = field(default_factory=list)
+    detail_panels: list[DetailPanel] = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
@@ -57,6 +68,12 @@ class AppHooks:
         """Register a Flask blueprint with the app's pages; the web app registers it when it starts."""
         self.blueprints.append(bp)
         return bp
+
+    def detail_panel(self, entity_key: str, endpoint: str, *, en: str, zh: str) -> DetailPanel:
+        """Show a panel (an htmx fragment from one of the app's blueprints) on ``entity_key``'s detail page."""
+        panel = DetailPanel(entity_key, endpoint, en, zh)
+        self.detail_panels.append(panel)
+        return panel
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from flask import flash, make_response, redirect, render_template, request, url_for
+from flask import current_app, flash, make_response, redirect, render_template, request, url_for
 
 from ..errors import PermissionDenied, RecordNotFound, StaleRecord, ValidationFailed
 from ..i18n_text import join, localize, text
@@ -178,6 +178,7 @@ def render_detail(entity: EntityDef, record_id: int):
                    (translate("version"), record["row_version"]), (translate("record_id"), record["id"])],
         "can": {a: svc.policy.allows(actor, entity, a) for a in ("create", "update", "delete")},
         "personal_data": has_personal_data(entity),
+        "panels": current_app.extensions.get("crmkit_panels", {}).get(entity.key, []),
     }
     return render_template("crmkit/entity_detail.html", **ctx)
 
