@@ -6,6 +6,7 @@ Scenarios: earn/redeem (half each) for a uniformly random member, and for one of
 
 - product: ``LedgerService.earn`` / ``redeem`` (idempotency key, row lock, lines, lots, audit chain, outbox);
 - baseline ``SELECT … FOR UPDATE``: a hand-written ledger (balance row + posting row) with the same locking;
+- the same baseline plus one hash-chained audit entry per posting (what the product also writes), to show that cost;
 - naive read-then-write: reads the balance without a lock and writes ``balance = <read value> ± n`` — shown to
   lose points when workers collide (the invariant check at the end counts the damage).
 
@@ -84,6 +85,21 @@ def locked_op(engine, member: int, delta: int, key: str) -> bool:
             return False
         c.execute(text("INSERT INTO bench_posting (member_id, amount, idem_key) VALUES (:m, :a, :k)"), {"m": member, "a": delta, "k": key})
         c.execute(text("UPDATE bench_balance SET balance = balance + :a WHERE member_id = :m"), {"m": member, "a": delta})
+    return True
+
+
+def locked_audited_op(engine, member: int, delta: int, key: str) -> bool:
+    """The ``SELECT … FOR UPDATE`` baseline plus one entry in the hash-chained audit log, as every product posting writes."""
+    from crmkit.runtime.audit import record_event
+
+    with write_transaction(engine) as c:
+        bal = c.execute(text("SELECT balance FROM bench_balance WHERE member_id = :m FOR UPDATE" if c.dialect.name == "postgresql"
+                             else "SELECT balance FROM bench_balance WHERE member_id = :m"), {"m": member}).scalar_one()
+        if bal + delta < 0:
+            return False
+        c.execute(text("INSERT INTO bench_posting (member_id, amount, idem_key) VALUES (:m, :a, :k)"), {"m": member, "a": delta, "k": key})
+        c.execute(text("UPDATE bench_balance SET balance = balance + :a WHERE member_id = :m"), {"m": member, "a": delta})
+        record_event(c, category="record", action="bench.post", entity="bench", record_id=member, changes={"amount": delta, "key": key})
     return True
 
 
@@ -181,6 +197,9 @@ def main() -> None:
         row["for_update"] = run(engine, locked_op, workers=args.workers, seconds=args.seconds, pick=pick, tag=f"l-{name}")
         row["for_update"].update(baseline_damage(engine))
         reset_baseline(engine, args.members)
+        row["for_update_audited"] = run(engine, locked_audited_op, workers=args.workers, seconds=args.seconds, pick=pick, tag=f"a-{name}")
+        row["for_update_audited"].update(baseline_damage(engine))
+        reset_baseline(engine, args.members)
         row["naive"] = run(engine, naive_op, workers=args.workers, seconds=args.seconds, pick=pick, tag=f"n-{name}")
         row["naive"].update(baseline_damage(engine))
         results.append(row)
@@ -190,10 +209,10 @@ def main() -> None:
     print()
     print(f"machine: {info['cores']} cores, {info['memory_gib']} GiB, {info['cpu']}; {info['database']}; commit {info['commit']}")
     for r in results:
-        for variant in ("product", "for_update", "naive"):
+        for variant in ("product", "for_update", "for_update_audited", "naive"):
             v = r[variant]
             extra = f" | wrong accounts {v['accounts_wrong']}, points lost/invented {v['points_lost_or_invented']}" if "accounts_wrong" in v else ""
-            print(f"{r['scenario']:<16} {variant:<11} {v['tx_per_s']:>8.1f} tx/s  p50 {v['p50_ms']:>7.2f} ms  p95 {v['p95_ms']:>7.2f} ms  "
+            print(f"{r['scenario']:<16} {variant:<18} {v['tx_per_s']:>8.1f} tx/s  p50 {v['p50_ms']:>7.2f} ms  p95 {v['p95_ms']:>7.2f} ms  "
                   f"errors {v['errors']}{extra}")
     print(f"ledger invariants after the run: {'OK' if not problems else problems[:5]}")
     var.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from sqlalchemy import DDL, BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, UniqueConstraint, event
+from sqlalchemy import DDL, BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, UniqueConstraint, event, text
 
 from crmkit.runtime.storage.types import UTCDateTime, json_type
 
@@ -75,7 +75,9 @@ lot = Table(
     Column("remaining", BigInteger, nullable=False),
     Column("expires_at", UTCDateTime()),
     Column("created_at", UTCDateTime(), nullable=False),
-    Index("ix_membership_pts_lot_open", "account_id", "remaining", "id"),
+    # Open lots only (partial index): FIFO consumption reads a wallet's oldest open lots without scanning spent ones.
+    Index("ix_membership_pts_lot_open", "account_id", "id", postgresql_where=text("remaining > 0"), sqlite_where=text("remaining > 0")),
+    Index("ix_membership_pts_lot_entry", "entry_id"),
     Index("ix_membership_pts_lot_expiry", "expires_at", "remaining"),
 )
 
