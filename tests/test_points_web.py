@@ -43,7 +43,7 @@ def test_member_page_loads_the_points_panel(client, services):
     panel = client.get(f"/membership/points/member/{m}/panel", headers={"HX-Request": "true"})
     html = panel.get_data(as_text=True)
     assert panel.status_code == 200
-    assert re.search(r'data-balance="reward">500<', html) and "order #42" in html
+    assert re.search(r'data-balance="reward">500<', html) and "消费单 #42" in html
 
 
 def test_panel_in_chinese_and_english(client, services):

@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from crmkit.runtime.errors import CrmkitError, ValidationFailed
 from crmkit.runtime.i18n_text import localize, text
 from crmkit.runtime.web.i18n import current_locale
+from crmkit.runtime.web.record_views import local_time
 from crmkit.runtime.web.views import require_actor
 
 from ..ledger import LedgerService
@@ -21,6 +22,8 @@ from ..redemption import redeem_reward
 points_blueprint = Blueprint("membership_points", __name__, url_prefix="/membership/points",
                              template_folder=str(Path(__file__).parent / "templates"))
 MEMBER = "membership.member"
+SOURCE_LABELS = {"order": ("Order", "消费单"), "reward": ("Redemption", "兑换"), "adjustment": ("Adjustment", "调整"), "expiry": ("Expiry", "过期"),
+                 "manual": ("Manual", "手工"), "redemption": ("Redemption", "兑换")}
 KIND_LABELS = {
     "earn": ("Earned", "获得"), "earn_pending": ("Pending", "待生效"), "confirm": ("Confirmed", "确认生效"), "redeem": ("Redeemed", "兑换"),
     "expire": ("Expired", "过期"), "reverse": ("Reversed", "冲销"), "adjust": ("Adjusted", "手工调整"),
@@ -45,7 +48,9 @@ def _history(services, ledger, record_id: int, limit: int) -> list[dict]:
     rows = []
     for h in ledger.history(record_id, limit=limit):
         en, cn = KIND_LABELS.get(h["kind"], (h["kind"], h["kind"]))
-        rows.append({**h, "kind_label": cn if zh else en, "currency_label": ("奖励" if zh else "Reward") if h["currency"] == "reward" else ("升级" if zh else "Upgrade")})
+        src_en, src_zh = SOURCE_LABELS.get(h["source_type"], (h["source_type"], h["source_type"]))
+        rows.append({**h, "kind_label": cn if zh else en, "source_label": src_zh if zh else src_en, "when": local_time(h["created_at"]),
+                     "currency_label": ("奖励" if zh else "Reward") if h["currency"] == "reward" else ("升级" if zh else "Upgrade")})
     return rows
 
 

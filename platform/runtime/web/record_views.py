@@ -190,6 +190,13 @@ def active_tab(tabs, wanted: str | None) -> str | None:
     return ids[0] if ids else None
 
 
+def action_label(action: str) -> str:
+    """A known action in the user's language; an app's own action (e.g. ``points.earn``) as it is named."""
+    key = f"action_{action}"
+    label = translate(key)
+    return action if label == key else label
+
+
 def history_entries(entity: EntityDef, record_id: int) -> list[dict]:
     svc = services()
     actor = acting()
@@ -226,7 +233,7 @@ def history_entries(entity: EntityDef, record_id: int) -> list[dict]:
                             "old": json_cell(catalog, f, old, locale, labels) if old is not None else EMPTY,
                             "new": json_cell(catalog, f, new, locale, labels) if new is not None else EMPTY})
         out.append({"when": local_time(entry["at"]), "who": entry["actor"], "action": entry["action"],
-                    "what": translate(f"action_{entry['action']}"), "css": ACTION_CLASS.get(entry["action"], "updated"),
+                    "what": action_label(entry["action"]), "css": ACTION_CLASS.get(entry["action"], "updated"),
                     "changes": changes, "children": children})
     return out
 
