@@ -118,3 +118,16 @@ def test_named_app_actions(services):
     assert run_action(services, "membership", "points.expire_due", SYSTEM, {})["entries"] == 0
     with pytest.raises(UnknownAction):
         run_action(services, "membership", "points.nope", SYSTEM, {})
+
+
+def test_app_actions_check_the_member_and_the_policy(services):
+    from crmkit.runtime.actor import Actor
+    from crmkit.runtime.errors import PermissionDenied, RecordNotFound
+
+    m = funded_member(services)
+    with pytest.raises(RecordNotFound):
+        run_action(services, "membership", "points.adjust", SYSTEM, {"member": 99999, "points": 5, "reason": "x"})
+    nobody = Actor(id=77, username="nobody")
+    with pytest.raises((PermissionDenied, RecordNotFound)):
+        run_action(services, "membership", "points.adjust", nobody, {"member": m, "points": 5, "reason": "x"})
+    assert entry_count(services, kind="adjust") == 0

@@ -32,7 +32,14 @@ def expire_due(services, actor, payload: dict) -> dict:
     return {"entries": LedgerService(services.engine).expire_due(now, actor=actor)}
 
 
+def _may_post_points(services, actor, member_id: int) -> None:
+    """Posting points for a member needs update access to that member (and the member must be visible to the actor)."""
+    services.queries.get("membership.member", member_id, actor)
+    services.policy.check(actor, services.store.catalog().entity("membership.member"), "update")
+
+
 def redeem(services, actor, payload: dict) -> dict:
+    _may_post_points(services, actor, int(payload["member"]))
     posted = redeem_reward(services, int(payload["member"]), int(payload["item"]), int(payload.get("quantity", 1)), actor=actor, key=str(payload["key"]))
     return {"entry": posted.entry_id, "points": posted.amount, "created": posted.created}
 
@@ -40,6 +47,7 @@ def redeem(services, actor, payload: dict) -> dict:
 def adjust(services, actor, payload: dict) -> dict:
     from .ledger.approval import approval_threshold
 
+    _may_post_points(services, actor, int(payload["member"]))
     ledger = LedgerService(services.engine, approval_threshold=approval_threshold(services))
     res = ledger.request_adjustment(int(payload["member"]), payload.get("points"), payload.get("reason", ""), actor=actor,
                                     currency=payload.get("currency", "reward"))
