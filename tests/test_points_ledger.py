@@ -232,3 +232,35 @@ def test_ledger_tables_are_not_entities(services):
     """Postings are not reachable through the record service or the API: no entity maps to them."""
     tables = {e.table_name for e in services.store.catalog().entities.values()}
     assert not tables & {t.name for t in lt.metadata.sorted_tables}
+
+
+def test_carry_over_redates_lots_and_reversal_restores_them(services):
+    from crmkit.apps.membership.carryover import carry_over, plan_end_instant
+    from crmkit.runtime.packages import run_action
+
+    from ledger_support import make_plan
+
+    plan = make_plan(services, expiry_rule="plan_end", carry_over_rule="min_balance", carry_over_min=100)
+    services.records.create("membership.points_plan", {"name": "2027", "code": "P2027", "starts_on": "2027-01-01", "ends_on": "2027-12-31"}, SYSTEM)
+    end = plan_end_instant(dt.date(2026, 12, 31))
+    lg = ledger(services)
+    lg.earn(21, 150, key="co:a", actor=SYSTEM, expires_at=end)
+    lg.earn(22, 60, key="co:b", actor=SYSTEM, expires_at=end)  # under the minimum: not carried
+    lg.earn(21, 30, key="co:c", actor=SYSTEM)  # never expires: nothing to carry
+    out = carry_over(services, plan, actor=SYSTEM)
+    assert out == {"members": 1, "points": 150}
+    assert carry_over(services, plan, actor=SYSTEM) == {"members": 0, "points": 0}  # a re-run carries nothing twice
+    assert lg.expire_due(end + dt.timedelta(seconds=1)) == 1  # only member 22's lot expires at the plan's end
+    assert lg.balances(21)["reward"]["wallet"] == 180 and lg.balances(22)["reward"]["wallet"] == 0
+    assert lg.expire_due(plan_end_instant(dt.date(2027, 12, 31))) == 1  # the carried lot expires with the next plan
+    assert lg.balances(21)["reward"]["wallet"] == 30
+    assert_sound(services)
+
+    lg.earn(23, 500, key="co:d", actor=SYSTEM, expires_at=end)
+    run_action(services, "membership", "points.carry_over", SYSTEM, {"plan": plan})
+    assert run_action(services, "membership", "points.reverse_carry_over", SYSTEM, {"plan": plan}) == {"members": 2}
+    assert lg.expire_due(end + dt.timedelta(seconds=1)) == 1  # 反结转: the 500 expire with the plan again
+    assert lg.balances(23)["reward"]["wallet"] == 0
+    kinds = [h["kind"] for h in lg.history(23)]
+    assert kinds == ["expire", "uncarry", "carry", "earn"]
+    assert_sound(services)

@@ -7,9 +7,11 @@ import datetime as dt
 import itertools
 
 from hypothesis import HealthCheck, settings, strategies as st
+from sqlalchemy import select
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule, run_state_machine_as_test
 
 from crmkit.apps.membership.ledger import InsufficientPoints, LedgerRefused, LedgerService, check_invariants
+from crmkit.apps.membership.ledger import tables as lt
 from crmkit.runtime.actor import SYSTEM
 
 from ledger_support import postings_snapshot
@@ -23,6 +25,7 @@ def make_machine(services):
         earned = Bundle("earned")
         pending = Bundle("pending")
         spent = Bundle("spent")
+        carried = Bundle("carried")
 
         def __init__(self):
             super().__init__()
@@ -113,6 +116,30 @@ def make_machine(services):
                 self.ledger.reverse(entry, key=f"sm{self.run}:refund:{entry}:{pct}", actor=SYSTEM, points=target) if target else None
             except LedgerRefused:
                 pass
+
+        @rule(target=carried, m=st.integers(0, 2), days=st.integers(1, 90))
+        def carry(self, m, days):
+            """结转: re-date a member's expiring lots; the balance does not change."""
+            member = self.members[m]
+            before = self.wallet(member)
+            with services.engine.connect() as c:
+                lots = c.execute(select(lt.lot.c.id).select_from(lt.lot.join(lt.account, lt.account.c.id == lt.lot.c.account_id))
+                                 .where(lt.account.c.member_id == member, lt.account.c.kind == "wallet", lt.account.c.currency == "reward",
+                                        lt.lot.c.remaining > 0, lt.lot.c.expires_at.is_not(None))).scalars().all()
+            if not lots:
+                return -1
+            p = self.ledger.carry(member, lots, self.now + dt.timedelta(days=days), key=self.key("carry"), actor=SYSTEM)
+            assert self.wallet(member) == before
+            return p.entry_id
+
+        @rule(entry=consumes(carried))
+        def uncarry(self, entry):
+            if entry < 0:
+                return
+            member = next(m for m in self.members if any(h["id"] == entry for h in self.ledger.history(m, limit=1000)))
+            before = self.wallet(member)
+            self.ledger.uncarry(entry, key=self.key("uncarry"), actor=SYSTEM)
+            assert self.wallet(member) == before
 
         @invariant()
         def ledger_is_sound(self):

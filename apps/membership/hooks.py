@@ -5,6 +5,7 @@ import datetime as dt
 
 from crmkit.runtime.packages import AppHooks
 
+from .carryover import carry_over, reverse_carry_over
 from .demo import seed_demo
 from .earning import on_order_written
 from .ledger import LedgerService
@@ -19,6 +20,8 @@ def register(hooks: AppHooks) -> AppHooks:
     hooks.action("points.expire_due")(expire_due)
     hooks.action("points.redeem")(redeem)
     hooks.action("points.adjust")(adjust)
+    hooks.action("points.carry_over")(carry)
+    hooks.action("points.reverse_carry_over")(uncarry)
     from .web import points_blueprint
 
     hooks.blueprint(points_blueprint)
@@ -30,6 +33,17 @@ def expire_due(services, actor, payload: dict) -> dict:
     """Periodic job: expire every lot due by ``payload["now"]`` (ISO timestamp; default: now)."""
     now = dt.datetime.fromisoformat(payload["now"]) if payload.get("now") else None
     return {"entries": LedgerService(services.engine).expire_due(now, actor=actor)}
+
+
+def carry(services, actor, payload: dict) -> dict:
+    """结转 for a plan (``payload["plan"]``), usually run once the plan has ended."""
+    services.policy.check(actor, services.store.catalog().entity("membership.points_plan"), "update")
+    return carry_over(services, int(payload["plan"]), actor=actor)
+
+
+def uncarry(services, actor, payload: dict) -> dict:
+    services.policy.check(actor, services.store.catalog().entity("membership.points_plan"), "update")
+    return reverse_carry_over(services, int(payload["plan"]), actor=actor)
 
 
 def _may_post_points(services, actor, member_id: int) -> None:

@@ -143,7 +143,7 @@ class LedgerService:
         in the entry's details (and counts as reversed, so a later partial refund does not claim it again)."""
         def work(c: Connection) -> Posted:
             orig = self._entry(c, entry_id)
-            if orig["kind"] in ("reverse", "expire", "confirm"):
+            if orig["kind"] in ("reverse", "expire", "confirm", "carry", "uncarry"):
                 raise LedgerRefused(text("A {kind} entry cannot be reversed.", "“{kind}”类分录不能冲销。", kind=orig["kind"]))
             member, cur = orig["member_id"], orig["currency"]
             acc, bal = self._lock(c, "wallet", member, cur)  # wallet before pending, the order confirm() locks them in
@@ -196,6 +196,60 @@ class LedgerService:
                 return posted
             for account_id in dict.fromkeys(r.account_id for r in due):
                 posted += self._expire_account(account_id, now, actor)
+
+    def carry(self, member_id: int, lot_ids: list[int], new_expiry: dt.datetime | None, *, key: str, actor: Actor, plan_id: int | None = None,
+              conn: Connection | None = None) -> Posted:
+        """Carry-over (结转): move what is left of ``lot_ids`` into one lot expiring at ``new_expiry``.
+
+        No points change hands, so the entry has no lines (it sums to zero trivially); it records which lots moved."""
+        def work(c: Connection) -> Posted:
+            wallet, _ = self._lock(c, "wallet", member_id, "reward")
+            found = self._existing(c, key)
+            if found:
+                return found
+            lots = c.execute(select(t.lot.c.id, t.lot.c.remaining, t.lot.c.expires_at).where(
+                t.lot.c.account_id == wallet, t.lot.c.id.in_(lot_ids), t.lot.c.remaining > 0).order_by(t.lot.c.id)).all()
+            moved = sum(int(lot.remaining) for lot in lots)
+            if not moved:
+                raise LedgerRefused(text("There are no points left to carry over.", "没有可结转的积分。"))
+            for lot in lots:
+                c.execute(t.lot.update().where(t.lot.c.id == lot.id).values(remaining=0))
+            entry_id = self._append(c, key=key, kind="carry", currency="reward", member_id=member_id, amount=0, lines=[], source_type="plan",
+                                    source_id=plan_id, memo=None, actor=actor, details={
+                                        "points": moved, "lots": [[lot.id, int(lot.remaining)] for lot in lots],
+                                        "from_expiry": [lot.expires_at.isoformat() if lot.expires_at else None for lot in lots],
+                                        "expires_at": new_expiry.isoformat() if new_expiry else None})
+            self._add_lot(c, wallet, entry_id, moved, new_expiry)
+            return Posted(entry_id, 0, True)
+
+        return self._run(conn, key, work)
+
+    def uncarry(self, carry_entry_id: int, *, key: str, actor: Actor, conn: Connection | None = None) -> Posted:
+        """Reverse a carry-over (反结转): what is left of the carried lot goes back to the lots' original expiry."""
+        def work(c: Connection) -> Posted:
+            orig = self._entry(c, carry_entry_id)
+            if orig["kind"] != "carry":
+                raise LedgerRefused(text("Only a carry-over can be reversed this way.", "只有结转分录可以反结转。"))
+            wallet, _ = self._lock(c, "wallet", orig["member_id"], "reward")
+            found = self._existing(c, key)
+            if found:
+                return found
+            if self.reversed_points(c, carry_entry_id):
+                raise LedgerRefused(text("This carry-over was already reversed.", "该结转已反结转。"))
+            lot = c.execute(select(t.lot.c.id, t.lot.c.remaining).where(t.lot.c.entry_id == carry_entry_id)).one()
+            back = int(lot.remaining)
+            old = [e for e in (orig["details"] or {}).get("from_expiry", []) if e]
+            expiry = min(_parse(e) for e in old) if old else None
+            c.execute(t.lot.update().where(t.lot.c.id == lot.id).values(remaining=0))
+            entry_id = self._append(c, key=key, kind="uncarry", currency="reward", member_id=orig["member_id"], amount=0, lines=[],
+                                    source_type="plan", source_id=orig["source_id"], reversal_of=carry_entry_id, memo=None, actor=actor,
+                                    details={"points": (orig["details"] or {}).get("points", back), "restored": back,
+                                             "expires_at": expiry.isoformat() if expiry else None})
+            if back:
+                self._add_lot(c, wallet, entry_id, back, expiry)
+            return Posted(entry_id, 0, True)
+
+        return self._run(conn, key, work)
 
     def request_adjustment(self, member_id: int, points: int, reason: str, *, actor: Actor, currency: str = "reward") -> AdjustmentResult:
         """A manual adjustment (signed). Up to ``approval_threshold`` points it posts at once; above, it waits for another user."""
