@@ -41,8 +41,8 @@ def prepare_database(url: str | None, var: Path, name: str = "crmkit_bench") -> 
         return make_url(url).set(database=name).render_as_string(hide_password=False)
     var.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{var / 'bench.db'}{suffix}").unlink(missing_ok=True)
-    return f"sqlite:///{(var / 'bench.db').resolve()}"
+        Path(f"{var / name}.db{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{(var / name).resolve()}.db"
 
 
 def build_app(url: str, var: Path):

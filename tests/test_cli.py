@@ -46,7 +46,7 @@ def test_init_install_plan_and_admin_from_an_empty_database(cli_env):
         assert c.execute(text("SELECT count(*) FROM membership_member")).scalar_one() == 15
         assert c.execute(text("SELECT count(*) FROM membership_level")).scalar_one() == 4
         # demo data went through the record service: one audit entry per record
-        assert c.execute(text("SELECT count(*) FROM crmkit_audit WHERE entity = 'membership.member'")).scalar_one() == 15
+        assert c.execute(text("SELECT count(*) FROM crmkit_audit WHERE entity = 'membership.member' AND action = 'create'")).scalar_one() == 15
     assert "installed" in invoke(["apps", "list"], cli_env).output
 
     r = invoke(["schema", "plan"], cli_env)

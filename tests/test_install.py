@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from core_support import fresh_services
+from crmkit.apps.membership.ledger import check_invariants
 from crmkit.runtime.actor import SYSTEM
 from crmkit.runtime.fields.identity import id_number_problem
 from crmkit.runtime.fields.text import normalize_phone
@@ -32,11 +33,14 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     messages = []
     report = install(services, "membership", demo=True, demo_size=30, progress=messages.append)
     assert report.installed == ["membership"] and report.documents_changed
-    assert [s.op for s in report.plan.steps].count("create_table") == 2
-    assert report.seeded == 34
+    assert [s.op for s in report.plan.steps].count("create_table") == 9
+    orders = services.queries.list("membership.order", SYSTEM, count="exact").total
+    assert orders >= 15
+    assert report.seeded == 34 + 4 + 4 + 4 + orders  # levels + members; plan and 3 items; stores; rewards; orders
     assert any("Create table membership_member" in m for m in messages)
-    assert installed_apps(services) == {"membership": "0.1.0"}
-    assert {"membership_member", "membership_level"} <= set(inspect(services.engine).get_table_names())
+    assert any("Created app tables: " in m and "membership_pts_entry" in m for m in messages)
+    assert installed_apps(services) == {"membership": "0.2.0"}
+    assert {"membership_member", "membership_level", "membership_pts_entry", "membership_pts_line"} <= set(inspect(services.engine).get_table_names())
 
     q = services.queries
     levels = q.list("membership.level", SYSTEM, sort=["level_value"], limit=10).rows
@@ -55,7 +59,11 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     # demo records went through the record service: one audit entry and one event each
     assert count(services, pt.audit, pt.audit.c.entity == "membership.member", pt.audit.c.action == "create") == 30
     assert count(services, pt.audit, pt.audit.c.entity == "membership.level") == 4
-    assert count(services, pt.outbox, pt.outbox.c.topic == "record.created") == 34
+    assert count(services, pt.outbox, pt.outbox.c.topic == "record.created") == report.seeded
+    # paid demo orders earned points through the order listener, and the ledger is sound
+    assert count(services, pt.outbox, pt.outbox.c.topic == "points.earn") > 0
+    with services.engine.connect() as conn:
+        assert check_invariants(conn) == []
 
 
 def test_installing_twice_is_idempotent(services):

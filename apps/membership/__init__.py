@@ -1,11 +1,10 @@
-"""Membership and loyalty (会员): members and levels. The membership issue grows it into the full template."""
+"""Membership and loyalty (会员): members, levels, and the points ledger with its earning and redemption rules."""
 from pathlib import Path
 
 from crmkit.runtime.packages import AppHooks, AppPackage
 
-from .demo import seed_demo
+from .hooks import register
 
-hooks = AppHooks()
-hooks.demo_seeder(seed_demo)
+hooks = register(AppHooks())
 
 package = AppPackage(id="membership", path=Path(__file__).parent, hooks=hooks)

@@ -1,4 +1,5 @@
-"""Demo data: four levels and realistic zh-CN members, written through the record service."""
+"""Demo data: four levels, realistic zh-CN members, a points plan, stores, a reward catalogue and orders —
+all written through the record service, so the orders post their points through the order listener."""
 from __future__ import annotations
 
 import datetime as dt
@@ -28,6 +29,7 @@ def seed_demo(ctx) -> int:
     level_ids = [ctx.records.create("membership.level", lv, ctx.actor) for lv in LEVELS]
     weights = [60, 25, 11, 4]
     used_mobiles: set[str] = set()
+    member_ids: list[int] = []
     created = len(level_ids)
     today = dt.date.today()
     for _ in range(ctx.size):
@@ -56,6 +58,48 @@ def seed_demo(ctx) -> int:
         else:
             data["gender"] = rnd.choice(["male", "female"])
             data["birthday"] = fake.date_of_birth(minimum_age=18, maximum_age=80).isoformat()
-        ctx.records.create("membership.member", data, ctx.actor)
+        member_ids.append(ctx.records.create("membership.member", data, ctx.actor))
         created += 1
+    return created + seed_points(ctx, rnd, member_ids, level_ids)
+
+
+STORES = [("SH-001", "上海南京西路店"), ("SH-002", "上海徐家汇店"), ("BJ-001", "北京三里屯店"), ("GZ-001", "广州天河店")]
+REWARDS = [
+    {"name": "品牌保温杯", "code": "CUP", "kind": "goods", "points": 800, "stock": 50, "per_member_limit": 2},
+    {"name": "定制帆布包", "code": "BAG", "kind": "goods", "points": 500, "stock": 120},
+    {"name": "20 元现金券", "code": "CASH20", "kind": "cash", "points": 2000, "cash_amount": "20"},
+    {"name": "满 100 减 15 优惠券", "code": "CPN15", "kind": "coupon", "points": 300, "per_member_limit": 5},
+]
+
+
+def seed_points(ctx, rnd: random.Random, member_ids: list[int], level_ids: list[int]) -> int:
+    """A plan for this year with consumption and purchase items, stores, rewards, and a few orders per member."""
+    today = dt.date.today()
+    plan = ctx.records.create("membership.points_plan", {
+        "name": f"{today.year} 年度积分计划", "code": f"P{today.year}", "starts_on": f"{today.year}-01-01", "ends_on": f"{today.year}-12-31",
+        "point_value": "0.01", "expiry_rule": "months_after_earn", "expiry_months": 12, "carry_over_rule": "min_balance", "carry_over_min": 1000,
+        "upgrade_per_yuan": "1", "approval_threshold": 1000}, ctx.actor)
+    multipliers = [{"level": lv, "multiplier": m} for lv, m in zip(level_ids, ["1", "1.2", "1.5", "2"])]
+    ctx.records.create("membership.point_item", {
+        "plan": plan, "name": "消费积分", "kind": "consumption", "per_yuan": "1", "rounding": "floor", "cap_per_day": 20000,
+        "level_multipliers": multipliers,
+        "bonus_periods": [{"starts_on": f"{today.year}-11-11", "ends_on": f"{today.year}-11-11", "multiplier": "2"}]}, ctx.actor)
+    ctx.records.create("membership.point_item", {"plan": plan, "name": "购卡积分", "kind": "purchase", "per_yuan": "2", "cap_per_order": 5000}, ctx.actor)
+    ctx.records.create("membership.point_item", {"plan": plan, "name": "线上入会礼", "kind": "online_join", "fixed_points": 100}, ctx.actor)
+    store_ids = [ctx.records.create("membership.store", {"code": code, "name": name}, ctx.actor) for code, name in STORES]
+    for r in REWARDS:
+        ctx.records.create("membership.reward_item", r, ctx.actor)
+    created = 4 + len(store_ids) + len(REWARDS)
+    start = dt.datetime.combine(today.replace(month=1, day=1), dt.time(10), dt.timezone(dt.timedelta(hours=8)))
+    span = max((today - start.date()).days, 1)
+    for member in member_ids[: max(len(member_ids) // 2, 1)]:
+        for _ in range(rnd.randint(1, 3)):
+            status = rnd.choices(["paid", "pending"], [9, 1])[0]
+            amount = decimal.Decimal(rnd.randint(2000, 200000)) / 100
+            data = {"member": member, "store": rnd.choice(store_ids), "kind": "consumption", "amount": str(amount), "payment_status": status,
+                    "ordered_at": (start + dt.timedelta(days=rnd.randint(0, span - 1), minutes=rnd.randint(0, 600))).isoformat()}
+            if status == "paid" and rnd.random() < 0.08:
+                data["refunded_amount"] = str((amount * decimal.Decimal(rnd.choice([25, 50, 100])) / 100).quantize(decimal.Decimal("0.01")))
+            ctx.records.create("membership.order", data, ctx.actor)
+            created += 1
     return created

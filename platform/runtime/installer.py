@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from .actor import SYSTEM, Actor
 from .db import write_transaction
@@ -49,6 +49,26 @@ def install_order(app_id: str, packages: dict[str, AppPackage]) -> list[str]:
     return order
 
 
+def create_app_tables(services: Services, pkg: AppPackage, progress: Callable[[str], None] = lambda msg: None) -> list[str]:
+    """Create the app-owned tables (``AppHooks.tables``) that do not exist yet; returns their names.
+
+    Existing tables are left as they are: an app changes its own tables by adding new ones, never by
+    editing a created one in place. A name that clashes with an entity table is refused."""
+    entity_tables = {e.table_name for e in services.store.catalog().entities.values()} if pkg.hooks.table_sets else set()
+    created: list[str] = []
+    for md in pkg.hooks.table_sets:
+        clash = sorted(set(md.tables) & entity_tables)
+        if clash:
+            raise ValueError(f"app {pkg.id}: table(s) {', '.join(clash)} clash with entity tables")
+        with write_transaction(services.engine) as conn:
+            missing = [t for t in md.sorted_tables if not inspect(conn).has_table(t.name)]
+            md.create_all(conn, tables=missing)
+        created += [t.name for t in missing]
+    if created:
+        progress(f"Created app tables: {', '.join(created)}")
+    return created
+
+
 def install(services: Services, app_id: str, *, demo: bool = False, confirm: bool = False, actor: Actor = SYSTEM,
             demo_size: int = 200, progress: Callable[[str], None] = lambda msg: None) -> InstallReport:
     packages = discover()
@@ -68,6 +88,8 @@ def install(services: Services, app_id: str, *, demo: bool = False, confirm: boo
     plan = Planner(services.engine, catalog).plan()
     progress(f"Schema plan: {len(plan.steps)} steps")
     apply_plan(services.engine, plan, confirm=confirm, progress=lambda i, n, s: progress(f"  [{i}/{n}] {s.description}"))
+    for a in order:
+        create_app_tables(services, packages[a], progress)
     now = dt.datetime.now(dt.timezone.utc)
     newly = []
     with write_transaction(services.engine) as conn:

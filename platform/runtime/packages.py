@@ -8,21 +8,72 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+from sqlalchemy import MetaData
 
 from .errors import CrmkitError
 
 DemoSeeder = Callable[["SeedContext"], int]
+# A named app action: (services, actor, payload) -> result. Called through ``run_action``; the app owns its meaning.
+AppAction = Callable[[Any, Any, dict], Any]
+# Runs inside the record service's write transaction after a record of the entity is written: (conn, RecordWritten).
+RecordListener = Callable[[Any, Any], None]
+
+
+@dataclass(frozen=True)
+class DetailPanel:
+    """A panel an app adds to an entity's detail page: the page loads ``endpoint(record_id=…)`` with htmx."""
+
+    entity: str
+    endpoint: str
+    label_en: str
+    label_zh: str
 
 
 @dataclass
 class AppHooks:
     demo_seeders: list[DemoSeeder] = field(default_factory=list)
+    table_sets: list[MetaData] = field(default_factory=list)
+    actions: dict[str, AppAction] = field(default_factory=dict)
+    record_listeners: list[tuple[str, RecordListener]] = field(default_factory=list)
+    blueprints: list[Any] = field(default_factory=list)
+    detail_panels: list[DetailPanel] = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
         self.demo_seeders.append(fn)
         return fn
+
+    def tables(self, metadata: MetaData) -> MetaData:
+        """Register app-owned tables (not entities): the installer creates the missing ones, after the entity tables."""
+        self.table_sets.append(metadata)
+        return metadata
+
+    def action(self, name: str) -> Callable[[AppAction], AppAction]:
+        """Register a named app action (decorator). Names are unique within the app."""
+        def register(fn: AppAction) -> AppAction:
+            if name in self.actions:
+                raise ValueError(f"app action '{name}' is already registered")
+            self.actions[name] = fn
+            return fn
+        return register
+
+    def on_record_written(self, entity_key: str, fn: RecordListener) -> RecordListener:
+        """Run ``fn(conn, written)`` in the same transaction whenever a record of ``entity_key`` is created, updated or deleted."""
+        self.record_listeners.append((entity_key, fn))
+        return fn
+
+    def blueprint(self, bp) -> Any:
+        """Register a Flask blueprint with the app's pages; the web app registers it when it starts."""
+        self.blueprints.append(bp)
+        return bp
+
+    def detail_panel(self, entity_key: str, endpoint: str, *, en: str, zh: str) -> DetailPanel:
+        """Show a panel (an htmx fragment from one of the app's blueprints) on ``entity_key``'s detail page."""
+        panel = DetailPanel(entity_key, endpoint, en, zh)
+        self.detail_panels.append(panel)
+        return panel
 
 
 @dataclass
@@ -56,6 +107,20 @@ def discover() -> dict[str, AppPackage]:
             raise TypeError(f"entry point {ep.name} must point to an AppPackage")
         found[pkg.id] = pkg
     return dict(sorted(found.items()))
+
+
+class UnknownAction(CrmkitError):
+    code = "unknown_action"
+    status = 404
+
+
+def run_action(services, app_id: str, name: str, actor, payload: dict | None = None):
+    """Call a named app action: the one way platform code (CLI, jobs, API) reaches app logic."""
+    pkg = get_package(app_id)
+    fn = pkg.hooks.actions.get(name)
+    if fn is None:
+        raise UnknownAction(f"App '{app_id}' has no action named '{name}'. Available: {', '.join(sorted(pkg.hooks.actions)) or 'none'}.")
+    return fn(services, actor, dict(payload or {}))
 
 
 def get_package(app_id: str) -> AppPackage:

@@ -13,6 +13,7 @@ from .jobs import JobService
 from .jobs.background import Background, build_background
 from .messaging import MessagingService, build_messaging
 from .meta.store import MetadataStore
+from .packages import discover
 from .policy import Policy
 from .query import QueryService
 from .records import RecordService
@@ -50,10 +51,13 @@ class Services:
         policy = Policy(engine, catalog=store.catalog, request_scope=request_scope, timezone=settings.timezone)
         tables = TableCache()
         background = build_background(settings, engine)
+        records = RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes, on_commit=background.wake_outbox)
+        for pkg in discover().values():  # app hooks that must run inside record writes (e.g. points for an order)
+            for entity_key, listener in pkg.hooks.record_listeners:
+                records.listen(entity_key, listener)
         services = cls(
             settings=settings, engine=engine, field_types=field_types, store=store, policy=policy,
-            records=RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes, on_commit=background.wake_outbox),
-            queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
+            records=records, queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
             background=background,
             messaging=build_messaging(settings, engine, background.jobs),
             webhooks=WebhookService(engine, background.jobs),

@@ -81,7 +81,7 @@ def write_many(service, entity_key: str, items: list[Any], actor: Actor, *, mode
             events: list[tuple[int, str, dict]] = []
             _do_creates(service, conn, catalog, entity, table, creates, results, events, actor, request_id)
             _do_updates(service, conn, catalog, entity, table, updates, results, events, actor, request_id)
-            _write_events(conn, entity, events, actor, request_id)
+            _write_events(service, conn, entity, events, actor, request_id)
             if within is not None:
                 within(conn, results)
             if dry_run:
@@ -324,7 +324,7 @@ def _do_updates(service, conn, catalog, entity, table, updates, results, events,
         events.append((current["id"], "update", changes))
 
 
-def _write_events(conn, entity, events, actor, request_id) -> None:
+def _write_events(service, conn, entity, events, actor, request_id) -> None:
     if not events:
         return
     record_events(conn, [{"category": "record", "action": action, "actor_id": actor.id, "entity": entity.key, "record_id": rid,
@@ -333,3 +333,11 @@ def _write_events(conn, entity, events, actor, request_id) -> None:
     verbs = {"create": "created", "update": "updated"}
     conn.execute(pt.outbox.insert(), [{"created_at": now, "topic": f"record.{verbs[a]}", "entity": entity.key, "record_id": rid,
                                        "payload": {"entity": entity.key, "id": rid, "changes": ch, "actor_id": actor.id}} for rid, a, ch in events])
+    listeners = service.listeners.get(entity.key)
+    if listeners:  # app hooks run inside the batch's transaction, per record, as for single writes
+        from .service import RecordWritten
+
+        tables = service.table_cache.tables(service.store.catalog())
+        for rid, a, ch in events:
+            for fn in listeners:
+                fn(conn, RecordWritten(entity=entity.key, record_id=rid, verb=verbs[a], changes=ch, actor=actor, tables=tables))

@@ -11,6 +11,7 @@ import logging
 import os
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, Table, exists, select
@@ -66,6 +67,11 @@ class RecordService:
         self.table_cache = tables
         self.schemas = SchemaCache()
         self.max_upload_bytes = max_upload_bytes
+        self.listeners: dict[str, list[Callable[[Connection, RecordWritten], None]]] = {}
+
+    def listen(self, entity_key: str, fn: Callable[[Connection, "RecordWritten"], None]) -> None:
+        """Call ``fn(conn, written)`` inside the write transaction after each write to ``entity_key`` (app hooks use this)."""
+        self.listeners.setdefault(entity_key, []).append(fn)
 
     # --- public API ------------------------------------------------------------------
     def create(self, entity_key: str, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
@@ -482,6 +488,26 @@ class RecordService:
     def _event(self, conn, entity, record_id, verb, changes, actor) -> None:
         conn.execute(pt.outbox.insert().values(created_at=utcnow(), topic=f"record.{verb}", entity=entity.key, record_id=record_id,
                                                payload={"entity": entity.key, "id": record_id, "changes": changes, "actor_id": actor.id}))
+        if self.listeners.get(entity.key):
+            tables = self.table_cache.tables(self.store.catalog())
+            for fn in self.listeners[entity.key]:
+                fn(conn, RecordWritten(entity=entity.key, record_id=record_id, verb=verb, changes=changes, actor=actor, tables=tables))
+
+
+@dataclass(frozen=True)
+class RecordWritten:
+    """What a record listener gets: the change, and the entity tables to read rows in the same transaction."""
+
+    entity: str
+    record_id: int
+    verb: str  # created / updated / deleted / restored
+    changes: dict
+    actor: Actor
+    tables: dict[str, Table]
+
+    @property
+    def table(self) -> Table:
+        return self.tables[self.entity]
 
 
 def next_sequence(conn: Connection, key: str, start: int) -> int:

@@ -128,8 +128,22 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     app.register_blueprint(webhooks_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
+    _register_app_pages(app)
     register_error_handlers(app)
     register_auth(app, services.settings)
+
+
+def _register_app_pages(app: Flask) -> None:
+    """Blueprints and detail-page panels that app packages registered through their hooks."""
+    from ..packages import discover
+
+    panels: dict[str, list] = {}
+    for pkg in discover().values():
+        for bp in pkg.hooks.blueprints:
+            app.register_blueprint(bp)
+        for panel in pkg.hooks.detail_panels:
+            panels.setdefault(panel.entity, []).append(panel)
+    app.extensions["crmkit_panels"] = panels
 
 
 def services_of(app: Flask) -> Services:

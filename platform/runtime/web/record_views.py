@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from flask import flash, make_response, redirect, render_template, request, url_for
+from flask import current_app, flash, make_response, redirect, render_template, request, url_for
 
 from ..errors import PermissionDenied, RecordNotFound, StaleRecord, ValidationFailed
 from ..i18n_text import join, localize, text
@@ -188,6 +188,7 @@ def render_detail(entity: EntityDef, record_id: int):
                    (translate("version"), record["row_version"]), (translate("record_id"), record["id"])],
         "can": {a: svc.policy.allows(actor, entity, a) for a in ("create", "update", "delete")},
         "personal_data": has_personal_data(entity),
+        "panels": current_app.extensions.get("crmkit_panels", {}).get(entity.key, []),
     }
     return render_template("crmkit/entity_detail.html", **ctx)
 
@@ -197,6 +198,13 @@ def active_tab(tabs, wanted: str | None) -> str | None:
     if wanted in ids:
         return wanted
     return ids[0] if ids else None
+
+
+def action_label(action: str) -> str:
+    """A known action in the user's language; an app's own action (e.g. ``points.earn``) as it is named."""
+    key = f"action_{action}"
+    label = translate(key)
+    return action if label == key else label
 
 
 def history_entries(entity: EntityDef, record_id: int) -> list[dict]:
@@ -235,7 +243,7 @@ def history_entries(entity: EntityDef, record_id: int) -> list[dict]:
                             "old": json_cell(catalog, f, old, locale, labels) if old is not None else EMPTY,
                             "new": json_cell(catalog, f, new, locale, labels) if new is not None else EMPTY})
         out.append({"when": local_time(entry["at"]), "who": entry["actor"], "action": entry["action"],
-                    "what": translate(f"action_{entry['action']}"), "css": ACTION_CLASS.get(entry["action"], "updated"),
+                    "what": action_label(entry["action"]), "css": ACTION_CLASS.get(entry["action"], "updated"),
                     "changes": changes, "children": children})
     return out
 

@@ -1,0 +1,512 @@
+"""LedgerService: earn, confirm, redeem, expire, reverse and adjust points — the only writer of the ledger tables.
+
+Every posting runs in one write transaction (``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL the member's
+account row is locked with ``SELECT … FOR UPDATE``) that: locks the member's account, returns the existing
+entry if the idempotency key was already used, checks the balance, appends the entry and its lines (summing to
+zero), moves the materialised balances and the FIFO lots, and writes an audit entry and an outbox event. A
+caller that is already in a write transaction (a record listener, a redemption) passes ``conn=`` to post in it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy.exc import IntegrityError
+
+from crmkit.runtime.actor import Actor
+from crmkit.runtime.audit import record_event
+from crmkit.runtime.db import write_transaction
+from crmkit.runtime.errors import ValidationFailed
+from crmkit.runtime.i18n_text import text
+from crmkit.runtime.storage import platform_tables as pt
+
+from . import tables as t
+from .errors import InsufficientPoints, LedgerRefused
+
+MEMBER_ENTITY = "membership.member"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Posted:
+    entry_id: int
+    amount: int  # signed effect on the member
+    created: bool  # False: the idempotency key was already used and nothing new was posted
+
+
+@dataclass(frozen=True)
+class AdjustmentResult:
+    adjustment_id: int
+    status: str  # applied (under the threshold), pending (waits for approval)
+    posted: Posted | None
+
+
+def _insert_ignore(conn: Connection, table, values: dict, keys: list[str]) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    conn.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
+
+
+class LedgerService:
+    def __init__(self, engine: Engine, *, approval_threshold: int = 1000, clock: Callable[[], dt.datetime] = utcnow):
+        self.engine = engine
+        self.approval_threshold = approval_threshold
+        self.clock = clock
+
+    # -- public operations ---------------------------------------------------------------------------
+    def earn(self, member_id: int, points: int, *, key: str, actor: Actor, currency: str = "reward", source_type: str = "manual",
+             source_id: str | int | None = None, expires_at: dt.datetime | None = None, pending: bool = False, memo: str | None = None,
+             details: dict | None = None, conn: Connection | None = None) -> Posted:
+        """Credit ``points`` to the wallet (a new lot), or to the pending account when ``pending`` (purchases before payment)."""
+        _positive(points)
+        _currency(currency)
+
+        def work(c: Connection) -> Posted:
+            side = "pending" if pending else "wallet"
+            acc, _bal = self._lock(c, side, member_id, currency)
+            found = self._existing(c, key)
+            if found:
+                return found
+            counter = self._account(c, "liability", 0, currency)
+            entry_id = self._append(c, key=key, kind="earn_pending" if pending else "earn", currency=currency, member_id=member_id, amount=points,
+                                    lines=[(acc, points), (counter, -points)], source_type=source_type, source_id=source_id, memo=memo,
+                                    details={**(details or {}), "expires_at": expires_at.isoformat() if expires_at else None}, actor=actor)
+            if not pending:
+                self._add_lot(c, acc, entry_id, points, expires_at)
+            return Posted(entry_id, points, True)
+
+        return self._run(conn, key, work)
+
+    def confirm(self, pending_entry_id: int, *, actor: Actor, expires_at: dt.datetime | None = None, conn: Connection | None = None) -> Posted:
+        """Move a pending earn into the wallet once its payment is confirmed (idempotent per pending entry)."""
+        key = f"confirm:{pending_entry_id}"
+
+        def work(c: Connection) -> Posted:
+            orig = self._entry(c, pending_entry_id)
+            if orig["kind"] != "earn_pending":
+                raise LedgerRefused(text("Only pending points can be confirmed.", "只有待生效的积分可以确认。"))
+            member, cur = orig["member_id"], orig["currency"]
+            wallet, _ = self._lock(c, "wallet", member, cur)
+            pend, pend_bal = self._lock(c, "pending", member, cur)
+            found = self._existing(c, key)
+            if found:
+                return found
+            amount = orig["amount"] - self.reversed_points(c, pending_entry_id)
+            if amount <= 0 or pend_bal < amount:
+                raise LedgerRefused(text("These pending points were already reversed.", "这笔待生效积分已被冲销。"))
+            exp = expires_at or _parse((orig["details"] or {}).get("expires_at"))
+            entry_id = self._append(c, key=key, kind="confirm", currency=cur, member_id=member, amount=0, lines=[(wallet, amount), (pend, -amount)],
+                                    source_type=orig["source_type"], source_id=orig["source_id"], reversal_of=None, memo=None,
+                                    details={"pending_entry": pending_entry_id, "points": amount}, actor=actor)
+            self._add_lot(c, wallet, entry_id, amount, exp)
+            return Posted(entry_id, 0, True)
+
+        return self._run(conn, key, work)
+
+    def redeem(self, member_id: int, points: int, *, key: str, actor: Actor, source_type: str = "redemption", source_id: str | int | None = None,
+               memo: str | None = None, conn: Connection | None = None, within: Callable[[Connection, int], None] | None = None) -> Posted:
+        """Spend reward points, oldest lots first. ``within(conn, entry_id)`` runs in the same transaction (stock, limits)."""
+        _positive(points)
+
+        def work(c: Connection) -> Posted:
+            wallet, bal = self._lock(c, "wallet", member_id, "reward")
+            found = self._existing(c, key)
+            if found:
+                return found
+            if bal < points:
+                raise InsufficientPoints(text("Not enough points: the balance is {balance}, {points} are needed.", "积分不足：余额 {balance}，需要 {points}。",
+                                              balance=bal, points=points), details={"balance": bal, "needed": points})
+            counter = self._account(c, "redeemed", 0, "reward")
+            used = self._consume(c, wallet, points)
+            entry_id = self._append(c, key=key, kind="redeem", currency="reward", member_id=member_id, amount=-points,
+                                    lines=[(wallet, -points), (counter, points)], source_type=source_type, source_id=source_id, memo=memo,
+                                    details={"lots": used}, actor=actor)
+            if within is not None:
+                within(c, entry_id)
+            return Posted(entry_id, -points, True)
+
+        return self._run(conn, key, work)
+
+    def reverse(self, entry_id: int, *, key: str, actor: Actor, points: int | None = None, memo: str | None = None,
+                conn: Connection | None = None) -> Posted:
+        """Post a compensating entry for ``points`` of an entry (all that is left to reverse by default).
+
+        A reversal that would take a wallet below zero takes what is there; the rest is recorded as ``shortfall``
+        in the entry's details (and counts as reversed, so a later partial refund does not claim it again)."""
+        def work(c: Connection) -> Posted:
+            orig = self._entry(c, entry_id)
+            if orig["kind"] in ("reverse", "expire", "confirm", "carry", "uncarry"):
+                raise LedgerRefused(text("A {kind} entry cannot be reversed.", "“{kind}”类分录不能冲销。", kind=orig["kind"]))
+            member, cur = orig["member_id"], orig["currency"]
+            acc, bal = self._lock(c, "wallet", member, cur)  # wallet before pending, the order confirm() locks them in
+            lot_entry, in_wallet = entry_id, True
+            if orig["kind"] == "earn_pending":
+                pend, pend_bal = self._lock(c, "pending", member, cur)
+                confirmed = self._existing(c, f"confirm:{entry_id}")
+                if confirmed:  # the points moved to the wallet: take them back from there, the confirmation's lot first
+                    lot_entry = confirmed.entry_id
+                else:
+                    acc, bal, in_wallet = pend, pend_bal, False
+            found = self._existing(c, key)
+            if found:
+                return found
+            left = abs(orig["amount"]) - self.reversed_points(c, entry_id)
+            want = left if points is None else points
+            if want <= 0 or want > left:
+                raise LedgerRefused(text("Only {left} points of this entry are left to reverse.", "该分录只剩 {left} 积分可冲销。", left=max(left, 0)))
+            counter_line = c.execute(select(t.line.c.account_id).select_from(t.line.join(t.account, t.account.c.id == t.line.c.account_id))
+                                     .where(t.line.c.entry_id == entry_id, t.account.c.member_id == 0)).scalar_one()
+            details: dict = {"points": want}
+            if orig["amount"] > 0:  # the member got points: take them back (FIFO, this entry's lot first)
+                take = min(want, bal)
+                details["shortfall"] = want - take
+                if take and in_wallet:
+                    details["lots"] = self._consume(c, acc, take, first_entry=lot_entry)
+                amount, lines = -take, [(acc, -take), (counter_line, take)]
+            else:  # the member spent points: give them back, expiring like the earliest lot they came from
+                amount, lines = want, [(acc, want), (counter_line, -want)]
+            rid = self._append(c, key=key, kind="reverse", currency=cur, member_id=member, amount=amount, lines=lines, source_type=orig["source_type"],
+                               source_id=orig["source_id"], reversal_of=entry_id, memo=memo, details=details, actor=actor)
+            if amount > 0:
+                self._add_lot(c, acc, rid, amount, self._earliest_expiry(c, (orig["details"] or {}).get("lots") or []))
+            return Posted(rid, amount, True)
+
+        return self._run(conn, key, work)
+
+    def expire_due(self, now: dt.datetime | None = None, *, actor: Actor | None = None, batch: int = 1000) -> int:
+        """Expire every lot whose ``expires_at`` has passed (run by a periodic job); returns how many entries were posted."""
+        from crmkit.runtime.actor import SYSTEM
+
+        now = now or self.clock()
+        actor = actor or SYSTEM
+        posted = 0
+        while True:
+            with self.engine.connect() as c:
+                due = c.execute(select(t.lot.c.account_id, t.lot.c.id).where(t.lot.c.expires_at <= now, t.lot.c.remaining > 0)
+                                .order_by(t.lot.c.account_id, t.lot.c.id).limit(batch)).all()
+            if not due:
+                return posted
+            for account_id in dict.fromkeys(r.account_id for r in due):
+                posted += self._expire_account(account_id, now, actor)
+
+    def carry(self, member_id: int, lot_ids: list[int], new_expiry: dt.datetime | None, *, key: str, actor: Actor, plan_id: int | None = None,
+              conn: Connection | None = None) -> Posted:
+        """Carry-over (结转): move what is left of ``lot_ids`` into one lot expiring at ``new_expiry``.
+
+        No points change hands, so the entry has no lines (it sums to zero trivially); it records which lots moved."""
+        def work(c: Connection) -> Posted:
+            wallet, _ = self._lock(c, "wallet", member_id, "reward")
+            found = self._existing(c, key)
+            if found:
+                return found
+            lots = c.execute(select(t.lot.c.id, t.lot.c.remaining, t.lot.c.expires_at).where(
+                t.lot.c.account_id == wallet, t.lot.c.id.in_(lot_ids), t.lot.c.remaining > 0).order_by(t.lot.c.id)).all()
+            moved = sum(int(lot.remaining) for lot in lots)
+            if not moved:
+                raise LedgerRefused(text("There are no points left to carry over.", "没有可结转的积分。"))
+            for lot in lots:
+                c.execute(t.lot.update().where(t.lot.c.id == lot.id).values(remaining=0))
+            entry_id = self._append(c, key=key, kind="carry", currency="reward", member_id=member_id, amount=0, lines=[], source_type="plan",
+                                    source_id=plan_id, memo=None, actor=actor, details={
+                                        "points": moved, "lots": [[lot.id, int(lot.remaining)] for lot in lots],
+                                        "from_expiry": [lot.expires_at.isoformat() if lot.expires_at else None for lot in lots],
+                                        "expires_at": new_expiry.isoformat() if new_expiry else None})
+            self._add_lot(c, wallet, entry_id, moved, new_expiry)
+            return Posted(entry_id, 0, True)
+
+        return self._run(conn, key, work)
+
+    def uncarry(self, carry_entry_id: int, *, key: str, actor: Actor, conn: Connection | None = None) -> Posted:
+        """Reverse a carry-over (反结转): what is left of the carried lot goes back to the lots' original expiry."""
+        def work(c: Connection) -> Posted:
+            orig = self._entry(c, carry_entry_id)
+            if orig["kind"] != "carry":
+                raise LedgerRefused(text("Only a carry-over can be reversed this way.", "只有结转分录可以反结转。"))
+            wallet, _ = self._lock(c, "wallet", orig["member_id"], "reward")
+            found = self._existing(c, key)
+            if found:
+                return found
+            if self.reversed_points(c, carry_entry_id):
+                raise LedgerRefused(text("This carry-over was already reversed.", "该结转已反结转。"))
+            lot = c.execute(select(t.lot.c.id, t.lot.c.remaining).where(t.lot.c.entry_id == carry_entry_id)).one()
+            back = int(lot.remaining)
+            old = [e for e in (orig["details"] or {}).get("from_expiry", []) if e]
+            expiry = min(_parse(e) for e in old) if old else None
+            c.execute(t.lot.update().where(t.lot.c.id == lot.id).values(remaining=0))
+            entry_id = self._append(c, key=key, kind="uncarry", currency="reward", member_id=orig["member_id"], amount=0, lines=[],
+                                    source_type="plan", source_id=orig["source_id"], reversal_of=carry_entry_id, memo=None, actor=actor,
+                                    details={"points": (orig["details"] or {}).get("points", back), "restored": back,
+                                             "expires_at": expiry.isoformat() if expiry else None})
+            if back:
+                self._add_lot(c, wallet, entry_id, back, expiry)
+            return Posted(entry_id, 0, True)
+
+        return self._run(conn, key, work)
+
+    def request_adjustment(self, member_id: int, points: int, reason: str, *, actor: Actor, currency: str = "reward") -> AdjustmentResult:
+        """A manual adjustment (signed). Up to ``approval_threshold`` points it posts at once; above, it waits for another user."""
+        _currency(currency)
+        reason = (reason or "").strip()
+        errors = {}
+        if not reason:
+            errors["reason"] = [text("Give a reason for the adjustment.", "请填写调整原因。")]
+        if not isinstance(points, int) or isinstance(points, bool) or points == 0:
+            errors["points"] = [text("Enter a whole number of points other than 0.", "请输入不为 0 的整数积分。")]
+        if errors:
+            raise ValidationFailed(errors)
+        now = self.clock()
+        with write_transaction(self.engine) as c:
+            adj = c.execute(t.adjustment.insert().values(member_id=member_id, currency=currency, amount=points, reason=reason[:500], status="pending",
+                                                         requested_by=actor.id, requested_at=now)).inserted_primary_key[0]
+            record_event(c, category="record", action="points.adjust_request", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=member_id,
+                         changes={"adjustment": adj, "points": points, "currency": currency, "reason": reason[:500]})
+            if abs(points) <= self.approval_threshold:
+                posted = self._apply_adjustment(c, adj, actor)
+                return AdjustmentResult(adj, "applied", posted)
+        return AdjustmentResult(adj, "pending", None)
+
+    def approve_adjustment(self, adjustment_id: int, *, actor: Actor) -> Posted:
+        with write_transaction(self.engine) as c:
+            row = self._pending_adjustment(c, adjustment_id)
+            if row["requested_by"] == actor.id:
+                raise LedgerRefused(text("Another user must approve this adjustment.", "该调整须由另一位用户审批。"))
+            return self._apply_adjustment(c, adjustment_id, actor)
+
+    def reject_adjustment(self, adjustment_id: int, *, actor: Actor) -> None:
+        with write_transaction(self.engine) as c:
+            row = self._pending_adjustment(c, adjustment_id)
+            c.execute(t.adjustment.update().where(t.adjustment.c.id == adjustment_id)
+                      .values(status="rejected", decided_by=actor.id, decided_at=self.clock()))
+            record_event(c, category="record", action="points.adjust_reject", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=row["member_id"],
+                         changes={"adjustment": adjustment_id})
+
+    # -- reads ------------------------------------------------------------------------------------------
+    def balances(self, member_id: int, conn: Connection | None = None) -> dict[str, dict[str, int]]:
+        """{currency: {"wallet": n, "pending": n}} (zeros for accounts not opened yet)."""
+        out = {cur: {k: 0 for k in t.MEMBER_KINDS} for cur in t.CURRENCIES}
+        with _maybe(self.engine, conn) as c:
+            for r in c.execute(select(t.account.c.kind, t.account.c.currency, t.account.c.balance).where(t.account.c.member_id == member_id)):
+                out[r.currency][r.kind] = int(r.balance or 0)
+        return out
+
+    def history(self, member_id: int, *, limit: int = 100, conn: Connection | None = None) -> list[dict]:
+        with _maybe(self.engine, conn) as c:
+            rows = c.execute(select(t.entry).where(t.entry.c.member_id == member_id).order_by(t.entry.c.id.desc()).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def pending_adjustments(self, *, limit: int = 100) -> list[dict]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(t.adjustment).where(t.adjustment.c.status == "pending").order_by(t.adjustment.c.id).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _run(self, conn: Connection | None, key: str, work: Callable[[Connection], Posted]) -> Posted:
+        if not key or len(key) > 200:
+            raise ValueError("an idempotency key is 1-200 characters")
+        if conn is not None:
+            return work(conn)
+        try:
+            with write_transaction(self.engine) as c:
+                return work(c)
+        except IntegrityError:
+            # Two first postings of one key raced (possible only for different members): the loser reports the winner's entry.
+            with self.engine.connect() as c:
+                found = self._existing(c, key)
+            if found:
+                return found
+            raise
+
+    def _account(self, c: Connection, kind: str, member_id: int, currency: str) -> int:
+        q = select(t.account.c.id).where(t.account.c.kind == kind, t.account.c.member_id == member_id, t.account.c.currency == currency)
+        acc = c.execute(q).scalar()
+        if acc is None:
+            _insert_ignore(c, t.account, {"kind": kind, "member_id": member_id, "currency": currency,
+                                          "balance": 0 if kind in t.MEMBER_KINDS else None, "updated_at": self.clock()},
+                           ["kind", "member_id", "currency"])
+            acc = c.execute(q).scalar_one()
+        return acc
+
+    def _lock(self, c: Connection, kind: str, member_id: int, currency: str) -> tuple[int, int]:
+        """The member's account, row-locked until the transaction ends (a no-op on SQLite, whose writer holds the database lock)."""
+        acc = self._account(c, kind, member_id, currency)
+        bal = c.execute(select(t.account.c.balance).where(t.account.c.id == acc).with_for_update()).scalar_one()
+        return acc, int(bal)
+
+    def _existing(self, c: Connection, key: str) -> Posted | None:
+        row = c.execute(select(t.entry.c.id, t.entry.c.amount).where(t.entry.c.idempotency_key == key)).first()
+        return Posted(row.id, row.amount, False) if row else None
+
+    def _entry(self, c: Connection, entry_id: int) -> dict:
+        row = c.execute(select(t.entry).where(t.entry.c.id == entry_id)).mappings().first()
+        if row is None:
+            raise LedgerRefused(text("Points entry #{id} does not exist.", "积分分录 #{id} 不存在。", id=entry_id))
+        return dict(row)
+
+    def reversed_points(self, c: Connection, entry_id: int) -> int:
+        """Points of ``entry_id`` already reversed (including shortfalls that could not be taken back)."""
+        total = 0
+        for r in c.execute(select(t.entry.c.details).where(t.entry.c.reversal_of == entry_id)):
+            total += int((r.details or {}).get("points", 0))
+        return total
+
+    def _append(self, c: Connection, *, key, kind, currency, member_id, amount, lines, source_type, source_id, memo, details, actor,
+                reversal_of=None) -> int:
+        if sum(a for _, a in lines) != 0:
+            raise AssertionError("an entry's lines must sum to zero")
+        now = self.clock()
+        entry_id = c.execute(t.entry.insert().values(
+            idempotency_key=key, kind=kind, currency=currency, member_id=member_id, amount=amount, source_type=source_type,
+            source_id=None if source_id is None else str(source_id), reversal_of=reversal_of, memo=(memo or None) and memo[:500], details=details,
+            created_at=now, created_by=actor.id)).inserted_primary_key[0]
+        rows = [{"entry_id": entry_id, "account_id": acc, "currency": currency, "amount": a} for acc, a in lines if a]
+        if rows:  # a reversal that found nothing left to take back records its shortfall with no lines
+            c.execute(t.line.insert(), rows)
+        for acc, a in lines:
+            if a:  # counter accounts (balance NULL) match nothing, so their shared rows are never locked
+                c.execute(t.account.update().where(t.account.c.id == acc, t.account.c.balance.is_not(None))
+                          .values(balance=t.account.c.balance + a, updated_at=now))
+        change = {"entry": entry_id, "kind": kind, "points": amount, "currency": currency, "key": key, "source": f"{source_type}:{source_id}"}
+        c.execute(pt.outbox.insert().values(created_at=now, topic=f"points.{kind}", entity=MEMBER_ENTITY, record_id=member_id,
+                                            payload={**change, "member_id": member_id, "actor_id": actor.id}))
+        # The audit chain serialises every writer on its head row: keep it the last statement before the caller's other work.
+        record_event(c, category="record", action=f"points.{kind}", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=member_id, changes=change)
+        return entry_id
+
+    def _add_lot(self, c: Connection, acc: int, entry_id: int, amount: int, expires_at: dt.datetime | None) -> None:
+        c.execute(t.lot.insert().values(account_id=acc, entry_id=entry_id, amount=amount, remaining=amount, expires_at=expires_at, created_at=self.clock()))
+
+    def _consume(self, c: Connection, acc: int, points: int, *, first_entry: int | None = None) -> list[list[int]]:
+        """Take ``points`` from the wallet's open lots, oldest first (``first_entry``'s own lot before the rest).
+
+        Lots are read 64 at a time through the partial index of open lots, so a wallet with many spent lots costs nothing extra."""
+        used: list[list[int]] = []
+        left = points
+        open_lots = select(t.lot.c.id, t.lot.c.remaining).where(t.lot.c.account_id == acc, t.lot.c.remaining > 0)
+        if first_entry is not None:
+            for lot in c.execute(open_lots.where(t.lot.c.entry_id == first_entry)).all():
+                left = self._take(c, lot, left, used)
+        after = 0
+        while left:
+            lots = c.execute(open_lots.where(t.lot.c.id > after).order_by(t.lot.c.id).limit(64)).all()
+            if not lots:
+                raise AssertionError(f"lots of account {acc} hold less than its balance")
+            for lot in lots:
+                after = lot.id
+                left = self._take(c, lot, left, used)
+                if not left:
+                    break
+        return used
+
+    @staticmethod
+    def _take(c: Connection, lot, left: int, used: list) -> int:
+        n = min(left, int(lot.remaining))
+        if n:
+            c.execute(t.lot.update().where(t.lot.c.id == lot.id).values(remaining=t.lot.c.remaining - n))
+            used.append([lot.id, n])
+        return left - n
+
+    def _earliest_expiry(self, c: Connection, used: list) -> dt.datetime | None:
+        ids = [int(u[0]) for u in used]
+        if not ids:
+            return None
+        exp = [r.expires_at for r in c.execute(select(t.lot.c.expires_at).where(t.lot.c.id.in_(ids)))]
+        return None if any(e is None for e in exp) else min(exp)
+
+    def _expire_account(self, account_id: int, now: dt.datetime, actor: Actor) -> int:
+        posted = 0
+        with write_transaction(self.engine) as c:
+            acc = c.execute(select(t.account).where(t.account.c.id == account_id)).mappings().one()
+            self._lock(c, "wallet", acc["member_id"], acc["currency"])
+            counter = self._account(c, "expired", 0, acc["currency"])
+            lots = c.execute(select(t.lot.c.id, t.lot.c.remaining).where(t.lot.c.account_id == account_id, t.lot.c.expires_at <= now,
+                                                                          t.lot.c.remaining > 0).order_by(t.lot.c.id)).all()
+            for lot in lots:
+                n = int(lot.remaining)
+                c.execute(t.lot.update().where(t.lot.c.id == lot.id).values(remaining=0))
+                self._append(c, key=f"expire:lot:{lot.id}", kind="expire", currency=acc["currency"], member_id=acc["member_id"], amount=-n,
+                             lines=[(account_id, -n), (counter, n)], source_type="expiry", source_id=lot.id, memo=None,
+                             details={"lots": [[lot.id, n]], "points": n}, actor=actor)
+                posted += 1
+        return posted
+
+    def _pending_adjustment(self, c: Connection, adjustment_id: int) -> dict:
+        row = c.execute(select(t.adjustment).where(t.adjustment.c.id == adjustment_id).with_for_update()).mappings().first()
+        if row is None or row["status"] != "pending":
+            raise LedgerRefused(text("Adjustment #{id} is not waiting for approval.", "调整 #{id} 不在待审批状态。", id=adjustment_id))
+        return dict(row)
+
+    def _apply_adjustment(self, c: Connection, adjustment_id: int, actor: Actor) -> Posted:
+        row = c.execute(select(t.adjustment).where(t.adjustment.c.id == adjustment_id)).mappings().one()
+        member, cur, points = row["member_id"], row["currency"], row["amount"]
+        key = f"adjust:{adjustment_id}"
+        wallet, bal = self._lock(c, "wallet", member, cur)
+        counter = self._account(c, "liability", 0, cur)
+        if points < 0 and bal < -points:
+            raise InsufficientPoints(text("Not enough points: the balance is {balance}, {points} are needed.", "积分不足：余额 {balance}，需要 {points}。",
+                                          balance=bal, points=-points), details={"balance": bal, "needed": -points})
+        details = {"adjustment": adjustment_id, "reason": row["reason"]}
+        if points < 0:
+            details["lots"] = self._consume(c, wallet, -points)
+        entry_id = self._append(c, key=key, kind="adjust", currency=cur, member_id=member, amount=points, lines=[(wallet, points), (counter, -points)],
+                                source_type="adjustment", source_id=adjustment_id, memo=row["reason"], details=details, actor=actor)
+        if points > 0:
+            self._add_lot(c, wallet, entry_id, points, None)
+        c.execute(t.adjustment.update().where(t.adjustment.c.id == adjustment_id)
+                  .values(status="approved", decided_by=actor.id, decided_at=self.clock(), entry_id=entry_id))
+        return Posted(entry_id, points, True)
+
+
+def check_invariants(conn: Connection) -> list[str]:
+    """What is wrong with the ledger (empty when sound): every entry sums to zero, every materialised balance equals
+    Σ its lines and is not negative, and every wallet's open lots add up to its balance."""
+    problems = []
+    for r in conn.execute(select(t.line.c.entry_id, t.line.c.currency, func.sum(t.line.c.amount)).group_by(t.line.c.entry_id, t.line.c.currency)
+                          .having(func.sum(t.line.c.amount) != 0)):
+        problems.append(f"entry {r[0]} does not balance in {r[1]}: {r[2]}")
+    sums = select(t.line.c.account_id, func.sum(t.line.c.amount).label("s")).group_by(t.line.c.account_id).subquery()
+    lots = select(t.lot.c.account_id, func.sum(t.lot.c.remaining).label("r")).group_by(t.lot.c.account_id).subquery()
+    q = (select(t.account.c.id, t.account.c.kind, t.account.c.balance, func.coalesce(sums.c.s, 0), func.coalesce(lots.c.r, 0))
+         .select_from(t.account.outerjoin(sums, sums.c.account_id == t.account.c.id).outerjoin(lots, lots.c.account_id == t.account.c.id))
+         .where(t.account.c.balance.is_not(None)))
+    for acc, kind, bal, total, remaining in conn.execute(q):
+        if bal != total:
+            problems.append(f"account {acc}: balance {bal} but its lines sum to {total}")
+        if bal < 0:
+            problems.append(f"account {acc}: negative balance {bal}")
+        if kind == "wallet" and remaining != bal:
+            problems.append(f"account {acc}: lots hold {remaining} but the balance is {bal}")
+    bad_lots = conn.execute(select(func.count()).select_from(t.lot).where(and_(t.lot.c.remaining < 0) | (t.lot.c.remaining > t.lot.c.amount))).scalar()
+    if bad_lots:
+        problems.append(f"{bad_lots} lots hold a remaining amount outside 0..amount")
+    return problems
+
+
+@contextmanager
+def _maybe(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
+    if conn is not None:
+        yield conn
+    else:
+        with engine.connect() as c:
+            yield c
+
+
+def _positive(points) -> None:
+    if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
+        raise ValidationFailed({"points": [text("Enter a whole number of points greater than 0.", "请输入大于 0 的整数积分。")]})
+
+
+def _currency(currency: str) -> None:
+    if currency not in t.CURRENCIES:
+        raise ValidationFailed({"currency": [text("Points are reward or upgrade points.", "积分类型只能是奖励积分或升级积分。")]})
+
+
+def _parse(value) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
