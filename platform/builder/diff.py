@@ -17,6 +17,13 @@ def _identity(item: Any) -> str | None:
     return None
 
 
+def _shown(item: Any, ident: str) -> str:
+    """How a path names a list item: its name when it has one (ids match items, names read better)."""
+    if isinstance(item, dict) and isinstance(item.get("name"), str):
+        return item["name"]
+    return ident
+
+
 def readable_diff(old: Any, new: Any, path: str = "") -> list[dict]:
     """[{path, op: added|removed|changed|moved, old, new}] between two JSON values."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -36,16 +43,17 @@ def readable_diff(old: Any, new: Any, path: str = "") -> list[dict]:
             old_by, new_by = dict(zip(old_ids, old)), dict(zip(new_ids, new))
             for i in old_ids:
                 if i not in new_by:
-                    out.append({"path": f"{path}/{i}", "op": "removed", "old": old_by[i], "new": None})
+                    out.append({"path": f"{path}/{_shown(old_by[i], i)}", "op": "removed", "old": old_by[i], "new": None})
                 else:
-                    out += readable_diff(old_by[i], new_by[i], f"{path}/{i}")
+                    out += readable_diff(old_by[i], new_by[i], f"{path}/{_shown(new_by[i], i)}")
             for i in new_ids:
                 if i not in old_by:
-                    out.append({"path": f"{path}/{i}", "op": "added", "old": None, "new": new_by[i]})
+                    out.append({"path": f"{path}/{_shown(new_by[i], i)}", "op": "added", "old": None, "new": new_by[i]})
             common_old = [i for i in old_ids if i in new_by]
             common_new = [i for i in new_ids if i in old_by]
             if common_old != common_new:
-                out.append({"path": path or "/", "op": "moved", "old": common_old, "new": common_new})
+                names = {i: _shown(new_by[i], i) for i in common_new}
+                out.append({"path": path or "/", "op": "moved", "old": [names[i] for i in common_old], "new": [names[i] for i in common_new]})
             return out
     if old == new:
         return []

@@ -241,3 +241,27 @@ def _filter_fields(node: dict) -> set[str]:
         for child in node.get(key, []):
             out |= _filter_fields(child)
     return out
+
+
+# --- list columns ------------------------------------------------------------------------------------
+
+def in_list(docs: dict, name: str) -> bool:
+    view = docs.get("views", {}).get("default")
+    return bool(view and name in view["columns"])
+
+
+def show_in_list(docs: dict, name: str, shown: bool, field_types: FieldTypeRegistry) -> None:
+    """Add the field to (or take it off) the default list view, which lists, exports and the API's list use."""
+    views = docs.setdefault("views", {})
+    view = views.get("default")
+    if view is None:
+        if not shown:
+            return
+        e = docs["entity"]
+        stored = [f["name"] for f in e["fields"] if field_types.get(f["type"]).stored and not f.get("retired") and f["name"] != name]
+        view = views["default"] = {"entity": f"{docs['app']['id']}.{e['name']}", "name": "default",
+                                   "label": e.get("plural_label") or e["label"], "columns": stored[:6]}
+    if shown and name not in view["columns"] and len(view["columns"]) < 40:
+        view["columns"].append(name)
+    elif not shown and name in view["columns"] and len(view["columns"]) > 1:
+        view["columns"].remove(name)

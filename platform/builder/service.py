@@ -304,10 +304,13 @@ class BuilderService:
         if row is None or not (row.key == entity_key or (isinstance(row.body, dict) and row.body.get("entity") == entity_key)):
             raise RecordNotFound(text("There is no such version of {key}.", "{key} 没有这个版本。", key=entity_key))
         docs = live_documents(self.services, entity_key)
-        if row.kind == "entity":
-            docs["entity"] = copy.deepcopy(row.body)
-        else:
-            docs[row.kind + "s"][row.body["name"]] = copy.deepcopy(row.body)
+        # The entity's documents as they stood when this version was saved (a form or view that
+        # names a field must go back together with the entity, or the result would not validate).
+        for kind, key, body in self._documents_at(entity_key, version_id):
+            if kind == "entity":
+                docs["entity"] = body
+            else:
+                docs[kind + "s"][body["name"]] = body
         draft = Draft(entity_key, row.app, 0, docs, self.services.store.stamp(), stored=False)
         result = self._preview(draft)
         if dry_run:
@@ -321,6 +324,22 @@ class BuilderService:
                          subject=f"builder:{entity_key}", changes={"document": f"{row.kind}:{row.key}", "version": row.version,
                                                                    "steps": [s.description for s in result.plan.steps][:100]})
         return result
+
+    def _documents_at(self, entity_key: str, version_id: int) -> list[tuple[str, str, dict]]:
+        with self.services.engine.connect() as conn:
+            docs = conn.execute(select(pt.document.c.id, pt.document.c.kind, pt.document.c.key, pt.document.c.body)).all()
+            mine = {d.id: (d.kind, d.key) for d in docs
+                    if (d.kind == "entity" and d.key == entity_key) or (d.kind in ("form", "view") and d.body.get("entity") == entity_key)}
+            at = conn.execute(select(pt.document_version.c.changed_at).where(pt.document_version.c.id == version_id)).scalar()
+            out = []
+            for doc_id, (kind, key) in mine.items():
+                # One save stamps all its documents with the same time, so "at or before" picks that save's set.
+                body = conn.execute(select(pt.document_version.c.body).where(pt.document_version.c.document_id == doc_id,
+                                                                             pt.document_version.c.changed_at <= at)
+                                    .order_by(pt.document_version.c.changed_at.desc(), pt.document_version.c.id.desc()).limit(1)).scalar()
+                if body is not None:
+                    out.append((kind, key, copy.deepcopy(body)))
+        return out
 
     def row_count(self, entity_key: str) -> int:
         """Live rows of a published entity (for the delete-field confirmation)."""

@@ -109,6 +109,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     app.register_blueprint(api_blueprint)
     register_error_handlers(app)
     register_auth(app, services.settings)
+    from crmkit.builder.views import register_builder
+
+    register_builder(app)
 
 
 def services_of(app: Flask) -> Services:
