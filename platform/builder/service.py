@@ -306,7 +306,7 @@ class BuilderService:
         docs = live_documents(self.services, entity_key)
         # The entity's documents as they stood when this version was saved (a form or view that
         # names a field must go back together with the entity, or the result would not validate).
-        for kind, key, body in self._documents_at(entity_key, version_id):
+        for kind, _key, body in self._documents_at(entity_key, version_id):
             if kind == "entity":
                 docs["entity"] = body
             else:
