@@ -471,6 +471,11 @@ def register_builder(app) -> None:
     """Called from the app factory: the builder's pages and its nav entry."""
     app.register_blueprint(builder_blueprint)
 
+    @app.template_filter("bjson")
+    def readable_json(value):
+        """JSON for people: Chinese stays Chinese (templates escape the result)."""
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
     @app.context_processor
     def builder_nav():
         from flask_login import current_user
