@@ -134,14 +134,15 @@ def test_upgrade_with_a_conflict_lists_it_and_applies_the_decision(services, tmp
     customise(services, lambda d: edits.update_entity(d, zh="客户", en="Customer"))
     folder = new_template(tmp_path, lambda e: e.update(label={"zh": "会员档案", "en": "Member profile"}))
     plan = plan_upgrade(services, "membership", folder)
-    assert [(c.document, c.path) for c in plan.conflicts] == [(f"entity:{MEMBER}", "/label/zh"), (f"entity:{MEMBER}", "/label/en")]
-    c = plan.conflicts[0]
+    by_path = {c.path: c for c in plan.conflicts}
+    assert sorted(by_path) == ["/label/en", "/label/zh"] and {c.document for c in plan.conflicts} == {f"entity:{MEMBER}"}
+    c = by_path["/label/zh"]
     assert (c.base, c.local, c.theirs) == ("会员", "客户", "会员档案")
     with pytest.raises(UnresolvedConflicts) as info:
         apply_upgrade(services, "membership", folder)
     assert len(info.value.details["conflicts"]) == 2
     assert services.store.catalog().entity(MEMBER).label.zh == "客户"  # nothing applied
-    decisions = {plan.conflicts[0].id: "local", plan.conflicts[1].id: "theirs"}
+    decisions = {by_path["/label/zh"].id: "local", by_path["/label/en"].id: "theirs"}
     apply_upgrade(services, "membership", folder, decisions=decisions)
     label = services.store.catalog().entity(MEMBER).label
     assert (label.zh, label.en) == ("客户", "Member profile")

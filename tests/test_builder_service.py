@@ -197,3 +197,35 @@ def test_only_builder_roles_may_edit(services):
 def add_store_field_as(b, actor):
     return b.edit(actor, MEMBER, 0, "add_field",
                   lambda d: edits.add_field(d, b.services.field_types, "text", "wechat_id", {"label": {"zh": "微信号", "en": "WeChat ID"}}))
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("start_draft", [False, True])
+def test_simultaneous_edits_on_real_connections_one_wins(services, start_draft):
+    """Two people save against the same revision at the same moment: one change lands, the other is a conflict."""
+    import threading
+
+    b = builder_of(services)
+    revision = add_store_field(b).revision if start_draft else 0
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def save(label):
+        def change(d):
+            barrier.wait(timeout=10)  # both have read the draft; now both write
+            edits.update_entity(d, zh=label, en=label)
+        try:
+            b.edit(ADMIN, MEMBER, revision, "update_entity", change)
+            outcomes.append(("ok", label))
+        except DraftConflict:
+            outcomes.append(("conflict", label))
+
+    threads = [threading.Thread(target=save, args=(name,)) for name in ("甲方", "乙方")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(kind for kind, _ in outcomes) == ["conflict", "ok"]
+    winner = next(label for kind, label in outcomes if kind == "ok")
+    draft = b.drafts.get(MEMBER)
+    assert draft.entity["label"]["zh"] == winner and draft.revision == revision + 1

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
 
 from crmkit.runtime.audit import record_event
 from crmkit.runtime.db import write_transaction
@@ -112,9 +113,12 @@ class DraftStore:
 
                     raise RecordNotFound(text("There is no entity '{key}'.", "实体“{key}”不存在。", key=entity_key))
                 edit(docs)
-                conn.execute(pt.builder_draft.insert().values(
-                    entity_key=entity_key, app=entity_key.split(".")[0], revision=1, documents=docs,
-                    base_stamp=self.services.store.stamp(conn), created_at=now, created_by=actor_id, updated_at=now, updated_by=actor_id))
+                try:
+                    conn.execute(pt.builder_draft.insert().values(
+                        entity_key=entity_key, app=entity_key.split(".")[0], revision=1, documents=docs,
+                        base_stamp=self.services.store.stamp(conn), created_at=now, created_by=actor_id, updated_at=now, updated_by=actor_id))
+                except IntegrityError:  # someone else started the draft at the same moment
+                    raise _conflict(None) from None
                 new_revision = 1
             else:
                 if row.revision != revision:
