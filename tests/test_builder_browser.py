@@ -195,6 +195,11 @@ def test_builder_pages_in_english(page, live):
     screenshot(page, "builder-field-editor-en")
     page.goto(base + B + "/layout")
     screenshot(page, "builder-layout-en")
+    page.goto(base + B + "/list")
+    assert page.locator("#column-list li").count() > 6
+    screenshot(page, "builder-list-view-en")
+    page.goto(base + B + "/publish")
+    screenshot(page, "builder-publish-en")
     page.goto(base + B + "/fields/notes/delete")
     screenshot(page, "builder-delete-field-en")
     page.goto(base + "/builder/upgrades?app=membership")

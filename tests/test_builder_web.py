@@ -289,3 +289,17 @@ def test_config_import_rejects_paths_outside_the_zip(client, services):
     resp = client.post("/builder/config/import", data={"csrf_token": token, "apply": "1", "file": (io.BytesIO(buf.getvalue()), "c.zip")},
                        content_type="multipart/form-data")
     assert resp.status_code == 422
+
+
+def test_list_view_designer_sets_columns_sort_and_page_size(client, services):
+    page = client.get(B + "/list").get_data(as_text=True)
+    assert 'name="columns" value="card_no" checked' in page
+    resp = post(client, B + "/list", {"revision": rev(client, B + "/list"), "order": "name,mobile,email,card_no",
+                                      "columns": ["name", "mobile", "email"], "sort_field": "name", "sort_dir": "asc", "page_size": "50"})
+    assert resp.status_code == 303
+    assert publish(client).status_code == 303
+    view = services.store.catalog().views[(MEMBER, "default")]
+    assert view.columns == ("name", "mobile", "email") and view.page_size == 50
+    assert [(s.field, s.descending) for s in view.default_sort] == [("name", False)]
+    bad = post(client, B + "/list", {"revision": rev(client, B + "/list"), "columns": ["nope"]})
+    assert bad.status_code == 422

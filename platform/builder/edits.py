@@ -265,3 +265,23 @@ def show_in_list(docs: dict, name: str, shown: bool, field_types: FieldTypeRegis
         view["columns"].append(name)
     elif not shown and name in view["columns"] and len(view["columns"]) > 1:
         view["columns"].remove(name)
+
+
+def set_list_view(docs: dict, columns: list[str], sort_field: str = "", descending: bool = False, page_size: int | None = None,
+                  name: str = "default") -> None:
+    """The list view's columns (in order), default sort and page size."""
+    e = docs["entity"]
+    known = {f["name"] for f in e["fields"] if not f.get("retired")} | {"id", "created_at", "updated_at"}
+    columns = [c for c in dict.fromkeys(columns) if c]
+    bad = [c for c in columns if c not in known]
+    if not columns or bad:
+        raise ValidationFailed({"columns": [text("Choose at least one column, from this entity's fields.", "请至少选择一列，且须为本实体的字段。")]})
+    view = docs.setdefault("views", {}).setdefault(name, {"entity": f"{docs['app']['id']}.{e['name']}", "name": name,
+                                                          "label": e.get("plural_label") or e["label"], "columns": []})
+    view["columns"] = columns
+    if sort_field:
+        view["default_sort"] = [{"field": sort_field, "dir": "desc" if descending else "asc"}]
+    else:
+        view.pop("default_sort", None)
+    if page_size:
+        view["page_size"] = max(5, min(int(page_size), 200))

@@ -124,6 +124,8 @@ def render_designer(page: str, entity_key: str, status: int = 200, **extra):
     ctx.update(extra)
     if page == "layout":
         ctx.update(layout_context(ctx["draft"]))
+    if page == "list_view":
+        ctx.update(list_view_context(ctx["draft"]))
     return render_template(f"builder/{page}.html", active=page, **ctx), status
 
 
@@ -372,6 +374,37 @@ def preview_form(entity_key):
     tabs = [(tid, label.get(locale)) for tid, label in form.tabs]
     return render_designer("preview", entity_key, preview_sections=sections, preview_tabs=tabs, problems=[],
                            active_tab=tabs[0][0] if tabs else None)
+
+
+# --- list view -------------------------------------------------------------------------------------
+
+@builder_blueprint.route("/e/<entity_key>/list", methods=["GET", "POST"])
+def list_view(entity_key):
+    """Columns (ticked, in order), default sort and page size of the default list view."""
+    if request.method == "POST":
+        f = request.form
+        order = [n for n in f.get("order", "").split(",") if n] or f.getlist("columns")
+        chosen = [n for n in order if n in f.getlist("columns")]
+        size = f.get("page_size", "")
+        return apply_edit(entity_key, "set_list_view", lambda d: edits.set_list_view(
+            d, chosen, f.get("sort_field", ""), f.get("sort_dir") == "desc", int(size) if size.isdigit() else None),
+            page="list_view", ok=_t("List view saved in the draft.", "列表视图已保存到草稿。"))
+    return render_designer("list_view", entity_key)
+
+
+def list_view_context(draft: Draft) -> dict:
+    catalog = builder().services.store.catalog()
+    view = draft.documents.get("views", {}).get("default")
+    fields = [f for f in draft.entity["fields"] if not f.get("retired") and
+              builder().services.field_types.get(f["type"]).stored]
+    columns = view["columns"] if view else [f["name"] for f in fields][:6]
+    labels = {f["name"]: loc(f["label"]) for f in fields}
+    labels.update({"created_at": _t("Created", "创建时间"), "updated_at": _t("Updated", "更新时间")})
+    ordered = [c for c in columns if c in labels] + [n for n in labels if n not in columns]
+    sort = (view or {}).get("default_sort", [{}])[0] if (view or {}).get("default_sort") else {}
+    del catalog
+    return {"list_columns": [(n, labels[n], n in columns) for n in ordered], "sort_field": sort.get("field", ""),
+            "sort_dir": sort.get("dir", "asc"), "page_size": (view or {}).get("page_size", 25)}
 
 
 # --- publish, discard, versions -----------------------------------------------------------------
