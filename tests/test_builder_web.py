@@ -153,7 +153,8 @@ def test_stale_revision_gets_a_conflict_not_an_overwrite(client, services):
     assert post(client, B + "/entity", {"revision": r, "label_zh": "会员A", "label_en": "Member A", "title_field": "name"}).status_code == 303
     resp = post(client, B + "/entity", {"revision": r, "label_zh": "会员B", "label_en": "Member B", "title_field": "name"})
     assert resp.status_code == 409
-    assert "revision" in resp.get_data(as_text=True) or "修订号" in resp.get_data(as_text=True)
+    error = resp.get_data(as_text=True).split('id="builder-error"', 1)[1].split("</div>", 1)[0]
+    assert "admin" in error and "修订号 1" in error  # who changed it, and the current revision
     assert services_draft(services)["entity"]["label"]["zh"] == "会员A"
 
 

@@ -122,7 +122,7 @@ class DraftStore:
                 new_revision = 1
             else:
                 if row.revision != revision:
-                    raise _conflict(row)
+                    raise _conflict(row, conn)
                 docs = copy.deepcopy(row.documents)
                 edit(docs)
                 new_revision = revision + 1
@@ -140,7 +140,7 @@ class DraftStore:
             if row is None:
                 return
             if row.revision != revision:
-                raise _conflict(row)
+                raise _conflict(row, conn)
             conn.execute(pt.builder_draft.delete().where(pt.builder_draft.c.id == row.id))
             audit(conn, "discard", actor_id, entity_key, {"revision": revision})
 
@@ -150,7 +150,7 @@ class DraftStore:
         if row is None:
             return
         if row.revision != revision:
-            raise _conflict(row)
+            raise _conflict(row, conn)
         conn.execute(pt.builder_draft.delete().where(pt.builder_draft.c.id == row.id))
 
 
@@ -159,10 +159,14 @@ def audit(conn: Connection, action: str, actor_id: int | None, entity_key: str, 
                  subject=f"builder:{entity_key}", changes=details)
 
 
-def _conflict(row) -> DraftConflict:
+def _conflict(row, conn: Connection | None = None) -> DraftConflict:
     if row is None:
         return DraftConflict()
     who = f"user #{row.updated_by}" if row.updated_by else "someone"
+    if row.updated_by and conn is not None:
+        from crmkit.runtime.storage.fab_tables import ab_user
+
+        who = conn.execute(select(ab_user.c.username).where(ab_user.c.id == row.updated_by)).scalar() or who
     when = row.updated_at.strftime("%Y-%m-%d %H:%M UTC") if row.updated_at else ""
     return DraftConflict(text(
         "{who} changed this draft at {when} (now revision {rev}). Reload it and apply your change again; nothing was overwritten.",
