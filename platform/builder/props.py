@@ -206,3 +206,13 @@ def _parse_options(form, key: str) -> list | None:
             option["color"] = c
         out.append(option)
     return out or None
+
+
+# Entity properties the entity settings form has its own inputs for (or that are not edited here).
+ENTITY_FIXED = ("id", "name", "label", "plural_label", "icon", "title_field", "search_fields", "is_child", "parent", "fields", "indexes")
+
+
+def entity_extra_specs(field_types: FieldTypeRegistry) -> list[PropSpec]:
+    """Entity-level properties added to the meta-schema later (e.g. cross-field ``validations``): generic inputs."""
+    props = meta_schema("entity", field_types)["properties"]
+    return [_spec(name, schema) for name, schema in props.items() if name not in ENTITY_FIXED]

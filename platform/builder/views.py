@@ -20,7 +20,7 @@ from crmkit.runtime.web.i18n import current_locale
 
 from . import edits, layout
 from .drafts import Draft, DraftConflict
-from .props import PropertyError, field_prop_specs, form_value, parse_props
+from .props import PropertyError, entity_extra_specs, field_prop_specs, form_value, parse_props
 from .service import BuilderService
 
 builder_blueprint = Blueprint("crmkit_builder", __name__, url_prefix="/builder", template_folder="templates",
@@ -114,7 +114,9 @@ def designer_context(entity_key: str) -> dict:
         fields.append({"name": f["name"], "label": loc(f["label"]), "type": f["type"], "type_label": loc(ft.label) if ft else f["type"],
                        "required": f.get("required", False), "unique": f.get("unique", False), "retired": f.get("retired", False),
                        "new": f["id"] not in live_fields, "title": f["name"] == draft.entity["title_field"]})
+    extra = entity_extra_specs(svc.services.field_types)
     return {"draft": draft, "entity_key": entity_key, "entity_label": loc(draft.entity["label"]), "fields": fields,
+            "entity_specs": extra, "entity_shown": {p.name: form_value(p, draft.entity.get(p.name)) for p in extra},
             "live": live is not None, "types": type_choices(), "icons": ICONS,
             "menu": edits.menu_placement(draft.documents["app"], entity_key)}
 
@@ -153,10 +155,20 @@ def fields(entity_key):
 def update_entity(entity_key):
     f = request.form
     search = [s for s in f.getlist("search_fields") if s]
-    return apply_edit(entity_key, "update_entity", lambda d: edits.update_entity(
-        d, zh=f.get("label_zh", ""), en=f.get("label_en", ""), plural_zh=f.get("plural_zh", ""), plural_en=f.get("plural_en", ""),
-        icon=f.get("icon", ""), title_field=f.get("title_field", ""), search_fields=search, menu=f.get("menu") or None),
-        ok=_t("Entity settings saved in the draft.", "实体设置已保存到草稿。"))
+    try:
+        extra, cleared = parse_props(entity_extra_specs(builder().services.field_types), f)
+    except PropertyError as exc:
+        return render_designer("fields", entity_key, 422, error=_error_text(exc))
+
+    def change(d):
+        edits.update_entity(d, zh=f.get("label_zh", ""), en=f.get("label_en", ""), plural_zh=f.get("plural_zh", ""),
+                            plural_en=f.get("plural_en", ""), icon=f.get("icon", ""), title_field=f.get("title_field", ""),
+                            search_fields=search, menu=f.get("menu") or None)
+        for k in cleared:
+            d["entity"].pop(k, None)
+        d["entity"].update(extra)
+
+    return apply_edit(entity_key, "update_entity", change, ok=_t("Entity settings saved in the draft.", "实体设置已保存到草稿。"))
 
 
 @builder_blueprint.route("/e/<entity_key>/fields/order", methods=["POST"])
