@@ -206,3 +206,18 @@ def test_builder_pages_in_english(page, live):
     screenshot(page, "builder-upgrades-en")
     page.goto(base + "/builder/config")
     screenshot(page, "builder-config-en")
+    # The kanban and calendar runtime views.
+    import datetime as dt
+
+    from crmkit.runtime.actor import SYSTEM
+
+    today = dt.date.today()
+    for i, (name, status) in enumerate((("Wang Fang", "active"), ("Li Lei", "active"), ("Zhao Min", "lost"), ("Chen Jie", "cancelled"))):
+        services.records.create("membership.member", {"name": name, "mobile": f"1380000{i:04d}", "joined_on": today.replace(day=1 + i * 3).isoformat(),
+                                                      "status": status}, SYSTEM)
+    page.goto(base + "/e/membership.member/kanban?by=status")
+    assert page.locator(".kanban-column").count() == 3 and page.locator(".kanban-card").count() == 4
+    screenshot(page, "kanban-en")
+    page.goto(base + "/e/membership.member/calendar?by=joined_on")
+    assert page.locator(".cal-item").count() == 4
+    screenshot(page, "calendar-en")

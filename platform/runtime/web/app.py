@@ -111,6 +111,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     register_auth(app, services.settings)
     from crmkit.builder.views import register_builder
 
+    from .board_views import board_blueprint
+
+    app.register_blueprint(board_blueprint)
     register_builder(app)
 
 
