@@ -368,3 +368,13 @@ def _safe_url(url: str) -> str:
 
 if __name__ == "__main__":
     main()
+
+
+def _register_builder_commands() -> None:
+    from crmkit.builder.cli import config, template
+
+    main.add_command(config)
+    main.add_command(template)
+
+
+_register_builder_commands()

@@ -96,6 +96,7 @@ def install(services: Services, app_id: str, *, demo: bool = False, confirm: boo
         present = {r.id for r in conn.execute(select(pt.installed_app.c.id))}
         for a in order:
             version = json.loads((packages[a].path / "app.json").read_text("utf-8"))["version"]
+            record_template_base(conn, a, version, [d for d in docs if d.app == a])
             if a in present:
                 conn.execute(pt.installed_app.update().where(pt.installed_app.c.id == a).values(version=version))
             else:
@@ -108,3 +109,16 @@ def install(services: Services, app_id: str, *, demo: bool = False, confirm: boo
                 progress(f"Seeding demo data for {a}")
                 seeded += seeder(SeedContext(records=services.records, queries=services.queries, catalog=catalog, actor=actor, size=demo_size))
     return InstallReport(app=app_id, documents_changed=stamp != before, plan=plan, seeded=seeded, installed=newly)
+
+
+def record_template_base(conn, app_id: str, version: str, docs) -> None:
+    """Keep the template's documents as installed: the base of a later three-way upgrade (crmkit.builder.upgrade)."""
+    import copy
+
+    from .meta.loader import document_key
+
+    now = dt.datetime.now(dt.timezone.utc)
+    conn.execute(pt.template_base.delete().where(pt.template_base.c.app == app_id))
+    for d in docs:
+        conn.execute(pt.template_base.insert().values(app=app_id, app_version=version, kind=d.kind, key=document_key(d),
+                                                      body=copy.deepcopy(d.body), recorded_at=now))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from types import MappingProxyType
+import dataclasses
 import datetime as dt
 from typing import Any, Callable, Mapping
 
@@ -59,8 +60,10 @@ class Policy:
     # --- fields ----------------------------------------------------------------------------
     def access(self, actor: Actor, entity: EntityDef) -> EntityAccess:
         if actor.is_admin:  # admins have every field and row: no rules to read
-            return effective_access(NO_RULES, actor, entity)
-        return effective_access(self.rules.rules(), actor, entity)
+            access = effective_access(NO_RULES, actor, entity)
+        else:
+            access = effective_access(self.rules.rules(), actor, entity)
+        return without_retired(access, entity)
 
     def readable_fields(self, actor: Actor, entity: EntityDef) -> tuple[str, ...]:
         return self.access(actor, entity).readable
@@ -139,6 +142,16 @@ class Policy:
             return compile_filter(catalog, entity, table, tree, ctx, stored)
         except BadQuery:
             return false()  # a custom scope that no longer compiles (a field was removed) grants nothing
+
+
+def without_retired(access: EntityAccess, entity: EntityDef) -> EntityAccess:
+    """Fields retired in the builder keep their column and data but are absent everywhere, for everyone."""
+    retired = {f.name for f in entity.fields if f.config.get("retired")}
+    if not retired:
+        return access
+    return dataclasses.replace(access, readable=tuple(n for n in access.readable if n not in retired),
+                               writable=tuple(n for n in access.writable if n not in retired),
+                               unmaskable=frozenset(n for n in access.unmaskable if n not in retired))
 
 
 def substitute_variables(tree: Any, actor: Actor) -> tuple[Any, bool]:

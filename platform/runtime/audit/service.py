@@ -17,7 +17,7 @@ from .chain import entry_hash, payload_hash
 from .tables import GENESIS_HASH, audit_head
 
 # What an entry is about. Record changes come from the record service; the others from their features.
-CATEGORIES = ("record", "auth", "permission", "publish", "export", "unmask", "privacy", "audit", "integration")
+CATEGORIES = ("record", "auth", "permission", "publish", "export", "unmask", "privacy", "audit", "integration", "builder")
 
 
 def record_event(conn: Connection, *, category: str, action: str, actor_id: int | None = None, entity: str | None = None,

@@ -253,7 +253,8 @@ class Planner:
             if prev is None:
                 steps.append(self._adopt_column(entity, live_name, f, col))
             elif prev.type_sig != sig:
-                steps.append(self._change_type(conn, entity, live_name, f, col, prev.type_sig, sig))
+                # A column renamed in the same plan still has its old name while rows are counted.
+                steps.append(self._change_type(conn, entity, live_name, f, col, prev.type_sig, sig, counted_column=prev.column_name))
         for field_id, prev in applied.items():
             if field_id not in desired_field_ids and prev.column_name in live_cols:
                 n = conn.execute(text(f'SELECT count(*) FROM "{live_name}" WHERE "{prev.column_name}" IS NOT NULL')).scalar_one()
@@ -307,16 +308,17 @@ class Planner:
 
         return Step("rename_column", table_name, f"Rename column {table_name}.{old} → {f.name} (data kept)", sql=sql, run=run)
 
-    def _change_type(self, conn, entity, table_name, f: FieldDef, col, old_sig: str, new_sig: str) -> Step:
+    def _change_type(self, conn, entity, table_name, f: FieldDef, col, old_sig: str, new_sig: str, counted_column: str | None = None) -> Step:
         live = Table(table_name, col.table.metadata.__class__(), autoload_with=conn)
-        pred = lossy_rows_predicate(live.c[f.name], old_sig, new_sig, self.dialect.name)
+        live_col = live.c[counted_column or f.name]
+        pred = lossy_rows_predicate(live_col, old_sig, new_sig, self.dialect.name)
         if pred is None:
             n, lossy = 0, False
         elif pred is False:
-            n = conn.execute(select(func.count()).select_from(live).where(live.c[f.name].is_not(None))).scalar_one()
+            n = conn.execute(select(func.count()).select_from(live).where(live_col.is_not(None))).scalar_one()
             lossy = n > 0
         else:
-            n = conn.execute(select(func.count()).select_from(live).where(live.c[f.name].is_not(None), pred)).scalar_one()
+            n = conn.execute(select(func.count()).select_from(live).where(live_col.is_not(None), pred)).scalar_one()
             lossy = n > 0
         dialect = self.dialect.name
 

@@ -259,3 +259,32 @@ webhook_delivery = Table(
     UniqueConstraint("webhook_id", "event_id", name="uq_crmkit_webhook_delivery_event"),
     Index("ix_crmkit_webhook_delivery_hook", "webhook_id", "id"),
 )
+
+# The browser builder (crmkit.builder): one draft per entity, edited with a revision number so two
+# people editing the same draft get a conflict instead of overwriting each other.
+builder_draft = Table(
+    "crmkit_builder_draft", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_key", String(200), nullable=False, unique=True),
+    Column("app", String(32), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("documents", json_type(), nullable=False),
+    Column("base_stamp", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", Integer),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", Integer),
+)
+
+# What each template document looked like when it was installed: the base of a three-way upgrade.
+template_base = Table(
+    "crmkit_template_base", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("app", String(32), nullable=False),
+    Column("app_version", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("body", json_type(), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("kind", "key", name="uq_crmkit_template_base_kind_key"),
+)

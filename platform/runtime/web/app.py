@@ -131,6 +131,12 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     _register_app_pages(app)
     register_error_handlers(app)
     register_auth(app, services.settings)
+    from crmkit.builder.views import register_builder
+
+    from .board_views import board_blueprint
+
+    app.register_blueprint(board_blueprint)
+    register_builder(app)
 
 
 def _register_app_pages(app: Flask) -> None:
