@@ -13,16 +13,30 @@ from typing import Callable
 from .errors import CrmkitError
 
 DemoSeeder = Callable[["SeedContext"], int]
+# A named app action a workflow transition runs (``{"run": "<name>"}``): ``fn(ctx: ActionContext) -> None``.
+WorkflowAction = Callable[..., None]
 
 
 @dataclass
 class AppHooks:
     demo_seeders: list[DemoSeeder] = field(default_factory=list)
+    actions: dict[str, WorkflowAction] = field(default_factory=dict)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
         self.demo_seeders.append(fn)
         return fn
+
+    def action(self, name: str) -> Callable[[WorkflowAction], WorkflowAction]:
+        """``@hooks.action("create_member")``: a named action workflows of this app run on a transition.
+        It gets a ``crmkit.runtime.workflow.ActionContext`` and writes through the record service in the
+        transition's transaction."""
+        def register(fn: WorkflowAction) -> WorkflowAction:
+            if name in self.actions:
+                raise ValueError(f"action {name!r} is registered twice")
+            self.actions[name] = fn
+            return fn
+        return register
 
 
 @dataclass

@@ -13,6 +13,7 @@ from .policy import Policy
 from .query import QueryService
 from .records import RecordService
 from .records.service import TableCache
+from .workflow import WorkflowService
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Services:
     policy: Policy
     records: RecordService
     queries: QueryService
+    workflows: WorkflowService | None = None
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine | None = None, *, request_scope=None) -> "Services":
@@ -33,8 +35,16 @@ class Services:
         store = MetadataStore(engine, field_types)
         policy = Policy(engine, catalog=store.catalog, request_scope=request_scope, timezone=settings.timezone)
         tables = TableCache()
+        records = RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes)
+        queries = QueryService(engine, store, policy, tables, timezone=settings.timezone)
         return cls(
-            settings=settings, engine=engine, field_types=field_types, store=store, policy=policy,
-            records=RecordService(engine, store, policy, tables, max_upload_bytes=settings.max_upload_bytes),
-            queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
+            settings=settings, engine=engine, field_types=field_types, store=store, policy=policy, records=records, queries=queries,
+            workflows=WorkflowService(engine, store, policy, records, queries, actions=app_actions),
         )
+
+
+def app_actions() -> dict:
+    """Named workflow actions of every installed app package, by app id (their typed ``AppHooks`` registries)."""
+    from .packages import discover
+
+    return {app_id: dict(pkg.hooks.actions) for app_id, pkg in discover().items()}

@@ -34,6 +34,10 @@ def openapi_document(catalog: Catalog, entity_keys: tuple[str, ...], *, cookie_n
         for _, child in catalog.children_of(entity):
             schemas.update(entity_schemas(catalog, child))
         paths.update(entity_paths(catalog, entity))
+        if catalog.workflow_of(entity) is not None:
+            from ..workflow.api import transition_paths
+
+            paths.update(transition_paths(entity))
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

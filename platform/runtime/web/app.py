@@ -107,6 +107,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     app.register_blueprint(org_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
+    from ..workflow.views import register_workflow
+
+    register_workflow(app, csrf)
     register_error_handlers(app)
     register_auth(app, services.settings)
 
