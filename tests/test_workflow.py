@@ -154,3 +154,58 @@ def test_a_failing_action_rolls_back_the_whole_transition(services, team):
     with services.engine.connect() as conn:
         events = list(conn.execute(select(workflow_history.c.event).where(workflow_history.c.record_id == rid)).scalars())
     assert events == ["transitioned", "requested"]
+
+
+@pytest.mark.postgres_only
+def test_concurrent_approvals_of_one_application_create_one_member(services, team):
+    """Both managers press "approve" at the same moment: the record's row lock lets one win; the other is refused."""
+    import threading
+
+    rid = services.records.create(APPLICATIONS, applicant(), team["clerk"])
+    services.workflows.transition(APPLICATIONS, rid, "start_review", team["reviewer"])
+    req = services.workflows.transition(APPLICATIONS, rid, "approve", team["reviewer"]).pending_approval
+    tasks = {t["assignee_id"]: t["id"] for t in pending_tasks(services, req)}
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def approve(name: str) -> None:
+        barrier.wait()
+        try:
+            outcomes[name] = services.workflows.decide(tasks[team[name].id], "approve", team[name])
+        except Exception as exc:  # noqa: BLE001 - the loser's error is the assertion's subject
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=approve, args=(n,)) for n in ("boss1", "boss2")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert sorted(type(o).__name__ for o in outcomes.values()) == ["TransitionNotAvailable", "str"]
+    assert row_count(services, "membership.member") == 1
+    assert state_of(services, APPLICATIONS, rid) == "approved"
+    assert [h["event"] for h in history_rows(services, APPLICATIONS, rid)].count("transitioned") == 2
+
+
+@pytest.mark.postgres_only
+def test_concurrent_direct_transitions_move_the_state_once(services, team):
+    import threading
+
+    rid = services.records.create(APPLICATIONS, applicant(), team["clerk"])
+    barrier = threading.Barrier(3)
+    outcomes = []
+
+    def reject() -> None:
+        barrier.wait()
+        try:
+            services.workflows.transition(APPLICATIONS, rid, "reject", team["reviewer"], values={"rejection_reason": "dup"})
+            outcomes.append("ok")
+        except TransitionNotAvailable:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=reject) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert sorted(outcomes) == ["ok", "refused", "refused"]
+    assert [h["event"] for h in history_rows(services, APPLICATIONS, rid)] == ["transitioned"]
