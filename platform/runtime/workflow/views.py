@@ -254,12 +254,19 @@ def work_nav():
          "count": approvals_n, "active": path.startswith("/workflow/approvals")},
         {"label": localize(text("My tasks", "我的待办"), current_locale()), "url": url_for("crmkit_workflow.tasks"), "icon": "inbox",
          "count": tasks_n, "active": path.startswith("/workflow/tasks")},
-    ]}
+    ] + ([{"label": localize(text("Workflow designer", "流程设计器"), current_locale()), "url": url_for("crmkit_builder_workflows.index"),
+           "icon": "layers", "count": None, "active": path.startswith("/builder/workflows")}] if _may_design_any(svc, actor) else [])}
+
+
+def _may_design_any(svc, actor) -> bool:
+    return actor.is_admin or any(svc.policy.allows(actor, e, "builder") for e in svc.store.catalog().entities.values())
 
 
 def register_workflow(app, csrf) -> None:
+    from ...builder.workflows import workflow_designer_blueprint
     from .api import workflow_api_blueprint
 
     app.register_blueprint(workflow_blueprint)
+    app.register_blueprint(workflow_designer_blueprint)
     csrf.exempt(workflow_api_blueprint)  # request_actor checks CSRF for cookie-authenticated calls
     app.register_blueprint(workflow_api_blueprint)
