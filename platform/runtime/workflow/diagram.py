@@ -75,7 +75,17 @@ def render_svg(nodes: list[Node], edges: list[Edge], *, title: str = "") -> str:
             mx = (sx + tx) / 2
             path = f"M{sx:.0f} {sy:.0f} C{mx:.0f} {sy:.0f} {mx:.0f} {ty:.0f} {tx:.0f} {ty:.0f}"
             lx, ly = mx, (sy + ty) / 2 - 6
-        else:  # backwards or within a column: a loop under the boxes
+        elif col[e.target] == col[e.source] and y2 != y1:  # within a column: straight up or down
+            down = y2 > y1
+            sx, sy = x1 + BOX_W / 2 + 12 * k, (y1 + BOX_H) if down else y1
+            tx, ty = x2 + BOX_W / 2 + 12 * k, y2 if down else (y2 + BOX_H)
+            path = f"M{sx:.0f} {sy:.0f} L{tx:.0f} {ty:.0f}"
+            lx, ly = sx + 6, (sy + ty) / 2 + 4
+            parts.append(f'<path d="{path}" fill="none" stroke="#64748b" stroke-width="1.5"{dash} marker-end="url(#wf-arrow)"/>')
+            parts.append(f'<text x="{lx:.0f}" y="{ly:.0f}" text-anchor="start" font-size="11.5" fill="#334155" paint-order="stroke" stroke="#fbfbfd"'
+                         f' stroke-width="4">{escape(e.label)}{" ✓" if e.approval else ""}</text>')
+            continue
+        else:  # backwards (or a loop to itself): a curve under the boxes
             sx, sy = x1 + BOX_W / 2 - 10 * k, y1 + BOX_H
             tx, ty = x2 + BOX_W / 2 + 10 * k, y2 + BOX_H
             dip = max(sy, ty) + 34 + 12 * k
