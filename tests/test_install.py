@@ -32,7 +32,7 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     messages = []
     report = install(services, "membership", demo=True, demo_size=30, progress=messages.append)
     assert report.installed == ["membership"] and report.documents_changed
-    assert [s.op for s in report.plan.steps].count("create_table") == 2
+    assert [s.op for s in report.plan.steps].count("create_table") == 3  # member, level, application
     assert report.seeded == 34
     assert any("Create table membership_member" in m for m in messages)
     assert installed_apps(services) == {"membership": "0.1.0"}

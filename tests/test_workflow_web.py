@@ -165,3 +165,15 @@ def test_delegation_form_on_my_approvals(app, services, team_ids):
                                              "ends_at": "2030-01-05T18:00", "note": "出差"})
     [d] = services.workflows.delegations(actor_of(services, team_ids["boss1"], "boss1"))
     assert (d["user_id"], d["delegate_id"]) == (team_ids["boss1"], team_ids["boss2"])
+
+
+def test_a_fetched_application_sent_back_unchanged_is_accepted_but_a_changed_state_is_not(services, api):
+    rid = api.post(BASE, json=applicant()).get_json()["id"]
+    fetched = api.get(f"{BASE}/{rid}").get_json()
+    assert fetched["workflow_state"] == "submitted"
+    ok = api.patch(f"{BASE}/{rid}", json={**{k: v for k, v in fetched.items() if k not in ("rejection_reason", "reviewed_at")}, "notes": "round trip"})
+    assert ok.status_code == 200, ok.get_json()
+    assert state_of(services, APPLICATIONS, rid) == "submitted"
+    body = assert_error(api.patch(f"{BASE}/{rid}", json={"row_version": ok.get_json()["row_version"], "workflow_state": "under_review"}),
+                        422, "validation_failed")
+    assert list(body["details"]["fields"]) == ["workflow_state"]

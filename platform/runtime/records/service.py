@@ -344,7 +344,11 @@ class RecordService:
         "same value" allowance for read-only fields cannot be used to guess a hidden or masked value.
         """
         if isinstance(data, dict) and "workflow_state" in data:
-            raise ValidationFailed({"workflow_state": [STATE_BY_TRANSITION]})
+            # Only transitions change the state; a fetched record sent back unchanged (or null) is fine.
+            sent = data["workflow_state"]
+            if sent not in (None, "") and not (current and sent == current.get("workflow_state")):
+                raise ValidationFailed({"workflow_state": [STATE_BY_TRANSITION]})
+            data = {k: v for k, v in data.items() if k != "workflow_state"}
         if not isinstance(data, dict) or actor is None:
             return data, current
         access = self.policy.access(actor, entity)
