@@ -151,3 +151,18 @@ def test_no_approver_for_a_step_refuses_the_request(services, chain):
         services.workflows.transition(LEVELS, level, "activate", people["req"])
     assert "approve step 1" in exc.value.field_errors["_schema"][0]
     assert history_rows(services, LEVELS, level) == []
+
+
+def test_any_of_mode_completes_on_the_first_approval(services, chain):
+    people, level = chain
+    body = {**LEVEL_WORKFLOW, "transitions": [{**LEVEL_WORKFLOW["transitions"][0],
+                                               "approval": {"mode": "any", "steps": [{"post": "qa"}, {"user": "boss"}]}}]}
+    services.store.save([RawDocument("workflow", "membership", body, "test/workflows/level.json")])
+    req = services.workflows.transition(LEVELS, level, "activate", people["req"]).pending_approval
+    tasks = pending_tasks(services, req)
+    assert sorted((t["step"], t["assignee_id"]) for t in tasks) == sorted(
+        [(0, people["qa1"].id), (0, people["qa2"].id), (1, people["boss"].id)])
+    boss_task = next(t for t in tasks if t["assignee_id"] == people["boss"].id)
+    assert services.workflows.decide(boss_task["id"], "approve", people["boss"]) == "approved"
+    assert state_of(services, LEVELS, level) == "active"
+    assert pending_tasks(services, req) == [] and services.workflows.approval_count(people["qa1"]) == 0

@@ -177,3 +177,26 @@ def test_a_fetched_application_sent_back_unchanged_is_accepted_but_a_changed_sta
     body = assert_error(api.patch(f"{BASE}/{rid}", json={"row_version": ok.get_json()["row_version"], "workflow_state": "under_review"}),
                         422, "validation_failed")
     assert list(body["details"]["fields"]) == ["workflow_state"]
+
+
+def test_org_managers_page_sets_the_managers_approvals_go_to(app, services, client, team_ids):
+    from crmkit.runtime.workflow.people import managers_of
+    from org_support import build_tree, org
+
+    units = build_tree(org(app))
+    org(app).assign_user(SYSTEM, team_ids["clerk"], org_unit_id=units["sh_sales"], role_ids=[])
+    page = client.get("/workflow/managers").get_data(as_text=True)
+    assert "上海公司" in page and "上海销售部" in page
+    token = csrf_from(page)
+    resp = client.post("/workflow/managers", data={"csrf_token": token, "unit_id": units["sh"], "managers": [team_ids["boss1"]]})
+    assert resp.status_code == 303
+    with services.engine.connect() as conn:
+        assert managers_of(conn, team_ids["clerk"]) == [team_ids["boss1"]]
+    bad = client.post("/workflow/managers", data={"csrf_token": token, "unit_id": units["sh"], "managers": ["999999"]}, follow_redirects=True)
+    assert "请选择已存在的用户" in bad.get_data(as_text=True) or "Choose existing users" in bad.get_data(as_text=True)
+    with services.engine.connect() as conn:
+        assert managers_of(conn, team_ids["clerk"]) == [team_ids["boss1"]]
+    reviewer = user_client(app, "reviewer")
+    assert reviewer.get("/workflow/managers").status_code == 403
+    assert reviewer.post("/workflow/managers", data={"csrf_token": csrf_from(reviewer.get("/workflow/tasks").get_data(as_text=True)),
+                                                     "unit_id": units["sh"], "managers": []}).status_code == 403

@@ -77,8 +77,11 @@ def _stored_body(entity) -> dict | None:
 
     from ..runtime.storage import platform_tables as pt
 
+    wf = _services().store.catalog().workflow_of(entity)
+    if wf is None:
+        return None
     with _services().engine.connect() as conn:
-        return conn.execute(select(pt.document.c.body).where(pt.document.c.kind == "workflow", pt.document.c.key.like(f"{entity.key}:%"))).scalar()
+        return conn.execute(select(pt.document.c.body).where(pt.document.c.kind == "workflow", pt.document.c.key == f"{entity.key}:{wf.name}")).scalar()
 
 
 def _editor(entity, body: dict, *, problems=None, status: int = 200, saved: bool = False):

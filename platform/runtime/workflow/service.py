@@ -9,6 +9,7 @@ approver approves.
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
@@ -75,6 +76,7 @@ class WorkflowService:
         self.policy = policy
         self.records = records
         self.queries = queries
+        self.timezone = getattr(queries, "timezone", None) or "Asia/Shanghai"
         self._actions = actions
         self._action_cache: Mapping[str, Mapping[str, Callable]] | None = None
 
@@ -198,7 +200,7 @@ class WorkflowService:
         for a in t.actions:
             if a.kind == "set":
                 for name, v in a.values.items():
-                    data[name] = _special(v, actor)
+                    data[name] = _special(v, actor, self.timezone)
                     writable.append(name)
         version = self.records.write_transition(conn, entity.key, current, t.target, data, writable, actor, request_id=request_id)
         now = utcnow()
@@ -365,6 +367,22 @@ class WorkflowService:
             r["user"], r["delegate"] = names.get(r["user_id"], ""), names.get(r["delegate_id"], "")
         return rows
 
+    def set_managers(self, actor: Actor, unit_id: Any, user_ids) -> None:
+        """Replace the managers of an org unit (administrators only; audited)."""
+        if not actor.is_admin:
+            raise PermissionDenied(text("Only administrators can set org managers.", "只有管理员可以设置组织负责人。"))
+        uid = _user_id(unit_id)
+        ids = [_user_id(u) for u in user_ids]
+        with write_transaction(self.engine) as conn:
+            if uid is None or conn.execute(select(pt.org_unit.c.id).where(pt.org_unit.c.id == uid)).first() is None:
+                raise RecordNotFound(text("There is no org unit with id {id}.", "没有编号为 {id} 的组织单元。", id=unit_id))
+            if None in ids or len(people.usernames(conn, ids)) != len(set(ids)):
+                raise ValidationFailed({"managers": [text("Choose existing users.", "请选择已存在的用户。")]})
+            before = people.unit_managers(conn, uid)
+            people.set_unit_managers(conn, uid, ids)
+            record_event(conn, category="permission", action="org_managers", actor_id=actor.id, entity="org.unit", record_id=uid,
+                         changes={"managers": [before, sorted(set(ids))]})
+
     # --- inboxes ---------------------------------------------------------------------------
     def _assignee_clause(self, conn, actor: Actor):
         ids = [actor.id] + people.delegators_of(conn, actor.id, utcnow())
@@ -418,6 +436,7 @@ class WorkflowService:
                             "transitions": [t] if t else [], "state": wf.state(x.from_state), "at": x.decided_at or x.requested_at,
                             "comment": self._return_comment(conn, x.id)})
             pending = select(r.c.record_id).where(r.c.status == "pending")
+            roles = people.role_names(conn, actor.role_ids)
             for key, wf in catalog.workflows.items():
                 entity = catalog.entities.get(key)
                 if entity is None or not self.policy.allows(actor, entity, "read"):
@@ -434,7 +453,7 @@ class WorkflowService:
                 for row in conn.execute(q).mappings():
                     row = dict(row)
                     state = row.get("workflow_state") or wf.initial.name
-                    allowed = [t for t in wf.from_state(state) if self._allowed(conn, entity, t, row, actor, owner_only_if_open=True)]
+                    allowed = [t for t in wf.from_state(state) if self._allowed(conn, entity, t, row, actor, owner_only_if_open=True, roles=roles)]
                     if allowed:
                         out.append({"kind": "state", "entity_def": entity, "record_id": row["id"], "title": _title_of(catalog, entity, row),
                                     "transitions": allowed, "state": wf.state(state), "at": row["updated_at"], "comment": ""})
@@ -461,7 +480,8 @@ class WorkflowService:
                 current[f.name] = catalog.type_of(f).from_db(f, current[f.name])
         return current
 
-    def _allowed(self, conn, entity: EntityDef, t: TransitionDef, record: Mapping, actor: Actor, *, owner_only_if_open: bool = False) -> bool:
+    def _allowed(self, conn, entity: EntityDef, t: TransitionDef, record: Mapping, actor: Actor, *, owner_only_if_open: bool = False,
+                 roles: set[str] | None = None) -> bool:
         if actor is None:
             return False
         a = t.allowed
@@ -475,7 +495,7 @@ class WorkflowService:
             return True
         if a.users and actor.username in a.users:
             return True
-        if a.roles and people.role_names(conn, actor.role_ids) & set(a.roles):
+        if a.roles and (roles if roles is not None else people.role_names(conn, actor.role_ids)) & set(a.roles):
             return True
         if a.manager and actor.id in people.managers_of(conn, record.get("owner_id")):
             return True
@@ -585,12 +605,12 @@ def _user_id(value: Any) -> int | None:
     return n if 0 < n < 2**31 else None
 
 
-def _special(value: Any, actor: Actor) -> Any:
+def _special(value: Any, actor: Actor, timezone: str = "Asia/Shanghai") -> Any:
     """``$now``, ``$today`` and ``$actor`` in set actions."""
     if value == "$now":
         return utcnow().isoformat()
     if value == "$today":
-        return dt.date.today().isoformat()
+        return dt.datetime.now(ZoneInfo(timezone)).date().isoformat()
     if value == "$actor":
         return actor.id
     return value

@@ -220,6 +220,29 @@ def tasks():
     return render_template("crmkit/workflow/tasks.html", rows=rows)
 
 
+# --- org managers (the "manager of the owner" approver) ------------------------------------
+@workflow_blueprint.route("/managers", methods=["GET", "POST"])
+def managers():
+    svc = _services()
+    actor = _actor()
+    if not actor.is_admin:
+        raise PermissionDenied(text("Only administrators can set org managers.", "只有管理员可以设置组织负责人。"))
+    if request.method == "POST":
+        try:
+            svc.workflows.set_managers(actor, request.form.get("unit_id"), request.form.getlist("managers"))
+            flash(localize(text("Managers saved.", "负责人已保存。"), current_locale()), "success")
+        except CrmkitError as exc:
+            flash(_join_errors(exc.field_errors) if isinstance(exc, ValidationFailed) else localize(exc.message, current_locale()), "error")
+        return redirect(url_for("crmkit_workflow.managers"), 303)
+    from ..org.service import OrgService
+
+    units = OrgService(svc.engine).units()
+    with svc.engine.connect() as conn:
+        users = people.active_users(conn)
+        current = {u.id: set(people.unit_managers(conn, u.id)) for u in units}
+    return render_template("crmkit/workflow/managers.html", units=units, users=users, current=current)
+
+
 # --- shell hooks -------------------------------------------------------------------------
 @workflow_blueprint.app_template_global("workflow_panel_url")
 def workflow_panel_url(entity, record_id) -> str | None:
@@ -238,6 +261,8 @@ def work_nav():
     """"My approvals" and "My tasks" in the sidebar, with counts."""
     if not request or request.endpoint is None or not current_user or not current_user.is_authenticated:
         return {}
+    if request.headers.get("HX-Request") and not request.headers.get("HX-History-Restore-Request"):
+        return {}  # fragments have no sidebar
     actor = current_actor()
     if actor is None:
         return {}
@@ -255,7 +280,9 @@ def work_nav():
         {"label": localize(text("My tasks", "我的待办"), current_locale()), "url": url_for("crmkit_workflow.tasks"), "icon": "inbox",
          "count": tasks_n, "active": path.startswith("/workflow/tasks")},
     ] + ([{"label": localize(text("Workflow designer", "流程设计器"), current_locale()), "url": url_for("crmkit_builder_workflows.index"),
-           "icon": "layers", "count": None, "active": path.startswith("/builder/workflows")}] if _may_design_any(svc, actor) else [])}
+           "icon": "layers", "count": None, "active": path.startswith("/builder/workflows")}] if _may_design_any(svc, actor) else [])
+       + ([{"label": localize(text("Org managers", "组织负责人"), current_locale()), "url": url_for("crmkit_workflow.managers"),
+            "icon": "users", "count": None, "active": path.startswith("/workflow/managers")}] if actor.is_admin else [])}
 
 
 def _may_design_any(svc, actor) -> bool:
