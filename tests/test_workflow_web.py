@@ -98,6 +98,7 @@ def test_cookie_calls_need_csrf_and_openapi_lists_the_transition_paths(services,
     assert "post" in doc["paths"]["/records/membership.application/{id}/transitions/{name}"]
     assert "get" in doc["paths"]["/records/membership.application/{id}/transitions"]
     assert "/records/membership.member/{id}/transitions" not in doc["paths"]
+    assert "get" in doc["paths"]["/approvals"] and "post" in doc["paths"]["/approvals/{task}/{decision}"]
 
 
 def test_detail_page_panel_shows_allowed_buttons_and_dialog_errors(app, services, team_ids):

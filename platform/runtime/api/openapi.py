@@ -38,6 +38,10 @@ def openapi_document(catalog: Catalog, entity_keys: tuple[str, ...], *, cookie_n
             from ..workflow.api import transition_paths
 
             paths.update(transition_paths(entity))
+    if catalog.workflows:
+        from ..workflow.api import approval_paths
+
+        paths.update(approval_paths())
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

@@ -114,3 +114,27 @@ def transition_paths(entity) -> dict[str, dict]:
                           "202": {"description": "Waiting for approval", "content": {"application/json": {"schema": result}}},
                           **_err("401", "403", "404", "409", "422")}}},
     }
+
+
+def approval_paths() -> dict[str, dict]:
+    """OpenAPI paths of the approval inbox (present when any workflow is installed)."""
+    task = {"type": "object", "properties": {
+        "task": {"type": "integer"}, "entity": {"type": "string"}, "record_id": {"type": "integer"}, "title": {"type": "string"},
+        "transition": {"type": "string"}, "step": {"type": "integer"}, "steps": {"type": "integer"}, "requested_by": {"type": "string"},
+        "requested_at": {"type": "string", "format": "date-time"}, "comment": {"type": "string"}, "values": {"type": "object"}}}
+    return {
+        "/approvals": {"get": {"tags": ["workflow"], "summary": "The caller's pending approval tasks (including those delegated to them now)",
+                               "operationId": "list_approvals",
+                               "responses": {"200": {"description": "Pending tasks, oldest first", "content": {"application/json": {"schema": {
+                                   "type": "object", "properties": {"data": {"type": "array", "items": task}}}}}}, **_err("401")}}},
+        "/approvals/{task}/{decision}": {"post": {
+            "tags": ["workflow"], "summary": "Approve, reject or return an approval task", "operationId": "decide_approval",
+            "parameters": [{"name": "task", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+                           {"name": "decision", "in": "path", "required": True, "schema": {"enum": ["approve", "reject", "return"]}}],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "comment": {"type": "string", "maxLength": 2000, "description": "Required to reject or return"}}}}}},
+            "responses": {"200": {"description": "The request's status afterwards", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"status": {"enum": ["approved", "pending", "rejected", "returned"]}}}}}},
+                **_err("401", "403", "404", "409", "422")}}},
+    }
+
