@@ -2,9 +2,12 @@
 store (versioned, audited, effective at once) and refusing an invalid one with positioned errors."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from crmkit.runtime.actor import SYSTEM
+from crmkit.runtime.errors import DefinitionError
+from crmkit.runtime.meta.compile import RawDocument
 from crmkit.runtime.storage import platform_tables as pt
 from crmkit.runtime.workflow.diagram import Edge, Node, layers
 
@@ -82,3 +85,28 @@ def test_designer_refuses_an_invalid_workflow_with_positioned_errors(client, ser
     no_initial = client.post(URL, data=level_form(token, initial=""))
     assert no_initial.status_code == 422 and "exactly one state" in no_initial.get_data(as_text=True)
     assert services.store.catalog().workflow_of("membership.level") is None
+
+
+def _problems_of(services, body) -> dict[str, str]:
+    with pytest.raises(DefinitionError) as exc:
+        services.store.preview([RawDocument("workflow", "membership", body, "membership/workflows/level.json")])
+    assert all(f == "membership/workflows/level.json" for f, _, _ in exc.value.problems)
+    return {p: m for _, p, m in exc.value.problems}
+
+
+def test_definition_errors_name_the_file_and_pointer(services):
+    base = {"entity": "membership.level", "name": "w", "label": {"zh": "流程", "en": "Flow"},
+            "states": [{"name": "a", "label": {"zh": "甲", "en": "A"}, "initial": True}, {"name": "b", "label": {"zh": "乙", "en": "B"}, "final": True}],
+            "transitions": [{"name": "go", "label": {"zh": "走", "en": "Go"}, "from": "a", "to": "b"}]}
+    schema = _problems_of(services, {**base, "transitions": [{"name": "go", "label": {"zh": "走", "en": "Go"}, "from": "a", "to": "b",
+                                                              "approval": {"steps": [{"boss": True}]}}]})
+    assert any(p.startswith("/transitions/0/approval/steps/0") for p in schema)
+    checks = _problems_of(services, {**base, "states": base["states"] + [{"name": "a", "label": {"zh": "丙", "en": "C"}, "initial": True}],
+                                     "transitions": [{"name": "go", "label": {"zh": "走", "en": "Go"}, "from": ["a", "b"], "to": "c",
+                                                      "actions": [{"set": {"nope": 1, "level_value": "many"}}], "guard": "name +"}]})
+    assert "/states/2/name" in checks and "exactly one state" in checks["/states"]
+    assert "final state" in checks["/transitions/0/from"] and "not a state" in checks["/transitions/0/to"]
+    assert "/transitions/0/actions/0/set/nope" in checks and "/transitions/0/actions/0/set/level_value" in checks
+    assert "at character" in checks["/transitions/0/guard"]
+    twice = _problems_of(services, {**base, "entity": "membership.application"})
+    assert "already has a workflow" in twice["/entity"]
