@@ -201,3 +201,15 @@ def test_org_managers_page_sets_the_managers_approvals_go_to(app, services, clie
     assert reviewer.get("/workflow/managers").status_code == 403
     assert reviewer.post("/workflow/managers", data={"csrf_token": csrf_from(reviewer.get("/workflow/tasks").get_data(as_text=True)),
                                                      "unit_id": units["sh"], "managers": []}).status_code == 403
+
+
+def test_panel_and_inboxes_speak_english_too(app, services, client, team_ids):
+    rid = services.records.create(APPLICATIONS, applicant(), SYSTEM)
+    client.get("/locale/en")
+    panel = client.get(f"/workflow/panel/{APPLICATIONS}/{rid}").get_data(as_text=True)
+    assert "Join review" in panel and "Start review" in panel and "Submitted" in panel and "Workflow history" in panel
+    assert "开始审核" not in panel
+    page = client.get("/workflow/approvals").get_data(as_text=True)
+    assert "My approvals" in page and "Delegation while away" in page and "我的审批" not in page
+    resp = client.post(f"{BASE}/{rid}/transitions/reject", json={}, headers={"X-CSRFToken": csrf_from(page), "Accept-Language": "zh-CN"})
+    assert "执行“驳回”时此项必填" in resp.get_json()["details"]["fields"]["rejection_reason"][0]
