@@ -33,7 +33,7 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     messages = []
     report = install(services, "membership", demo=True, demo_size=30, progress=messages.append)
     assert report.installed == ["membership"] and report.documents_changed
-    assert [s.op for s in report.plan.steps].count("create_table") == 9
+    assert [s.op for s in report.plan.steps].count("create_table") == 10  # with the join application
     orders = services.queries.list("membership.order", SYSTEM, count="exact").total
     assert orders >= 15
     assert report.seeded == 34 + 4 + 4 + 4 + orders  # levels + members; plan and 3 items; stores; rewards; orders

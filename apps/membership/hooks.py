@@ -11,6 +11,7 @@ from .earning import on_order_written
 from .ledger import LedgerService
 from .ledger import tables as ledger_tables
 from .redemption import redeem_reward
+from .workflow_actions import create_member
 
 
 def register(hooks: AppHooks) -> AppHooks:
@@ -22,6 +23,7 @@ def register(hooks: AppHooks) -> AppHooks:
     hooks.action("points.adjust")(adjust)
     hooks.action("points.carry_over")(carry)
     hooks.action("points.reverse_carry_over")(uncarry)
+    hooks.transition_action("create_member")(create_member)
     from .web import points_blueprint
 
     hooks.blueprint(points_blueprint)

@@ -19,6 +19,9 @@ DemoSeeder = Callable[["SeedContext"], int]
 AppAction = Callable[[Any, Any, dict], Any]
 # Runs inside the record service's write transaction after a record of the entity is written: (conn, RecordWritten).
 RecordListener = Callable[[Any, Any], None]
+# A named action a workflow transition runs (``{"run": "<name>"}``): ``fn(ctx: ActionContext) -> None``. It runs inside the
+# transition's transaction (``crmkit.runtime.workflow.ActionContext``), unlike an AppAction, which runs on its own.
+TransitionAction = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class AppHooks:
     table_sets: list[MetaData] = field(default_factory=list)
     actions: dict[str, AppAction] = field(default_factory=dict)
     record_listeners: list[tuple[str, RecordListener]] = field(default_factory=list)
+    transition_actions: dict[str, TransitionAction] = field(default_factory=dict)
     blueprints: list[Any] = field(default_factory=list)
     detail_panels: list[DetailPanel] = field(default_factory=list)
 
@@ -56,6 +60,17 @@ class AppHooks:
             if name in self.actions:
                 raise ValueError(f"app action '{name}' is already registered")
             self.actions[name] = fn
+            return fn
+        return register
+
+    def transition_action(self, name: str) -> Callable[[TransitionAction], TransitionAction]:
+        """``@hooks.transition_action("create_member")``: a named action this app's workflows run on a transition.
+        It gets a ``crmkit.runtime.workflow.ActionContext`` and writes through the record service in the
+        transition's transaction."""
+        def register(fn: TransitionAction) -> TransitionAction:
+            if name in self.transition_actions:
+                raise ValueError(f"transition action {name!r} is registered twice")
+            self.transition_actions[name] = fn
             return fn
         return register
 

@@ -19,6 +19,7 @@ from .query import QueryService
 from .records import RecordService
 from .records.service import TableCache
 from .webhooks import WebhookService
+from .workflow import WorkflowService
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Services:
     background: Background
     messaging: MessagingService
     webhooks: WebhookService
+    workflows: WorkflowService
 
     @property
     def jobs(self) -> JobService:
@@ -55,9 +57,11 @@ class Services:
         for pkg in discover().values():  # app hooks that must run inside record writes (e.g. points for an order)
             for entity_key, listener in pkg.hooks.record_listeners:
                 records.listen(entity_key, listener)
+        queries = QueryService(engine, store, policy, tables, timezone=settings.timezone)
         services = cls(
             settings=settings, engine=engine, field_types=field_types, store=store, policy=policy,
-            records=records, queries=QueryService(engine, store, policy, tables, timezone=settings.timezone),
+            records=records, queries=queries,
+            workflows=WorkflowService(engine, store, policy, records, queries, actions=app_transition_actions),
             background=background,
             messaging=build_messaging(settings, engine, background.jobs),
             webhooks=WebhookService(engine, background.jobs),
@@ -68,3 +72,8 @@ class Services:
         register_import_jobs(background.jobs.registry)
         background.jobs.attach(services)
         return services
+
+
+def app_transition_actions() -> dict:
+    """Named transition actions of every installed app package, by app id (their typed ``AppHooks`` registries)."""
+    return {app_id: dict(pkg.hooks.transition_actions) for app_id, pkg in discover().items()}

@@ -38,6 +38,14 @@ def openapi_document(catalog: Catalog, entity_keys: tuple[str, ...], *, cookie_n
             schemas.update(entity_schemas(catalog, child))
         paths.update(entity_paths(catalog, entity))
         paths.update(integration_paths(catalog, entity))
+        if catalog.workflow_of(entity) is not None:
+            from ..workflow.api import transition_paths
+
+            paths.update(transition_paths(entity))
+    if catalog.workflows:
+        from ..workflow.api import approval_paths
+
+        paths.update(approval_paths())
     schemas.update(integration_schemas())
     add_idempotency(paths)
     return {

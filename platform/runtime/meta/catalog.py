@@ -1,11 +1,13 @@
 """The compiled, immutable set of installed definitions that one request works against."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Mapping
 
 from ..errors import RecordNotFound
 from ..fields import FieldType, FieldTypeRegistry
+from .workflows import WorkflowDef
 from .model import AppDef, EntityDef, FieldDef, FormDef, FormSection, FormField, Label, ViewDef
 
 
@@ -17,6 +19,7 @@ class Catalog:
     views: Mapping[tuple[str, str], ViewDef]
     field_types: FieldTypeRegistry
     version: int = 0
+    workflows: Mapping[str, "WorkflowDef"] = field(default_factory=lambda: MappingProxyType({}))  # by entity key
 
     def entity(self, key: str) -> EntityDef:
         try:
@@ -59,4 +62,7 @@ class Catalog:
         return out
 
     def with_version(self, version: int) -> "Catalog":
-        return Catalog(self.apps, self.entities, self.forms, self.views, self.field_types, version)
+        return replace(self, version=version)
+
+    def workflow_of(self, entity: EntityDef | str) -> "WorkflowDef | None":
+        return self.workflows.get(entity if isinstance(entity, str) else entity.key)

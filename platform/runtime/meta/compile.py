@@ -11,6 +11,7 @@ from .model import (
     SavedFilter, SortSpec, ValidationRule, ViewDef, frozen,
 )
 from .validate import DefinitionValidator
+from .workflows import check_workflow, compile_workflow
 
 FIELD_KEYS = {"id", "name", "type", "label", "help", "placeholder", "required", "unique", "read_only", "default", "required_if", "visible_if"}
 SYSTEM_SORTABLE = ("id", "created_at", "updated_at")
@@ -93,7 +94,7 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
 
     validator = validator or DefinitionValidator(field_types)
     problems: list[tuple[str, str, str]] = []
-    apps, entities, forms, views = {}, {}, {}, {}
+    apps, entities, forms, views, workflows = {}, {}, {}, {}, {}
     docs = list(docs)
     for d in docs:
         found = validator.problems(d.kind, d.body, d.source)
@@ -113,6 +114,11 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
         elif d.kind == "view":
             v = compile_view(d.body, d.source)
             views[(v.entity, v.name)] = v
+        elif d.kind == "workflow":
+            wf = compile_workflow(d.body, d.source)
+            if wf.entity in workflows:
+                problems.append((d.source, "/entity", f"{wf.entity} already has a workflow ({workflows[wf.entity].source}); an entity has one"))
+            workflows[wf.entity] = wf
     if problems:
         raise DefinitionError(problems)
     entities, lookup_problems = resolve_lookups(entities)
@@ -124,6 +130,8 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
         problems.extend(check_form(fm, entities))
     for v in views.values():
         problems.extend(check_view(v, entities, field_types))
+    for wf in workflows.values():
+        problems.extend(check_workflow(wf, entities, field_types))
     for a in apps.values():
         for i, m in enumerate(a.menu):
             if m.entity not in entities:
@@ -133,7 +141,8 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
                 problems.append((a.source, "/depends", f"depends on app '{dep}', which is not installed; install it first"))
     if problems:
         raise DefinitionError(problems)
-    return Catalog(apps=frozen(apps), entities=frozen(entities), forms=frozen(forms), views=frozen(views), field_types=field_types)
+    return Catalog(apps=frozen(apps), entities=frozen(entities), forms=frozen(forms), views=frozen(views), field_types=field_types,
+                   workflows=frozen(workflows))
 
 
 def check_entity(e: EntityDef, entities: dict, field_types: FieldTypeRegistry) -> list:

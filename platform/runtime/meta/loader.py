@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import DefinitionError
 from .compile import RawDocument
 
-KIND_FOLDERS = (("entity", "entities"), ("form", "forms"), ("view", "views"))
+KIND_FOLDERS = (("entity", "entities"), ("form", "forms"), ("view", "views"), ("workflow", "workflows"))
 
 
 def read_json(path: Path, label: str):

@@ -25,6 +25,7 @@ from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef
 from ..meta.store import MetadataStore
+from ..meta.workflows import transition_entity
 from ..permissions.masking import mask_value
 from ..policy import Policy
 from ..storage import fab_tables, platform_tables as pt
@@ -36,6 +37,8 @@ from .validation import SchemaCache, validate_input
 log = logging.getLogger(__name__)
 
 MAX_BULK = 1000
+STATE_BY_TRANSITION = text("The workflow state changes only through the workflow's transitions; leave it out.",
+                           "流程状态只能通过流程操作（流转）改变，请不要提交此项。")
 SEND_IDS = text("Send a list of record ids.", "请提交记录编号列表。")
 
 
@@ -162,6 +165,38 @@ class RecordService:
                 if self._update_row(conn, catalog, entity, current, dict(values), {}, actor, request_id) != before:
                     changed += 1
         return changed
+
+    def create_within(self, conn: Connection, entity_key: str, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
+        """``create`` inside the caller's transaction (a workflow action creating a record as part of a transition)."""
+        catalog, entity = self._entity(entity_key)
+        self.policy.check(actor, entity, "create")
+        values, children = self._clean(catalog, entity, data, actor, creating=True)
+        record_id = self._insert(conn, catalog, entity, values, children, actor, request_id)
+        self._check_in_scope(conn, catalog, entity, record_id, actor)
+        return record_id
+
+    # --- the workflow state: written only by crmkit.runtime.workflow ----------------------
+    def lock_for_transition(self, conn: Connection, entity_key: str, record_id: int) -> dict:
+        """The record, locked for the transaction. No row scope: the workflow service decides who may act."""
+        catalog, entity = self._entity(entity_key)
+        return self._load_for_update(conn, catalog, entity, record_id)
+
+    def write_transition(self, conn: Connection, entity_key: str, current: dict, state: str, data: dict, fields: Iterable[str],
+                         actor: Actor, *, request_id: str | None = None) -> int:
+        """Move ``current`` to ``state`` and write ``data`` (only ``fields`` may be set), with the usual
+        validation, rules, audit entry and ``record.updated`` event. Returns the new row version."""
+        catalog, entity = self._entity(entity_key)
+        fields = tuple(fields)
+        values = validate_input(catalog, transition_entity(entity, fields), data, self.schemas, creating=False, writable=fields,
+                                current=current) if data else {}
+        for f in entity.fields:
+            derive = getattr(catalog.type_of(f), "derived_values", None)
+            if derive and f.name in values:
+                for target, v in derive(f, values[f.name]).items():
+                    if current.get(target) in (None, "") and target not in values:
+                        values[target] = v
+        values["workflow_state"] = state
+        return self._update_row(conn, catalog, entity, current, values, {}, actor, request_id)
 
     def bulk_delete(self, entity_key: str, ids: Iterable[int], actor: Actor, *, request_id: str | None = None) -> int:
         catalog, entity = self._entity(entity_key)
@@ -310,6 +345,8 @@ class RecordService:
                    org_unit_id=actor.org_unit_id, row_version=1)
         if parent_id is not None:
             row.update(parent_id=parent_id, sort_order=sort_order)
+        elif catalog.workflow_of(entity) is not None:
+            row["workflow_state"] = catalog.workflow_of(entity).initial.name  # a new record starts in the initial state
         try:
             with conn.begin_nested():
                 record_id = conn.execute(table.insert().values(**row)).inserted_primary_key[0]
@@ -346,6 +383,12 @@ class RecordService:
         Returns the input to validate and the record as the actor sees it (masked, hidden fields left out), so the
         "same value" allowance for read-only fields cannot be used to guess a hidden or masked value.
         """
+        if isinstance(data, dict) and "workflow_state" in data:
+            # Only transitions change the state; a fetched record sent back unchanged (or null) is fine.
+            sent = data["workflow_state"]
+            if sent not in (None, "") and not (current and sent == current.get("workflow_state")):
+                raise ValidationFailed({"workflow_state": [STATE_BY_TRANSITION]})
+            data = {k: v for k, v in data.items() if k != "workflow_state"}
         if not isinstance(data, dict) or actor is None:
             return data, current
         access = self.policy.access(actor, entity)

@@ -129,6 +129,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     _register_app_pages(app)
+    from ..workflow.views import register_workflow
+
+    register_workflow(app, csrf)
     register_error_handlers(app)
     register_auth(app, services.settings)
     from crmkit.builder.views import register_builder
