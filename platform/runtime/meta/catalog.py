@@ -1,11 +1,14 @@
 """The compiled, immutable set of installed definitions that one request works against."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Mapping
 
 from ..errors import RecordNotFound
+from ..i18n_text import text
 from ..fields import FieldType, FieldTypeRegistry
+from .model import DashboardDef, ReportDef
 from .model import AppDef, EntityDef, FieldDef, FormDef, FormSection, FormField, Label, ViewDef
 
 
@@ -17,6 +20,20 @@ class Catalog:
     views: Mapping[tuple[str, str], ViewDef]
     field_types: FieldTypeRegistry
     version: int = 0
+    reports: Mapping[str, ReportDef] = field(default_factory=lambda: MappingProxyType({}))
+    dashboards: Mapping[str, DashboardDef] = field(default_factory=lambda: MappingProxyType({}))
+
+    def report(self, key: str) -> ReportDef:
+        try:
+            return self.reports[key]
+        except KeyError:
+            raise RecordNotFound(text("There is no report '{key}'.", "没有名为“{key}”的报表。", key=key)) from None
+
+    def dashboard(self, key: str) -> DashboardDef:
+        try:
+            return self.dashboards[key]
+        except KeyError:
+            raise RecordNotFound(text("There is no dashboard '{key}'.", "没有名为“{key}”的仪表板。", key=key)) from None
 
     def entity(self, key: str) -> EntityDef:
         try:
@@ -59,4 +76,4 @@ class Catalog:
         return out
 
     def with_version(self, version: int) -> "Catalog":
-        return Catalog(self.apps, self.entities, self.forms, self.views, self.field_types, version)
+        return replace(self, version=version)

@@ -9,6 +9,7 @@ from .model import (
     AppDef, EntityDef, FieldDef, FormDef, FormField, FormSection, IndexDef, Label, MenuItem,
     SavedFilter, SortSpec, ViewDef, frozen,
 )
+from .reports import check_dashboard, check_report, compile_dashboard, compile_report
 from .validate import DefinitionValidator
 
 FIELD_KEYS = {"id", "name", "type", "label", "help", "placeholder", "required", "unique", "read_only", "default"}
@@ -89,6 +90,7 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
     validator = validator or DefinitionValidator(field_types)
     problems: list[tuple[str, str, str]] = []
     apps, entities, forms, views = {}, {}, {}, {}
+    reports, dashboards = {}, {}
     docs = list(docs)
     for d in docs:
         found = validator.problems(d.kind, d.body, d.source)
@@ -108,6 +110,8 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
         elif d.kind == "view":
             v = compile_view(d.body, d.source)
             views[(v.entity, v.name)] = v
+        elif d.kind in ("report", "dashboard"):
+            compile_analytics(d, reports, dashboards)
     if problems:
         raise DefinitionError(problems)
     for e in entities.values():
@@ -123,9 +127,23 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
         for dep in a.depends:
             if dep not in apps:
                 problems.append((a.source, "/depends", f"depends on app '{dep}', which is not installed; install it first"))
+    for r in reports.values():
+        problems.extend(check_report(r, entities, field_types))
+    for dash in dashboards.values():
+        problems.extend(check_dashboard(dash, reports))
     if problems:
         raise DefinitionError(problems)
-    return Catalog(apps=frozen(apps), entities=frozen(entities), forms=frozen(forms), views=frozen(views), field_types=field_types)
+    return Catalog(apps=frozen(apps), entities=frozen(entities), forms=frozen(forms), views=frozen(views), field_types=field_types,
+                   reports=frozen(reports), dashboards=frozen(dashboards))
+
+
+def compile_analytics(d: RawDocument, reports: dict, dashboards: dict) -> None:
+    if d.kind == "report":
+        r = compile_report(d.app, d.body, d.source)
+        reports[r.key] = r
+    else:
+        dash = compile_dashboard(d.app, d.body, d.source)
+        dashboards[dash.key] = dash
 
 
 def check_entity(e: EntityDef, entities: dict, field_types: FieldTypeRegistry) -> list:

@@ -12,7 +12,7 @@ from referencing import Registry, Resource
 
 from ..fields import FieldTypeRegistry
 
-KINDS = ("app", "entity", "form", "view")
+KINDS = ("app", "entity", "form", "view", "report", "dashboard")
 BASE_URI = "https://crmkit.dev/schemas/"
 
 
