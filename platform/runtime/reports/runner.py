@@ -19,7 +19,7 @@ from ..i18n_text import text
 from ..meta.model import Label, ReportDef, ReportGroup, ReportMeasure
 from ..meta.reports import BASE_AGGS, SYSTEM_COLUMNS
 from ..query.aggregate import AggregateResult, GroupSpec, MeasureSpec, Period
-from ..storage import fab_tables
+from ..permissions.rules import ab_role
 from .buckets import bucket_label, bucket_range
 
 EMPTY = Label("（空）", "(empty)")
@@ -64,7 +64,7 @@ def role_names(services, actor: Actor) -> set[str]:
     if not actor.role_ids:
         return set()
     with services.engine.connect() as conn:
-        return set(conn.execute(select(fab_tables.ab_role.c.name).where(fab_tables.ab_role.c.id.in_(actor.role_ids))).scalars())
+        return set(conn.execute(select(ab_role.c.name).where(ab_role.c.id.in_(actor.role_ids))).scalars())
 
 
 def can_view(services, actor: Actor, report: ReportDef, roles: set[str] | None = None) -> bool:
@@ -214,7 +214,8 @@ def run_report(services, actor: Actor, report: ReportDef, params: dict | None = 
         shown = list(report.groups)
     else:
         shown = report.groups[len(drill):len(drill) + 1]
-    if report.output == "pivot" and report.columns is not None and (expand or len(drill) < len(report.groups)):
+    across = report.output == "pivot" or report.chart in ("bar", "stacked_bar", "line", "area")
+    if report.columns is not None and across and (expand or len(drill) < len(report.groups)):
         grouped = list(shown) + [report.columns]
     else:
         grouped = list(shown)

@@ -113,6 +113,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     csrf.exempt(privacy_api_blueprint)  # request_actor checks CSRF for cookie-authenticated calls
     app.register_blueprint(privacy_api_blueprint)
     app.register_blueprint(org_blueprint)
+    from ..reports.views import reports_blueprint
+
+    app.register_blueprint(reports_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     register_error_handlers(app)

@@ -69,6 +69,10 @@ def shell_context():
                 entries.append({"label": label.get(locale), "url": url, "active": path.startswith(url), "icon": entity.icon})
         if entries:
             ctx["nav"].append({"title": app_def.title.get(locale), "items": entries})
+    if ctx["nav"]:  # anyone who reads an entity may open the report center (each report checks its own rights)
+        ctx["nav"].append({"title": translate("reports", locale), "items": [
+            {"label": translate("report_center", locale), "url": url_for("crmkit_reports.reports_index"),
+             "active": path.startswith("/reports/") or path.startswith("/dashboards/"), "icon": "list"}]})
     if actor.is_admin:
         ctx["admin_nav"] = [
             {"label": translate("users", locale), "url": url_for("UserDBModelView.list"), "active": path.startswith("/users/"), "icon": "user"},
