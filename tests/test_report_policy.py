@@ -14,7 +14,10 @@ from policy_support import USERS, shared_scenario_fixture
 shared_sc = shared_scenario_fixture()
 
 
-def member_agg(sc, username, groups, measures=(MeasureSpec("n", "count"),), **kw):
+COUNT = (MeasureSpec("n", "count"),)
+
+
+def member_agg(sc, username, groups, measures=COUNT, **kw):
     return sc.services.queries.aggregate("membership.member", sc.actor(username), groups=groups, measures=list(measures), **kw)
 
 

@@ -67,7 +67,7 @@ def chart_option(services, result: ReportResult, locale: str, url_for_row: Calla
     if result.columns:  # one series per pivot column, stacked when asked
         m = first
         series, urls = [], []
-        for i, c in enumerate(result.columns):
+        for c in result.columns:
             data = [_f(result.pivot.get((tuple(x.key for x in r.cells), c.key), {}).get(m.name)) for r in result.rows]
             s = {"type": "line" if line else "bar", "name": c.label, "data": data}
             if kind == "stacked_bar" or kind == "area":
