@@ -50,7 +50,7 @@ def chart_option(services, result: ReportResult, locale: str, url_for_row: Calla
                 item["itemStyle"] = {"color": color}
             data.append(item)
         series = {"type": "funnel" if kind == "funnel" else "pie", "name": result.measure_labels[0], "data": data,
-                  "label": {"show": True, "formatter": "{b}: {c} ({d}%)" if kind != "funnel" else "{b}: {c}"}}
+                  "label": {"show": True, "formatter": "{b} {d}%" if kind != "funnel" else "{b} {c}"}}
         if kind == "donut":
             series["radius"] = ["45%", "72%"]
         elif kind == "pie":
@@ -90,7 +90,7 @@ def chart_option(services, result: ReportResult, locale: str, url_for_row: Calla
         if kind == "area":
             s["areaStyle"] = {"opacity": 0.25}
         if line:
-            s["smooth"] = True
+            s["symbolSize"] = 6
         if len(base) == 1 and colors and not line:
             s["data"] = [{"value": v, "itemStyle": {"color": colors.get(r.cells[0].key)}} if colors.get(r.cells[0].key) else v
                          for v, r in zip(s["data"], result.rows)]

@@ -235,7 +235,7 @@ def run_report(services, actor: Actor, report: ReportDef, params: dict | None = 
                    Period("previous", range_filter(rng_field.type, rng_field.name, rng.previous())))
     agg = services.queries.aggregate(report.source, actor, groups=[GroupSpec(g.field, g.bucket) for g in grouped],
                                      measures=base_measures(report), filter=tree, sort=sort,
-                                     limit=None if report.output == "pivot" else report.limit, periods=periods, keys_equal=fixed)
+                                     limit=None if len(grouped) > len(shown) else report.limit, periods=periods, keys_equal=fixed)
     return shape(services, actor, report, agg, shown, grouped, drill, params, locale, periods, expand)
 
 
