@@ -197,6 +197,9 @@ def report_view(key):
     except BadQuery as exc:
         result, error = None, localize(exc.message if hasattr(exc, "message") else str(exc), locale)
     ctx = render_context(report, result, locale, expand=expand) if result is not None else {"report": report, "result": None, "chart": None}
+    from ..workbench import WorkbenchService
+
+    ctx.update(starred=actor.id is not None and WorkbenchService(svc.engine).is_favorite(actor.id, "report", report.key))
     ctx.update(error=error, prompts=prompt_widgets(report, params, locale), params=params, drill=drill,
                can_export=svc.policy.allows(actor, svc.store.catalog().entity(report.source), "export"))
     status = 400 if error else 200
@@ -259,4 +262,7 @@ def dashboard_view(key):
         except CrmkitError as exc:
             entry["error"] = localize(getattr(exc, "message", str(exc)), locale)
         widgets.append(entry)
-    return render_template("crmkit/reports/dashboard.html", dashboard=dash, widgets=widgets)
+    from ..workbench import WorkbenchService
+
+    starred = actor.id is not None and WorkbenchService(svc.engine).is_favorite(actor.id, "dashboard", dash.key)
+    return render_template("crmkit/reports/dashboard.html", dashboard=dash, widgets=widgets, starred=starred)

@@ -116,6 +116,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     from ..reports.views import reports_blueprint
 
     app.register_blueprint(reports_blueprint)
+    from ..workbench.views import workbench_blueprint
+
+    app.register_blueprint(workbench_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     register_error_handlers(app)

@@ -80,6 +80,7 @@ def shell_context():
             {"label": translate("org_structure", locale), "url": url_for("crmkit_org.tree"), "active": path.startswith("/admin/org"), "icon": "sitemap"},
             {"label": translate("perm_matrix", locale), "url": url_for("crmkit_permissions.matrix"), "active": path.startswith("/admin/permissions/") and "explain" not in path, "icon": "lock"},
             {"label": translate("perm_explain", locale), "url": url_for("crmkit_permissions.explain_page"), "active": path.startswith("/admin/permissions/explain"), "icon": "search"},
+            {"label": translate("workbench_defaults", locale), "url": url_for("crmkit_workbench.role_defaults"), "active": path.startswith("/admin/workbench"), "icon": "star"},
             {"label": translate("audit_log", locale), "url": url_for("crmkit_audit.audit_log"), "active": path.startswith("/admin/audit"), "icon": "list"},
             {"label": translate("api_keys", locale), "url": url_for("crmkit_auth.api_keys_page"), "active": path == "/account/api-keys", "icon": "key"},
             {"label": translate("api_keys_all", locale), "url": url_for("crmkit_auth.api_keys_all"), "active": path.startswith("/account/api-keys/all"), "icon": "key"},
@@ -110,7 +111,9 @@ def home():
                 entries.append({"label": label.get(locale), "url": url_for("crmkit_web.entity_list", entity_key=entity.key),
                                 "count": page.total_label, "icon": entity.icon})
         cards.append({"title": app_def.title.get(locale), "description": app_def.description.get(locale), "items": entries})
-    return render_template("crmkit/home.html", cards=cards, actor=actor)
+    from ..workbench.views import workbench_context
+
+    return render_template("crmkit/home.html", cards=cards, actor=actor, workbench=workbench_context(actor, locale))
 
 
 from .entity_views import register_entity_routes  # noqa: E402
