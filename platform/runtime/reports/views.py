@@ -181,7 +181,11 @@ def reports_index():
     for r in sorted(visible_reports(svc, actor), key=lambda r: r.label.get(locale)):
         title = translate("my_reports", locale) if r.owner is not None else (catalog.apps[r.app].title.get(locale) if r.app in catalog.apps else r.app)
         groups.setdefault(title, []).append(r)
-    return render_template("crmkit/reports/index.html", groups=groups, dashboards=visible_dashboards(svc, actor), actor=actor)
+    from ...builder.reports import sources
+
+    designer_url = url_for("crmkit_report_builder.designer") if sources(actor) else None
+    return render_template("crmkit/reports/index.html", groups=groups, dashboards=visible_dashboards(svc, actor), actor=actor,
+                           designer_url=designer_url)
 
 
 @reports_blueprint.route("/reports/<key>/")

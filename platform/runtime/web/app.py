@@ -119,6 +119,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     from ..workbench.views import workbench_blueprint
 
     app.register_blueprint(workbench_blueprint)
+    from ...builder.reports import report_builder_blueprint
+
+    app.register_blueprint(report_builder_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     register_error_handlers(app)
