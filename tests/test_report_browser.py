@@ -99,3 +99,29 @@ def test_pivot_and_kpi_pages(site):
     page.wait_for_selector(".kpi-value")
     assert page.locator(".kpi-compare").count() == 1
     screenshot(page, "report-kpi")
+
+
+def test_designer_live_preview_and_workbench(site):
+    base, page = site
+    page.goto(base + "/builder/reports/new?source=membership.member")
+    page.wait_for_selector("#preview [data-chart][data-drawn] canvas")
+    page.select_option("select[name=g0]", "joined_on")
+    page.select_option("select[name=g0b]", "quarter")
+    page.select_option("select[name=chart]", "line")
+    page.wait_for_function("() => document.querySelector('#preview') && /季度/.test(document.querySelector('#preview').innerText)")
+    page.wait_for_selector("#preview [data-chart][data-drawn] canvas")
+    screenshot(page, "report-designer")
+    page.click("#designer-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/reports/membership\.u\d+_[0-9a-f]+/"))
+    page.click("form.star-form button")
+    page.wait_for_selector("form.star-form button[aria-pressed=true]")
+    page.goto(base + "/e/membership.member/")
+    page.locator("#list-region tbody tr a").first.click()
+    page.wait_for_selector("[data-watch]")
+    page.click("[data-watch]")
+    page.wait_for_selector("[data-watch][aria-pressed=true]")
+    page.goto(base + "/home")
+    favorites = page.locator("[data-section=favorites]").inner_text()
+    assert "统计" in favorites  # the report just saved and starred
+    assert page.locator("[data-section=watched] li").count() == 1
+    screenshot(page, "workbench")

@@ -115,7 +115,7 @@ def body_from_form(form, actor) -> tuple[dict, bool]:
         body["output"] = {"type": "chart", "chart": chart}
     if form.get("cols"):
         body["columns"] = {"field": form["cols"]}
-    if form.get("sort_desc"):
+    if form.get("sort_desc") and not (groups and groups[0].get("bucket")):  # time stays in time order
         body["sort"] = [{"by": measures[0]["name"], "dir": "desc"}]
     if (form.get("limit") or "").isdigit() and 1 <= int(form["limit"]) <= 1000:
         body["limit"] = int(form["limit"])
