@@ -137,3 +137,11 @@ def test_masked_or_hidden_group_is_a_400_with_a_clear_message(app, services):
     ok = manager.get("/reports/membership.by_mobile/")  # the manager may unmask mobile numbers
     assert ok.status_code == 200
     assert sc.expected_member_ids("mgr_east")
+
+
+def test_pages_speak_english_too(client, seeded):
+    client.get("/locale/en")
+    html = client.get("/reports/membership.members_by_level/").get_data(as_text=True)
+    assert "Members by level" in html and "Total" in html and "Export Excel" in html and "合计" not in html
+    dash = client.get("/dashboards/membership.overview/").get_data(as_text=True)
+    assert "Membership overview" in dash and "vs previous period" in dash
