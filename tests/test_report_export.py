@@ -94,3 +94,12 @@ def test_export_job_handler_writes_the_report(app, services):
 def test_export_job_refuses_an_unknown_user(app, services):
     with pytest.raises(PermissionError):
         report_export_job(FakeContext(services), {"report": "membership.members_by_level", "actor_id": 999999})
+
+
+def test_export_job_route_waits_for_the_job_service(client):
+    from conftest import csrf_from
+
+    token = csrf_from(client.get("/reports/membership.members_by_level/").get_data(as_text=True))
+    assert client.post("/reports/membership.members_by_level/export-job", data={}).status_code == 400  # CSRF first
+    resp = client.post("/reports/membership.members_by_level/export-job", data={"csrf_token": token, "format": "xlsx"})
+    assert resp.status_code == 404  # no crmkit.runtime.jobs in this build: the integration point answers 404

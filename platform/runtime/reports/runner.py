@@ -281,7 +281,8 @@ def shape(services, actor, report, agg: AggregateResult, shown, grouped, drill, 
             for name, v in r["values"].items():
                 if v is not None and next(m for m in report.measures if m.name == name).agg in ("count", "sum"):
                     row_vals[name] = row_vals.get(name, 0) + v
-        columns = sorted(col_seen.values(), key=lambda c: (c.key is None, str(c.key)) if isinstance(c.key, str) else (c.key is None, c.key or 0))
+        order = labelers[n_shown].order
+        columns = sorted(col_seen.values(), key=lambda c: order(c.key))
         rows = list(row_seen.values())
         for row in rows:
             row.values = derived(report, row.values, agg.totals)
@@ -381,6 +382,16 @@ class Labeler:
         with self.services.engine.connect() as conn:
             q._attach_labels(conn, self.catalog, [f], rows, self.locale, self.actor)
         self.names = {r[f.name]: r["_labels"].get(f.name, f"#{r[f.name]}") for r in rows}
+
+    def order(self, key) -> tuple:
+        """Sort key for pivot columns: select options in their defined order, empty last, others by value."""
+        if key is None:
+            return (2, 0, "")
+        f = self.path.field
+        if f.type == "single_select" and not self.group.bucket:
+            values = [o["value"] for o in f.opt("options", ())]
+            return (0, values.index(key) if key in values else len(values), str(key))
+        return (1, 0, self.label(key)) if f.type in ("link", "user", "org_unit") else (1, 0, str(key))
 
     def label(self, key) -> str:
         if key is None:

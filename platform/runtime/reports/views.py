@@ -247,6 +247,24 @@ def report_export(key, fmt):
     return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
 
 
+@reports_blueprint.route("/reports/<key>/export-job", methods=["POST"])
+def report_export_job_submit(key):
+    """Queue a large export as a ``report.export`` job and open its status page.
+
+    INTEGRATION POINT (crmkit.runtime.jobs): needs ``Services.jobs`` (JobService) and
+    ``register_report_jobs(registry)`` called where the job registry is built. Until then this answers 404."""
+    svc, actor = services(), acting()
+    report = report_of(key)
+    svc.policy.check(actor, svc.store.catalog().entity(report.source), "export")
+    jobs = getattr(svc, "jobs", None)
+    if jobs is None:
+        abort(404)
+    fmt = "csv" if request.form.get("format") == "csv" else "xlsx"
+    job_id = jobs.submit("report.export", {"report": report.key, "params": prompt_params(request.form), "format": fmt,
+                                           "actor_id": actor.id, "locale": current_locale()}, actor=actor)
+    return redirect(f"/jobs/{job_id}")
+
+
 @reports_blueprint.route("/dashboards/<key>/")
 def dashboard_view(key):
     svc, actor, locale = services(), acting(), current_locale()
