@@ -126,3 +126,13 @@ def test_designer_live_preview_and_workbench(site):
     assert "统计" in favorites  # the report just saved and starred
     assert page.locator("[data-section=watched] li").count() == 1
     screenshot(page, "workbench")
+
+
+def test_dashboard_in_english(site):
+    base, page = site
+    page.goto(base + "/locale/en")
+    page.goto(base + "/dashboards/membership.overview/")
+    page.wait_for_selector("[data-chart][data-drawn] canvas")
+    assert "Membership overview" in page.locator("h1").inner_text()
+    page.wait_for_timeout(600)
+    screenshot(page, "dashboard-overview-en")
