@@ -23,7 +23,7 @@ from .meta.model import EntityDef
 from .permissions.masking import mask_style, mask_value
 from .permissions.rules import EntityAccess, RuleCache, RuleSet, ScopeRule, effective_access, rule_key
 
-ACTIONS = ("read", "create", "update", "delete", "export", "import", "bulk_edit", "builder")
+ACTIONS = ("read", "create", "update", "delete", "export", "import", "bulk_edit", "builder", "report")  # report: create personal reports
 VARIABLES = ("$user_id", "$org_unit_id")
 NO_RULES = RuleSet(stamp=("admin",))
 

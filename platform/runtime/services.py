@@ -67,9 +67,12 @@ class Services:
             webhooks=WebhookService(engine, background.jobs),
         )
         services.webhooks.register(background.jobs.registry, background.events)
-        from .imports.job import register_import_jobs  # the import engine imports the record service; load it last
+        from .imports.job import register_import_jobs  # these import the record service; load them last
 
         register_import_jobs(background.jobs.registry)
+        from .reports.export import register_report_jobs
+
+        register_report_jobs(background.jobs.registry)
         background.jobs.attach(services)
         return services
 

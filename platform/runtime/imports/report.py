@@ -11,15 +11,11 @@ from typing import Iterator
 
 from sqlalchemy import Engine, select
 
+from ..spreadsheet import neutralise
 from .reader import open_table
 from .tables import import_error, import_run
 
 ERROR_HEADER = {"zh": "错误信息", "en": "Errors"}
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _neutral(value: str) -> str:
-    return "'" + value if value and value.startswith(FORMULA_STARTS) else value
 
 
 def report_rows(engine: Engine, run_id: int, locale: str = "zh", *, kinds=("error", "skip")) -> Iterator[list[str]]:
@@ -42,7 +38,7 @@ def report_rows(engine: Engine, run_id: int, locale: str = "zh", *, kinds=("erro
                 yield [*(headers or [f"Column {i + 1}" for i in range(width)]), ERROR_HEADER[lang]]
                 first = False
             msgs = "; ".join((f"{m['column']}: " if m.get("column") else "") + m["message"][lang] for m in row["messages"])
-            yield [*(_neutral(c) for c in cells), f"[{row['row_number']}] {msgs}"]
+            yield [*(neutralise(c) for c in cells), f"[{row['row_number']}] {msgs}"]
     if first:
         yield [*(headers or []), ERROR_HEADER[lang]]
 

@@ -6,8 +6,10 @@ from types import MappingProxyType
 from typing import Mapping
 
 from ..errors import RecordNotFound
+from ..i18n_text import text
 from ..fields import FieldType, FieldTypeRegistry
 from .workflows import WorkflowDef
+from .model import DashboardDef, ReportDef
 from .model import AppDef, EntityDef, FieldDef, FormDef, FormSection, FormField, Label, ViewDef
 
 
@@ -20,6 +22,20 @@ class Catalog:
     field_types: FieldTypeRegistry
     version: int = 0
     workflows: Mapping[str, "WorkflowDef"] = field(default_factory=lambda: MappingProxyType({}))  # by entity key
+    reports: Mapping[str, ReportDef] = field(default_factory=lambda: MappingProxyType({}))
+    dashboards: Mapping[str, DashboardDef] = field(default_factory=lambda: MappingProxyType({}))
+
+    def report(self, key: str) -> ReportDef:
+        try:
+            return self.reports[key]
+        except KeyError:
+            raise RecordNotFound(text("There is no report '{key}'.", "没有名为“{key}”的报表。", key=key)) from None
+
+    def dashboard(self, key: str) -> DashboardDef:
+        try:
+            return self.dashboards[key]
+        except KeyError:
+            raise RecordNotFound(text("There is no dashboard '{key}'.", "没有名为“{key}”的仪表板。", key=key)) from None
 
     def entity(self, key: str) -> EntityDef:
         try:

@@ -10,6 +10,7 @@ from .model import (
     AppDef, EntityDef, FieldDef, FormDef, FormField, FormSection, IndexDef, Label, MenuItem,
     SavedFilter, SortSpec, ValidationRule, ViewDef, frozen,
 )
+from .reports import check_dashboard, check_report, compile_dashboard, compile_report
 from .validate import DefinitionValidator
 from .workflows import check_workflow, compile_workflow
 
@@ -95,6 +96,7 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
     validator = validator or DefinitionValidator(field_types)
     problems: list[tuple[str, str, str]] = []
     apps, entities, forms, views, workflows = {}, {}, {}, {}, {}
+    reports, dashboards = {}, {}
     docs = list(docs)
     for d in docs:
         found = validator.problems(d.kind, d.body, d.source)
@@ -119,6 +121,8 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
             if wf.entity in workflows:
                 problems.append((d.source, "/entity", f"{wf.entity} already has a workflow ({workflows[wf.entity].source}); an entity has one"))
             workflows[wf.entity] = wf
+        elif d.kind in ("report", "dashboard"):
+            compile_analytics(d, reports, dashboards)
     if problems:
         raise DefinitionError(problems)
     entities, lookup_problems = resolve_lookups(entities)
@@ -139,10 +143,23 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
         for dep in a.depends:
             if dep not in apps:
                 problems.append((a.source, "/depends", f"depends on app '{dep}', which is not installed; install it first"))
+    for r in reports.values():
+        problems.extend(check_report(r, entities, field_types))
+    for dash in dashboards.values():
+        problems.extend(check_dashboard(dash, reports))
     if problems:
         raise DefinitionError(problems)
     return Catalog(apps=frozen(apps), entities=frozen(entities), forms=frozen(forms), views=frozen(views), field_types=field_types,
-                   workflows=frozen(workflows))
+                   workflows=frozen(workflows), reports=frozen(reports), dashboards=frozen(dashboards))
+
+
+def compile_analytics(d: RawDocument, reports: dict, dashboards: dict) -> None:
+    if d.kind == "report":
+        r = compile_report(d.app, d.body, d.source)
+        reports[r.key] = r
+    else:
+        dash = compile_dashboard(d.app, d.body, d.source)
+        dashboards[dash.key] = dash
 
 
 def check_entity(e: EntityDef, entities: dict, field_types: FieldTypeRegistry) -> list:

@@ -7,7 +7,8 @@ from pathlib import Path
 from ..errors import DefinitionError
 from .compile import RawDocument
 
-KIND_FOLDERS = (("entity", "entities"), ("form", "forms"), ("view", "views"), ("workflow", "workflows"))
+KIND_FOLDERS = (("entity", "entities"), ("form", "forms"), ("view", "views"), ("workflow", "workflows"), ("report", "reports"),
+                ("dashboard", "dashboards"))
 
 
 def read_json(path: Path, label: str):
@@ -38,6 +39,6 @@ def document_key(doc: RawDocument) -> str:
     body = doc.body
     if doc.kind == "app":
         return body["id"]
-    if doc.kind == "entity":
+    if doc.kind in ("entity", "report", "dashboard"):
         return f"{doc.app}.{body['name']}"
     return f"{body['entity']}:{body['name']}"

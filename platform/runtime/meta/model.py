@@ -180,3 +180,91 @@ class AppDef:
     icon: str = "app"
     menu: tuple[MenuItem, ...] = ()
     source: str = ""
+
+
+# --- reports and dashboards ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReportGroup:
+    """A group-by level: a field path on the source (``level`` or ``store.region.name``), optionally bucketed."""
+    field: str
+    bucket: str | None = None
+    label: Label | None = None
+
+
+@dataclass(frozen=True)
+class ReportMeasure:
+    name: str
+    agg: str  # count, count_distinct, sum, avg, min, max, ratio, percent_of_total
+    field: str | None = None
+    of: str | None = None
+    numerator: str | None = None
+    denominator: str | None = None
+    label: Label | None = None
+    format: str = "number"
+
+
+@dataclass(frozen=True)
+class ReportPrompt:
+    """A value the user supplies when running the report: a date range or one value of a field."""
+    name: str
+    type: str  # date_range | value
+    field: str
+    label: Label | None = None
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportDef:
+    app: str
+    name: str
+    label: Label
+    source: str
+    measures: tuple[ReportMeasure, ...]
+    groups: tuple[ReportGroup, ...] = ()
+    columns: ReportGroup | None = None  # the pivot's column dimension
+    filter: Mapping[str, Any] | None = None
+    prompts: tuple[ReportPrompt, ...] = ()
+    sort: tuple[SortSpec, ...] = ()
+    limit: int | None = None
+    output: str = "table"  # table | pivot | chart
+    chart: str | None = None
+    compare: str | None = None
+    description: Label = EMPTY_LABEL
+    roles: tuple[str, ...] = ()
+    owner: int | None = None  # set on personal reports
+    shared_roles: tuple[str, ...] = ()
+    source_file: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.app}.{self.name}"
+
+    def measure(self, name: str) -> ReportMeasure:
+        for m in self.measures:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class DashboardWidget:
+    report: str
+    title: Label | None = None
+    width: int = 6
+    height: str = "medium"
+
+
+@dataclass(frozen=True)
+class DashboardDef:
+    app: str
+    name: str
+    label: Label
+    widgets: tuple[DashboardWidget, ...]
+    description: Label = EMPTY_LABEL
+    roles: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.app}.{self.name}"

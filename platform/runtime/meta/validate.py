@@ -12,7 +12,7 @@ from referencing import Registry, Resource
 
 from ..fields import FieldTypeRegistry
 
-KINDS = ("app", "entity", "form", "view", "workflow")
+KINDS = ("app", "entity", "form", "view", "workflow", "report", "dashboard")
 BASE_URI = "https://crmkit.dev/schemas/"
 
 

@@ -233,6 +233,14 @@ class QueryService:
                          subject=field_name, changes={"field": field_name}, request_id=request_id)
         return catalog.type_of(f).from_db(f, r[0])
 
+    def aggregate(self, entity_key: str, actor: Actor, *, groups=(), measures=(), filter: Any = None, sort=(), limit: int | None = None,
+                  periods=(), keys_equal=()):
+        """One GROUP BY select under the actor's row scope and field rules (see ``query.aggregate``)."""
+        from .aggregate import run_aggregate
+
+        return run_aggregate(self, actor, entity_key, list(groups), list(measures), filter=filter, sort=sort, limit=limit,
+                             periods=periods, keys_equal=keys_equal)
+
     # --- building blocks --------------------------------------------------------------------
     def _out_fields(self, catalog, entity, readable, fields) -> list[FieldDef]:
         stored = [f for f in entity.fields if (catalog.type_of(f).stored or catalog.type_of(f).computed) and f.name in readable]

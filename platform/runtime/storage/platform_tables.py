@@ -288,3 +288,32 @@ template_base = Table(
     Column("recorded_at", UTCDateTime(), nullable=False),
     UniqueConstraint("kind", "key", name="uq_crmkit_template_base_kind_key"),
 )
+
+# --- workbench (personal start page) -------------------------------------------------------
+favorite = Table(
+    "crmkit_favorite", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # entity | report | dashboard
+    Column("target", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("user_id", "kind", "target", name="uq_crmkit_favorite"),
+)
+
+watch = Table(
+    "crmkit_watch", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("entity", String(200), nullable=False),
+    Column("record_id", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("user_id", "entity", "record_id", name="uq_crmkit_watch"),
+)
+
+workbench_default = Table(
+    "crmkit_workbench_default", metadata,
+    Column("role_id", Integer, primary_key=True, autoincrement=False),
+    Column("favorites", json_type(), nullable=False),  # [{"kind", "target"}]
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", Integer),
+)

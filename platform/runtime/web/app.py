@@ -126,6 +126,15 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     from ..webhooks.views import webhooks_blueprint
 
     app.register_blueprint(webhooks_blueprint)
+    from ..reports.views import reports_blueprint
+
+    app.register_blueprint(reports_blueprint)
+    from ..workbench.views import workbench_blueprint
+
+    app.register_blueprint(workbench_blueprint)
+    from ...builder.reports import report_builder_blueprint
+
+    app.register_blueprint(report_builder_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     _register_app_pages(app)

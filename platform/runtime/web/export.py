@@ -17,6 +17,7 @@ from flask_login import current_user
 
 from ..audit import record_event_now
 from ..errors import PermissionDenied
+from ..spreadsheet import neutralise
 from .actors import current_actor
 from .display import field_def, field_label
 from .entity_views import ListState, entity_of
@@ -25,14 +26,8 @@ from .i18n import current_locale
 
 export_blueprint = Blueprint("crmkit_export", __name__)
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PAGE = 200
 MAX_ROWS = 50_000
-
-
-def neutralise(value: str) -> str:
-    """A cell a spreadsheet would evaluate (=, +, -, @, tab, CR first) is prefixed with ' so it stays text."""
-    return "'" + value if value and value.startswith(FORMULA_STARTS) else value
 
 
 def cell_text(catalog, entity, name: str, row: dict, locale: str, timezone: str) -> str:

@@ -69,6 +69,10 @@ def shell_context():
                 entries.append({"label": label.get(locale), "url": url, "active": path.startswith(url), "icon": entity.icon})
         if entries:
             ctx["nav"].append({"title": app_def.title.get(locale), "items": entries})
+    if ctx["nav"]:  # anyone who reads an entity may open the report center (each report checks its own rights)
+        ctx["nav"].append({"title": translate("reports", locale), "items": [
+            {"label": translate("report_center", locale), "url": url_for("crmkit_reports.reports_index"),
+             "active": path.startswith("/reports/") or path.startswith("/dashboards/"), "icon": "list"}]})
     if actor.is_admin:
         ctx["admin_nav"] = [
             {"label": translate("users", locale), "url": url_for("UserDBModelView.list"), "active": path.startswith("/users/"), "icon": "user"},
@@ -76,6 +80,7 @@ def shell_context():
             {"label": translate("org_structure", locale), "url": url_for("crmkit_org.tree"), "active": path.startswith("/admin/org"), "icon": "sitemap"},
             {"label": translate("perm_matrix", locale), "url": url_for("crmkit_permissions.matrix"), "active": path.startswith("/admin/permissions/") and "explain" not in path, "icon": "lock"},
             {"label": translate("perm_explain", locale), "url": url_for("crmkit_permissions.explain_page"), "active": path.startswith("/admin/permissions/explain"), "icon": "search"},
+            {"label": translate("workbench_defaults", locale), "url": url_for("crmkit_workbench.role_defaults"), "active": path.startswith("/admin/workbench"), "icon": "star"},
             {"label": translate("audit_log", locale), "url": url_for("crmkit_audit.audit_log"), "active": path.startswith("/admin/audit"), "icon": "list"},
             {"label": translate("jobs", locale), "url": url_for("crmkit_jobs.job_list"), "active": path.startswith("/jobs/"), "icon": "layers"},
             {"label": translate("message_log", locale), "url": url_for("crmkit_messages.delivery_log"), "active": path.startswith("/admin/messages"), "icon": "bell"},
@@ -109,7 +114,9 @@ def home():
                 entries.append({"label": label.get(locale), "url": url_for("crmkit_web.entity_list", entity_key=entity.key),
                                 "count": page.total_label, "icon": entity.icon})
         cards.append({"title": app_def.title.get(locale), "description": app_def.description.get(locale), "items": entries})
-    return render_template("crmkit/home.html", cards=cards, actor=actor)
+    from ..workbench.views import workbench_context
+
+    return render_template("crmkit/home.html", cards=cards, actor=actor, workbench=workbench_context(actor, locale))
 
 
 from .entity_views import register_entity_routes  # noqa: E402

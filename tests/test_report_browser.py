@@ -1,0 +1,138 @@
+"""Dashboards and reports in a real browser: charts are drawn, and clicking a bar drills down."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from crmkit.apps.membership.demo import seed_demo
+from crmkit.runtime.actor import SYSTEM
+from crmkit.runtime.packages import SeedContext
+
+from browser_support import launch_chromium, live_server, screenshot
+from conftest import ADMIN_PASSWORD, ADMIN_USER
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def site(app):
+    services = app.extensions["crmkit"]
+    seed_demo(SeedContext(records=services.records, queries=services.queries, catalog=services.store.catalog(), actor=SYSTEM, size=80))
+    from playwright.sync_api import sync_playwright
+
+    with live_server(app) as url, sync_playwright() as p:
+        browser = launch_chromium(p)
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(url + "/login/")
+        page.fill("input[name=username]", ADMIN_USER)
+        page.fill("input[name=password]", ADMIN_PASSWORD)
+        page.click("[type=submit]")
+        page.wait_for_url(re.compile(r"/home$"))
+        yield url, page
+        browser.close()
+
+
+def drawn_canvases(page) -> list[dict]:
+    return page.evaluate("""() => Array.from(document.querySelectorAll('[data-chart] canvas')).map(c => {
+        const r = c.getBoundingClientRect();
+        const ctx = c.getContext('2d');
+        const px = ctx.getImageData(0, 0, c.width, c.height).data;
+        let ink = 0;
+        for (let i = 3; i < px.length; i += 4 * 97) { if (px[i] > 0) ink++; }
+        return {w: r.width, h: r.height, ink: ink};
+    })""")
+
+
+def test_dashboard_draws_every_chart(site):
+    base, page = site
+    page.goto(base + "/dashboards/membership.overview/")
+    page.wait_for_selector("[data-chart][data-drawn] canvas")
+    page.wait_for_timeout(600)  # let the entry animation finish before the screenshot
+    canvases = drawn_canvases(page)
+    assert len(canvases) >= 4  # funnel, donut, line, stacked bar (the KPI is a number card)
+    assert all(c["w"] > 100 and c["h"] > 100 and c["ink"] > 0 for c in canvases)
+    kpi = page.locator(".kpi-value").first.inner_text()
+    assert re.fullmatch(r"[\d,]+", kpi.strip())
+    assert page.locator(".dash-widget").count() == 6
+    screenshot(page, "dashboard-overview")
+
+
+def test_clicking_a_bar_drills_down_and_breadcrumbs_go_back(site):
+    base, page = site
+    page.goto(base + "/reports/membership.members_by_level/")
+    page.wait_for_selector("[data-chart][data-drawn] canvas")
+    screenshot(page, "report-members-by-level")
+    first_label = page.locator(".report-table tbody tr td a.drill-link").first.inner_text()
+    point = page.evaluate("""() => {
+        const el = document.querySelector('[data-chart]');
+        const chart = echarts.getInstanceByDom(el);
+        const bar = chart.getModel().getSeriesByIndex(0).getData().getItemLayout(0);  // the first bar's rectangle
+        const r = el.getBoundingClientRect();
+        return {x: r.left + bar.x + bar.width / 2, y: r.top + bar.y + bar.height / 2};
+    }""")
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_url(re.compile(r"d="))
+    page.wait_for_selector(".report-crumbs a")
+    assert first_label in page.locator(".report-crumbs").inner_text()
+    screenshot(page, "report-drill-level-2")
+    # The last level opens the member list with the matching filter.
+    page.locator(".report-table tbody tr td a.drill-link").first.click()
+    page.wait_for_url(re.compile(r"/e/membership\.member/\?"))
+    assert "ff=level" in page.url
+    screenshot(page, "report-drill-records")
+    page.go_back()
+    page.wait_for_selector(".report-crumbs a")
+    page.locator(".report-crumbs a").first.click()
+    page.wait_for_selector(".report-crumbs a", state="detached")  # back at the top level (htmx swapped the region)
+    page.wait_for_selector("[data-chart][data-drawn] canvas")
+    assert "d=" not in page.url
+
+
+def test_pivot_and_kpi_pages(site):
+    base, page = site
+    page.goto(base + "/reports/membership.level_gender_pivot/")
+    page.wait_for_selector(".report-table tfoot")
+    screenshot(page, "report-pivot")
+    page.goto(base + "/reports/membership.new_members_kpi/?p_joined=this_year")
+    page.wait_for_selector(".kpi-value")
+    assert page.locator(".kpi-compare").count() == 1
+    screenshot(page, "report-kpi")
+
+
+def test_designer_live_preview_and_workbench(site):
+    base, page = site
+    page.goto(base + "/builder/reports/new?source=membership.member")
+    page.wait_for_selector("#preview [data-chart][data-drawn] canvas")
+    page.select_option("select[name=g0]", "joined_on")
+    page.select_option("select[name=g0b]", "quarter")
+    page.select_option("select[name=chart]", "line")
+    page.wait_for_function("() => document.querySelector('#preview') && /季度/.test(document.querySelector('#preview').innerText)")
+    page.wait_for_selector("#preview [data-chart][data-drawn] canvas")
+    screenshot(page, "report-designer")
+    page.click("#designer-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/reports/membership\.u\d+_[0-9a-f]+/"))
+    page.click("form.star-form button")
+    page.wait_for_selector("form.star-form button[aria-pressed=true]")
+    page.goto(base + "/e/membership.member/")
+    page.locator("#list-region tbody tr a").first.click()
+    page.wait_for_selector("[data-watch]")
+    page.click("[data-watch]")
+    page.wait_for_selector("[data-watch][aria-pressed=true]")
+    page.goto(base + "/home")
+    favorites = page.locator("[data-section=favorites]").inner_text()
+    assert "统计" in favorites  # the report just saved and starred
+    assert page.locator("[data-section=watched] li").count() == 1
+    screenshot(page, "workbench")
+
+
+def test_dashboard_in_english(site):
+    base, page = site
+    page.goto(base + "/locale/en")
+    page.goto(base + "/dashboards/membership.overview/")
+    page.wait_for_selector("[data-chart][data-drawn] canvas")
+    assert "Membership overview" in page.locator("h1").inner_text()
+    page.wait_for_timeout(600)
+    screenshot(page, "dashboard-overview-en")
