@@ -22,7 +22,8 @@ from crmkit.runtime.meta.compile import RawDocument
 from crmkit.runtime.meta.loader import KIND_FOLDERS, load_app_folder
 from crmkit.runtime.services import Services
 from crmkit.runtime.storage import platform_tables as pt
-from crmkit.runtime.storage.plan import Plan, Planner, apply_plan, refuse_unsafe
+from crmkit.runtime.storage.plan import Plan, Planner
+from crmkit.runtime.storage.publish import publish_documents
 
 FOLDER = dict(KIND_FOLDERS)
 MAX_ZIP_BYTES = 20 * 1024 * 1024
@@ -33,20 +34,25 @@ def dump(body) -> str:
     return json.dumps(body, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
 
 
-def file_name(kind: str, body: dict) -> str:
+def file_name(kind: str, body: dict, key: str = "") -> str:
+    """Where a definition goes: app.json, entities/<name>.json, forms|views/<entity>.<name>.json, and
+    workflows|reports|dashboards/<name>.json (their own name, or the stored key)."""
     if kind == "app":
         return "app.json"
     if kind == "entity":
         return f"{FOLDER[kind]}/{body['name']}.json"
-    entity = body["entity"].split(".", 1)[1]
-    return f"{FOLDER[kind]}/{entity}.{body['name']}.json"
+    if kind in ("form", "view"):
+        entity = body["entity"].split(".", 1)[1]
+        return f"{FOLDER[kind]}/{entity}.{body['name']}.json"
+    name = body.get("name") or key.split(".", 1)[-1]
+    return f"{FOLDER[kind]}/{name}.json"
 
 
 def export_files(services: Services) -> dict[str, str]:
     """Relative path → file text for every stored definition."""
     with services.engine.connect() as conn:
-        rows = conn.execute(select(pt.document.c.kind, pt.document.c.app, pt.document.c.body)).all()
-    return {f"{r.app}/{file_name(r.kind, r.body)}": dump(r.body) for r in sorted(rows, key=lambda r: (r.app, r.kind, json.dumps(r.body, sort_keys=True)))}
+        rows = conn.execute(select(pt.document.c.kind, pt.document.c.app, pt.document.c.key, pt.document.c.body)).all()
+    return {f"{r.app}/{file_name(r.kind, r.body, r.key)}": dump(r.body) for r in sorted(rows, key=lambda r: (r.app, r.kind, json.dumps(r.body, sort_keys=True)))}
 
 
 def export_folder(services: Services, folder: Path) -> list[str]:
@@ -136,9 +142,7 @@ def import_documents(services: Services, docs: list[RawDocument], *, confirm: bo
     changed = [f"{d.kind}:{document_key(d)}" for d in docs if live.get((d.kind, document_key(d))) != d.body]
     if dry_run:
         return ImportResult(plan, changed, False)
-    refuse_unsafe(plan, confirm=confirm)
-    services.store.save(docs, actor_id=actor.id, comment="config import")
-    apply_plan(services.engine, Planner(services.engine, services.store.catalog()).plan(), confirm=confirm)
+    publish_documents(services.store, services.engine, docs, confirm=confirm, actor_id=actor.id, comment="config import")
     record_event_now(services.engine, category="builder", action="config_import", actor_id=actor.id, subject="config",
                      changes={"documents": changed[:200], "steps": [s.description for s in plan.steps][:100]})
     return ImportResult(plan, changed, True)

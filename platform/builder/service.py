@@ -26,7 +26,8 @@ from crmkit.runtime.services import Services
 from crmkit.runtime.storage import fab_tables
 from crmkit.runtime.storage import platform_tables as pt
 from crmkit.runtime.storage.entity_tables import build_tables
-from crmkit.runtime.storage.plan import Plan, Planner, apply_plan, lossy_rows_predicate, refuse_unsafe, type_sig
+from crmkit.runtime.storage.plan import Plan, Planner, lossy_rows_predicate, refuse_unsafe, type_sig
+from crmkit.runtime.storage.publish import publish_documents
 
 from . import edits
 from .diff import readable_diff
@@ -210,10 +211,7 @@ class BuilderService:
                 details={"steps": [s.to_dict() for s in result.plan.needs_confirmation], "affected_rows": result.risky_rows})
 
     def _save_and_apply(self, actor: Actor, docs: list[RawDocument], *, confirm: bool, comment: str) -> None:
-        store = self.services.store
-        store.save(docs, actor_id=actor.id, comment=comment[:500])
-        plan = Planner(self.services.engine, store.catalog()).plan()
-        apply_plan(self.services.engine, plan, confirm=confirm)
+        publish_documents(self.services.store, self.services.engine, docs, confirm=confirm, actor_id=actor.id, comment=comment[:500])
 
     def _stale(self, draft: Draft):
         from .drafts import DraftConflict

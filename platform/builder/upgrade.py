@@ -27,7 +27,8 @@ from crmkit.runtime.meta.compile import RawDocument
 from crmkit.runtime.meta.loader import document_key, load_app_folder
 from crmkit.runtime.services import Services
 from crmkit.runtime.storage import platform_tables as pt
-from crmkit.runtime.storage.plan import Plan, Planner, apply_plan, refuse_unsafe
+from crmkit.runtime.storage.plan import Plan, Planner
+from crmkit.runtime.storage.publish import publish_documents
 
 from .diff import _identity
 
@@ -171,9 +172,8 @@ def apply_upgrade(services: Services, app_id: str, folder: Path, *, decisions: d
         raise UnresolvedConflicts(details={"conflicts": [c.to_dict() for c in result.conflicts]})
     preview = services.store.preview(result.documents)
     result.plan = Planner(services.engine, preview).plan()
-    refuse_unsafe(result.plan, confirm=confirm)
-    services.store.save(result.documents, actor_id=actor.id, comment=f"upgrade {app_id} to {result.to_version}")
-    apply_plan(services.engine, Planner(services.engine, services.store.catalog()).plan(), confirm=confirm)
+    publish_documents(services.store, services.engine, result.documents, confirm=confirm, actor_id=actor.id,
+                      comment=f"upgrade {app_id} to {result.to_version}")
     template = load_app_folder(folder)
     with write_transaction(services.engine) as conn:
         record_base(conn, app_id, result.to_version, template)

@@ -14,7 +14,8 @@ from .meta.loader import load_app_folder
 from .packages import AppPackage, SeedContext, discover, get_package
 from .services import Services
 from .storage import platform_tables as pt
-from .storage.plan import Plan, Planner, apply_plan, refuse_unsafe
+from .storage.plan import Plan
+from .storage.publish import publish_documents
 
 
 @dataclass
@@ -78,16 +79,12 @@ def install(services: Services, app_id: str, *, demo: bool = False, confirm: boo
         docs += load_app_folder(packages[a].path)
     progress(f"Validating {len(docs)} definitions from {', '.join(order)}")
     before = services.store.stamp()
-    # Plan against the would-be catalog first: invalid definitions or an unconfirmed
-    # destructive step stop the install before anything is stored.
-    preview = services.store.preview(docs)
-    plan = Planner(services.engine, preview).plan()
-    refuse_unsafe(plan, confirm=confirm)  # PlanRefused lists blocked or unconfirmed steps
-    stamp = services.store.save(docs, actor_id=actor.id, comment=f"install {app_id}")
+    # Invalid definitions or an unconfirmed destructive step stop the install before anything is stored;
+    # then the tables change and the definitions switch in the order running workers can follow.
+    stamp, plan = publish_documents(services.store, services.engine, docs, confirm=confirm, actor_id=actor.id, comment=f"install {app_id}",
+                                    progress=lambda i, n, s: progress(f"  [{i}/{n}] {s.description}"))
+    progress(f"Schema plan: {len(plan.steps)} steps applied")
     catalog = services.store.catalog()
-    plan = Planner(services.engine, catalog).plan()
-    progress(f"Schema plan: {len(plan.steps)} steps")
-    apply_plan(services.engine, plan, confirm=confirm, progress=lambda i, n, s: progress(f"  [{i}/{n}] {s.description}"))
     for a in order:
         create_app_tables(services, packages[a], progress)
     now = dt.datetime.now(dt.timezone.utc)

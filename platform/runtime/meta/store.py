@@ -124,13 +124,17 @@ class MetadataStore:
             return [dict(r._mapping) for r in rows]
 
     # --- writing -------------------------------------------------------------------
-    def save(self, docs: Iterable[RawDocument], *, actor_id: int | None = None, comment: str = "") -> int:
+    def save(self, docs: Iterable[RawDocument], *, actor_id: int | None = None, comment: str = "",
+             within: Callable[[Connection], None] | None = None) -> int:
+        """Store the documents; ``within(conn)`` runs in the same transaction before it commits (schema steps that
+        must switch together with the definitions: see ``storage.publish``)."""
         try:
-            return self._save(docs, actor_id=actor_id, comment=comment)
+            return self._save(docs, actor_id=actor_id, comment=comment, within=within)
         finally:
             self.forget_request()  # the rest of this request sees what was just saved
 
-    def _save(self, docs: Iterable[RawDocument], *, actor_id: int | None = None, comment: str = "") -> int:
+    def _save(self, docs: Iterable[RawDocument], *, actor_id: int | None = None, comment: str = "",
+              within: Callable[[Connection], None] | None = None) -> int:
         """Validate the whole resulting catalog, then store changed documents with history. Returns the new stamp."""
         docs = list(docs)
         self.preview(docs)  # raises DefinitionError before anything is written
@@ -153,6 +157,8 @@ class MetadataStore:
                 record_event(conn, category="publish", action="publish", actor_id=actor_id, subject=f"{d.kind}:{key}", at=now,
                              changes={"kind": d.kind, "key": key, "version": version, "comment": comment[:500], "paths": [c["path"] for c in diff][:200]})
                 changed += 1
+            if within is not None:
+                within(conn)
             if changed:
                 conn.execute(pt.meta_stamp.update().where(pt.meta_stamp.c.id == 1).values(version=pt.meta_stamp.c.version + 1))
             return self.stamp(conn)

@@ -517,10 +517,9 @@ class RecordService:
             raise StaleRecord(text("Someone else changed this record after you opened it. Reload it before deleting.",
                                    "你打开这条记录后，其他人已修改了它。请重新加载后再删除。"))
         record_id = current["id"]
-        conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=utcnow(), deleted_by=actor.id, row_version=table.c.row_version + 1))
-        refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, record_id, {})
         now = utcnow()  # updated_at moves too, so incremental sync sees the deletion
         conn.execute(table.update().where(table.c.id == record_id).values(deleted_at=now, deleted_by=actor.id, updated_at=now, row_version=table.c.row_version + 1))
+        refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, record_id, {})  # after: the rollups leave it out
         self._audit(conn, entity, record_id, "delete", {}, actor, request_id)
         self._event(conn, entity, record_id, "deleted", {}, actor)
 

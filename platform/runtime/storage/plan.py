@@ -34,6 +34,7 @@ class Step:
     outside_transaction: bool = False
     column: str | None = None    # the column a column step works on
     blocked: str | None = None   # why the step cannot run until the data changes (no confirmation helps)
+    touches: tuple[str, ...] = ()  # every column name the step refers to (storage.publish orders steps by them)
 
     @property
     def needs_confirmation(self) -> bool:
@@ -273,7 +274,7 @@ class Planner:
             self._record_field(conn, entity, f, col)
 
         return Step("add_column", table_name, f"Add column {table_name}.{f.name} ({f.type}, nullable, no table rewrite)", sql=ddl, run=run,
-                    column=f.name)
+                    column=f.name, touches=(f.name,))
 
     def _fill_rollups(self, steps: list[Step], tables: dict[str, Table]) -> list[Step]:
         """A new rollup column on a table with rows is computed once, after every other step (its source may be new)."""
@@ -297,7 +298,8 @@ class Planner:
         def run(conn: Connection):
             self._record_field(conn, entity, f, col)
 
-        return Step("adopt_column", table_name, f"Record existing column {table_name}.{f.name} as field {f.id}", run=run)
+        return Step("adopt_column", table_name, f"Record existing column {table_name}.{f.name} as field {f.id}", run=run,
+                    touches=(f.name,))
 
     def _rename_column(self, entity, table_name, old: str, f: FieldDef, col) -> Step:
         sql = f'ALTER TABLE "{table_name}" RENAME COLUMN "{old}" TO "{f.name}"'
@@ -306,7 +308,8 @@ class Planner:
             conn.execute(text(sql))
             self._record_field(conn, entity, f, col)
 
-        return Step("rename_column", table_name, f"Rename column {table_name}.{old} → {f.name} (data kept)", sql=sql, run=run)
+        return Step("rename_column", table_name, f"Rename column {table_name}.{old} → {f.name} (data kept)", sql=sql, run=run,
+                    touches=(old, f.name))
 
     def _change_type(self, conn, entity, table_name, f: FieldDef, col, old_sig: str, new_sig: str, counted_column: str | None = None) -> Step:
         live = Table(table_name, col.table.metadata.__class__(), autoload_with=conn)
@@ -344,7 +347,8 @@ class Planner:
 
         what = f"{n} rows hold values that cannot be converted and will be cleared" if lossy else "all values convert"
         return Step("change_type", table_name, f"Change {table_name}.{f.name} from {old_sig} to {new_sig} ({what})",
-                    lossy=lossy, affected_rows=n, sql=f'ALTER TABLE "{table_name}" ALTER COLUMN "{f.name}" TYPE {new_sig}', run=run)
+                    lossy=lossy, affected_rows=n, sql=f'ALTER TABLE "{table_name}" ALTER COLUMN "{f.name}" TYPE {new_sig}', run=run,
+                    touches=(f.name,))
 
     def _drop_column(self, entity, table_name, column: str, field_id: str, rows: int) -> Step:
         def run(conn: Connection):
@@ -408,7 +412,7 @@ class Planner:
 
         kind = "unique index" if unique else "index"
         return Step("create_index", table_name, f"Create {kind} {name} on {table_name}({', '.join(cols)})" + (" CONCURRENTLY" if concurrent else ""),
-                    run=run, outside_transaction=concurrent)
+                    run=run, outside_transaction=concurrent, touches=tuple(cols))
 
     # --- applied state ---------------------------------------------------------------
     def _record_entity(self, conn: Connection, entity: EntityDef) -> None:
