@@ -11,18 +11,56 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import CrmkitError
+from .records.hooks import RecordWrite
 
 DemoSeeder = Callable[["SeedContext"], int]
+Validator = Callable[[RecordWrite], "dict[str, list] | None"]
+
+
+@dataclass(frozen=True)
+class AppJob:
+    kind: str
+    handler: Callable
+    schedule: Callable | None = None  # a ``huey.crontab(...)``; None: submitted on demand only
+    payload: dict = field(default_factory=dict)
 
 
 @dataclass
 class AppHooks:
     demo_seeders: list[DemoSeeder] = field(default_factory=list)
+    validators: list[tuple[str, Validator]] = field(default_factory=list)
+    jobs: list[AppJob] = field(default_factory=list)
+    blueprints: list = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
         self.demo_seeders.append(fn)
         return fn
+
+    def validator(self, entity_key: str) -> Callable[[Validator], Validator]:
+        """Register ``fn(write: RecordWrite) -> {field: [message]} | None``, run by the record service inside the
+        write transaction before a create or update of ``entity_key``. It may also set computed values in ``write.values``."""
+        def register(fn: Validator) -> Validator:
+            self.validators.append((entity_key, fn))
+            return fn
+        return register
+
+    def job(self, kind: str, handler: Callable, *, schedule: Callable | None = None, payload: dict | None = None) -> None:
+        """Register a background job kind (``handler(ctx, payload)``), optionally run on a schedule."""
+        self.jobs.append(AppJob(kind, handler, schedule, dict(payload or {})))
+
+    def blueprint(self, bp) -> None:
+        """Register a Flask blueprint the web app mounts (e.g. a public form); it applies its own auth and CSRF rules."""
+        self.blueprints.append(bp)
+
+    def attach(self, records, job_registry) -> None:
+        """Wire validators into the record service and job kinds into the registry (called once per Services)."""
+        for entity_key, fn in self.validators:
+            records.add_validator(entity_key, fn)
+        for job in self.jobs:
+            job_registry.register(job.kind, job.handler)
+            if job.schedule is not None:
+                job_registry.periodic(job.kind, job.schedule, job.payload)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from .jobs import JobService
 from .jobs.background import Background, build_background
 from .messaging import MessagingService, build_messaging
 from .meta.store import MetadataStore
+from .packages import discover
 from .policy import Policy
 from .query import QueryService
 from .records import RecordService
@@ -59,5 +60,7 @@ class Services:
             webhooks=WebhookService(engine, background.jobs),
         )
         services.webhooks.register(background.jobs.registry, background.events)
+        for package in discover().values():
+            package.hooks.attach(services.records, background.jobs.registry)
         background.jobs.attach(services)
         return services

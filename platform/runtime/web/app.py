@@ -125,6 +125,11 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     app.register_blueprint(webhooks_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
+    from ..packages import discover
+
+    for package in discover().values():  # app blueprints (public forms etc.) apply their own auth and CSRF rules
+        for bp in package.hooks.blueprints:
+            app.register_blueprint(bp)
     register_error_handlers(app)
     register_auth(app, services.settings)
 
