@@ -11,16 +11,16 @@ from crmkit.runtime.actor import SYSTEM
 from crmkit.runtime.db import write_transaction
 from crmkit.runtime.errors import ValidationFailed
 from crmkit.runtime.i18n_text import text
-from crmkit.runtime.org.tables import user_org
+from crmkit.runtime.org.tables import ab_user, user_org
 from crmkit.runtime.records.service import next_sequence
-from crmkit.runtime.storage import fab_tables, platform_tables as pt
+from crmkit.runtime.storage import platform_tables as pt
 
 from .calendar import app_settings
 
 
 def team_members(conn, team_id: int) -> list[int]:
     """Active users whose org unit is ``team_id``, in id order (the round-robin order)."""
-    u = fab_tables.ab_user
+    u = ab_user
     q = select(user_org.c.user_id).join(u, u.c.id == user_org.c.user_id).where(user_org.c.org_unit_id == team_id, u.c.active.is_(True))
     return [r[0] for r in conn.execute(q.order_by(user_org.c.user_id))]
 
