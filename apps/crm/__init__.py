@@ -12,6 +12,7 @@ from crmkit.runtime.packages import AppHooks, AppPackage
 from .dedupe import account_validator, contact_validator, lead_duplicate_validator
 from .demo import seed_customers, seed_sales, seed_service
 from .leads import lead_validator, pool_job
+from .public import public_blueprint
 from .sales import opportunity_validator, quote_validator
 from .tickets import refresh_job, ticket_validator
 
@@ -34,6 +35,7 @@ service_hooks = AppHooks()
 service_hooks.validator("crm_service.ticket")(ticket_validator)
 service_hooks.job("crm_service.sla_refresh", refresh_job, schedule=crontab(minute="*/5"))
 service_hooks.demo_seeder(seed_service)
+service_hooks.blueprint(public_blueprint)  # the lead form is public too; one blueprint for the CRM's public pages
 
 customer = AppPackage(id="crm", path=HERE / "customer", hooks=customer_hooks)
 sales = AppPackage(id="crm_sales", path=HERE / "sales", hooks=sales_hooks)

@@ -50,6 +50,11 @@ def ticket_validator(write) -> dict:
         for name in REQUIRED_FOR_COMPLAINT:
             if not (write.get(name) or "").strip():
                 errors[name] = [text("A complaint needs this before it is resolved.", "投诉工单在解决前必须填写此项。")]
+    if "satisfaction" in v or "satisfaction_comment" in v:
+        if write.get("status") not in DONE_STATUSES and v.get("satisfaction") is not None:
+            errors["satisfaction"] = [text("A ticket is rated after it is resolved.", "工单解决后才能评价。")]
+        elif not write.creating and write.current.get("satisfaction") is not None and v.get("satisfaction", write.current["satisfaction"]) != write.current["satisfaction"]:
+            errors["satisfaction"] = [text("This ticket has already been rated.", "该工单已评价过。")]
     if errors:
         return errors
     if write.creating and not v.get("opened_at"):
