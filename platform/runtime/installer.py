@@ -86,3 +86,9 @@ def install(services: Services, app_id: str, *, demo: bool = False, confirm: boo
                 progress(f"Seeding demo data for {a}")
                 seeded += seeder(SeedContext(records=services.records, queries=services.queries, catalog=catalog, actor=actor, size=demo_size))
     return InstallReport(app=app_id, documents_changed=stamp != before, plan=plan, seeded=seeded, installed=newly)
+
+
+def seed_app_roles(app, services: Services, newly_installed: list[str]) -> int:
+    """Run the role seeders of apps installed just now (needs the Flask app: roles are Flask-AppBuilder's)."""
+    packages = discover()
+    return sum(fn(app, services) or 0 for a in newly_installed for fn in packages[a].hooks.role_seeders)

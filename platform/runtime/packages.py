@@ -31,6 +31,7 @@ class AppHooks:
     validators: list[tuple[str, Validator]] = field(default_factory=list)
     jobs: list[AppJob] = field(default_factory=list)
     blueprints: list = field(default_factory=list)
+    role_seeders: list[Callable] = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
@@ -52,6 +53,12 @@ class AppHooks:
     def blueprint(self, bp) -> None:
         """Register a Flask blueprint the web app mounts (e.g. a public form); it applies its own auth and CSRF rules."""
         self.blueprints.append(bp)
+
+    def role_seeder(self, fn: Callable) -> Callable:
+        """Register ``fn(app, services)``, run once when the app is first installed through the CLI, after the
+        entity permissions exist: it creates the app's roles (PermissionAdmin); administrators own them afterwards."""
+        self.role_seeders.append(fn)
+        return fn
 
     def attach(self, records, job_registry) -> None:
         """Wire validators into the record service and job kinds into the registry (called once per Services)."""
