@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import and_, or_, select
 
 from crmkit.runtime.actor import SYSTEM
-from crmkit.runtime.errors import ValidationFailed
+from crmkit.runtime.errors import StaleRecord, ValidationFailed
 from crmkit.runtime.i18n_text import text
 
 from .calendar import app_settings, load_calendar
@@ -93,7 +93,10 @@ def refresh_sla(services, now: dt.datetime | None = None, *, actor=SYSTEM) -> di
     for tid in ids:
         row = services.queries.get(TICKET, tid, actor)
         if row["status"] not in DONE_STATUSES:
-            services.records.update(TICKET, tid, {"sla_checked_at": now.isoformat()}, actor, expected_version=row["row_version"])
+            try:
+                services.records.update(TICKET, tid, {"sla_checked_at": now.isoformat()}, actor, expected_version=row["row_version"])
+            except StaleRecord:
+                pass  # changed meanwhile (by a person or another refresh): that write computed its SLA state
             row = services.queries.get(TICKET, tid, actor)
             refreshed += 1
         with services.engine.connect() as conn:
