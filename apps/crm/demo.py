@@ -94,6 +94,14 @@ def seed_sales(ctx) -> int:
             opp["lost_reason"] = rnd.choice(["价格高于竞品", "客户预算冻结", "功能不满足定制需求"])
         oid = ctx.records.create("crm_sales.opportunity", opp, ctx.actor)
         created += 1
+        for _ in range(rnd.randint(1, 3)):
+            kind = rnd.choice(["call", "meeting", "visit", "task"])
+            due = _ago(rnd, today, 330) + dt.timedelta(days=30)
+            ctx.records.create("crm.activity", {"subject": rnd.choice(["需求调研会议", "方案演示", "商务报价沟通", "合同条款确认", "回访决策人"]), "kind": kind,
+                                                "status": "done" if due < today else "open", "due_at": due.isoformat(),
+                                                "remind_at": (due - dt.timedelta(hours=1)).isoformat(), "account": opp["account"],
+                                                "regarding_type": "opportunity", "regarding_id": oid}, ctx.actor)
+            created += 1
         if stage in ("proposal", "negotiation", "won"):
             lines = [{"product": pid, "quantity": str(rnd.randint(1, 5)), "unit_price": price, "discount": str(rnd.choice([0, 5, 10]))}
                      for pid, price in rnd.sample(products, 2)]
