@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from crm_support import crm  # noqa: F401
 from crmkit.apps.crm.assignment import assign_lead, assign_ticket
 from crmkit.apps.crm.dedupe import name_key
-from crmkit.apps.crm.leads import claim_lead, convert_lead, return_to_pool
+from crmkit.apps.crm.leads import FIELD_MAP, LIFECYCLE, claim_lead, convert_lead, return_to_pool
 from crmkit.runtime.actor import SYSTEM, Actor
 from crmkit.runtime.db import write_transaction
 from crmkit.runtime.errors import ValidationFailed
@@ -151,7 +151,17 @@ def test_conversion_keeps_every_field_and_moves_activities(crm):
     con = crm.queries.get("crm.contact", result.contact, SYSTEM)
     opp = crm.queries.get("crm_sales.opportunity", result.opportunity, SYSTEM)
     lead = crm.queries.get("crm_sales.lead", lid, SYSTEM)
-    assert (acc["name"], acc["industry"], acc["province"], acc["city"], acc["team"]) == ("苏州恒达精密制造有限公司", "manufacturing", "江苏省", "苏州市", unit)
+    assert (acc["name"], acc["industry"], acc["region"], acc["province"], acc["city"], acc["team"]) == ("苏州恒达精密制造有限公司", "manufacturing", "east", "江苏省", "苏州市", unit)
+    # every lead field is mapped somewhere or describes the lead itself, and each mapped value arrived
+    lead_fields = {f.name for f in crm.store.catalog().entity("crm_sales.lead").fields}
+    assert lead_fields == set(FIELD_MAP) | LIFECYCLE
+    records = {"crm.account": acc, "crm.contact": con, "crm_sales.opportunity": opp}
+    source = crm.queries.get("crm_sales.lead", lid, SYSTEM)
+    for name, targets in FIELD_MAP.items():
+        for target in targets:
+            key, _, field = target.rpartition(".")
+            if name != "owner":  # no owner on the lead: the converting user owns the new records
+                assert records[key][field] == source[name], (name, target)
     assert (con["name"], con["title"], con["mobile"], con["email"], con["account"]) == ("李娜", "采购经理", "13912345678", "lina@hengda.cn", result.account)
     assert (opp["amount"], opp["source"], opp["lead"], opp["description"], opp["contact"]) == (decimal.Decimal("300000"), "exhibition", lid, "需要统一管理经销商", result.contact)
     assert lead["status"] == "converted" and lead["converted_account"] == result.account and lead["converted_contact"] == result.contact

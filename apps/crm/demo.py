@@ -35,7 +35,7 @@ def seed_customers(ctx) -> int:
     for i in range(max(10, ctx.size // 5)):
         region = rnd.choice(list(REGIONS))
         province = rnd.choice(REGIONS[region])
-        data = {"name": fake.company(), "industry": rnd.choice(["manufacturing", "retail", "it", "finance", "healthcare", "education", "logistics"]),
+        data = {"name": fake.company(), "region": region, "industry": rnd.choice(["manufacturing", "retail", "it", "finance", "healthcare", "education", "logistics"]),
                 "grade": rnd.choices(["a", "b", "c"], [2, 5, 3])[0], "phone": fake.phone_number(), "province": province, "city": fake.city(),
                 "district": fake.district() + "区", "address": fake.street_address(), "tags": rnd.sample(["战略客户", "老客户", "渠道", "政府"], rnd.randint(0, 2))}
         if parents and i % 7 == 0:

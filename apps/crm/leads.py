@@ -64,12 +64,35 @@ def pool_job(ctx, payload: dict) -> dict:
     return {"returned": return_to_pool(ctx.services, days=payload.get("days"))}
 
 
+# Where each lead field goes on conversion ("entity.field"); LIFECYCLE fields describe the lead itself and stay on it.
+FIELD_MAP = {
+    "name": ("crm.contact.name",), "company": ("crm.account.name",), "title": ("crm.contact.title",),
+    "mobile": ("crm.contact.mobile",), "email": ("crm.contact.email",), "source": ("crm_sales.opportunity.source",),
+    "owner": ("crm.account.owner", "crm.contact.owner", "crm_sales.opportunity.owner"),
+    "team": ("crm.account.team", "crm_sales.opportunity.team"), "region": ("crm.account.region",),
+    "province": ("crm.account.province",), "city": ("crm.account.city",), "industry": ("crm.account.industry",),
+    "budget": ("crm_sales.opportunity.amount",), "description": ("crm_sales.opportunity.description",),
+}
+LIFECYCLE = frozenset({"status", "last_followed_at", "pooled_at", "converted_at", "converted_account", "converted_contact"})
+
+
 @dataclass(frozen=True)
 class Conversion:
     account: int
     contact: int
     opportunity: int | None
     activities: int
+
+
+def mapped(lead: dict, entity_key: str) -> dict:
+    """The lead's values for ``entity_key`` according to FIELD_MAP."""
+    out = {}
+    for source, targets in FIELD_MAP.items():
+        for target in targets:
+            key, _, field = target.rpartition(".")
+            if key == entity_key and lead.get(source) not in (None, ""):
+                out[field] = lead[source]
+    return out
 
 
 def convert_lead(services, lead_id: int, actor, *, account_id: int | None = None, opportunity: dict | None = None,
@@ -90,16 +113,13 @@ def convert_lead(services, lead_id: int, actor, *, account_id: int | None = None
     with services.records.transaction() as tx:
         if not account_id:
             account_id = tx.create("crm.account", {
-                "name": lead["company"], "industry": lead.get("industry"), "province": lead.get("province"), "city": lead.get("city"),
-                "owner": owner, "team": lead.get("team"), "phone": None,
+                **mapped(lead, "crm.account"), "owner": owner,
                 "notes": text("Converted from lead #{id} ({source}).", "由线索 #{id}（{source}）转化。", id=lead_id, source=lead.get("source") or "-").get("zh")}, actor)
-        contact_id = tx.create("crm.contact", {"name": lead["name"], "account": account_id, "title": lead.get("title"), "mobile": lead.get("mobile"),
-                                               "email": lead.get("email"), "is_primary": True, "owner": owner}, actor)
+        contact_id = tx.create("crm.contact", {**mapped(lead, "crm.contact"), "account": account_id, "is_primary": True, "owner": owner}, actor)
         opp_id = None
         if create_opportunity:
-            opp = {"name": f"{lead.get('company') or lead['name']} - {lead['name']}", "account": account_id, "contact": contact_id,
-                   "stage": "qualification", "amount": lead.get("budget"), "source": lead.get("source"), "owner": owner,
-                   "team": lead.get("team"), "lead": lead_id, "description": lead.get("description")}
+            opp = {**mapped(lead, "crm_sales.opportunity"), "name": f"{lead.get('company') or lead['name']} - {lead['name']}", "account": account_id,
+                   "contact": contact_id, "stage": "qualification", "owner": owner, "lead": lead_id}
             opp.update(opportunity or {})
             opp_id = tx.create("crm_sales.opportunity", opp, actor)
         for a in activities:
