@@ -13,6 +13,7 @@ from typing import Any, Callable
 from sqlalchemy import MetaData
 
 from .errors import CrmkitError
+from .records.hooks import RecordWrite
 
 DemoSeeder = Callable[["SeedContext"], int]
 # A named app action: (services, actor, payload) -> result. Called through ``run_action``; the app owns its meaning.
@@ -33,6 +34,16 @@ class DetailPanel:
     label_en: str
     label_zh: str
 
+Validator = Callable[[RecordWrite], "dict[str, list] | None"]
+
+
+@dataclass(frozen=True)
+class AppJob:
+    kind: str
+    handler: Callable
+    schedule: Callable | None = None  # a ``huey.crontab(...)``; None: submitted on demand only
+    payload: dict = field(default_factory=dict)
+
 
 @dataclass
 class AppHooks:
@@ -43,6 +54,9 @@ class AppHooks:
     transition_actions: dict[str, TransitionAction] = field(default_factory=dict)
     blueprints: list[Any] = field(default_factory=list)
     detail_panels: list[DetailPanel] = field(default_factory=list)
+    validators: list[tuple[str, Validator]] = field(default_factory=list)
+    jobs: list[AppJob] = field(default_factory=list)
+    role_seeders: list[Callable] = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
@@ -89,6 +103,33 @@ class AppHooks:
         panel = DetailPanel(entity_key, endpoint, en, zh)
         self.detail_panels.append(panel)
         return panel
+
+    def validator(self, entity_key: str) -> Callable[[Validator], Validator]:
+        """Register ``fn(write: RecordWrite) -> {field: [message]} | None``, run by the record service inside the
+        write transaction before a create or update of ``entity_key``. It may also set computed values in ``write.values``."""
+        def register(fn: Validator) -> Validator:
+            self.validators.append((entity_key, fn))
+            return fn
+        return register
+
+    def job(self, kind: str, handler: Callable, *, schedule: Callable | None = None, payload: dict | None = None) -> None:
+        """Register a background job kind (``handler(ctx, payload)``), optionally run on a schedule."""
+        self.jobs.append(AppJob(kind, handler, schedule, dict(payload or {})))
+
+    def role_seeder(self, fn: Callable) -> Callable:
+        """Register ``fn(app, services)``, run once when the app is first installed through the CLI, after the
+        entity permissions exist: it creates the app's roles (PermissionAdmin); administrators own them afterwards."""
+        self.role_seeders.append(fn)
+        return fn
+
+    def attach(self, records, job_registry) -> None:
+        """Wire validators into the record service and job kinds into the registry (called once per Services)."""
+        for entity_key, fn in self.validators:
+            records.add_validator(entity_key, fn)
+        for job in self.jobs:
+            job_registry.register(job.kind, job.handler)
+            if job.schedule is not None:
+                job_registry.periodic(job.kind, job.schedule, job.payload)
 
 
 @dataclass

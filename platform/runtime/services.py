@@ -73,6 +73,8 @@ class Services:
         from .reports.export import register_report_jobs
 
         register_report_jobs(background.jobs.registry)
+        for package in discover().values():
+            package.hooks.attach(services.records, background.jobs.registry)
         background.jobs.attach(services)
         return services
 

@@ -75,7 +75,7 @@ def write_many(service, entity_key: str, items: list[Any], actor: Actor, *, mode
         with service._write() as conn:  # the same transaction wrapper as single writes (wakes the outbox after commit)
             existing = _existing(service, conn, catalog, entity, table, items, results, key_field, actor, mode) if key_field else {}
             creates, updates = _plan(service, catalog, entity, items, results, existing, key_field, mode, actor)
-            _check_batch(service, conn, catalog, entity, creates, updates, results)
+            _check_batch(service, conn, catalog, entity, creates, updates, results, actor)
             creates = [(i, v, c) for i, v, c in creates if not results[i].errors]
             updates = [(i, cur, v, c) for i, cur, v, c in updates if not results[i].errors]
             events: list[tuple[int, str, dict]] = []
@@ -161,15 +161,17 @@ def _plan(service, catalog, entity, items, results, existing, key_field, mode, a
     return creates, updates
 
 
-def _check_batch(service, conn, catalog, entity, creates, updates, results) -> None:
+def _check_batch(service, conn, catalog, entity, creates, updates, results, actor) -> None:
     """References and unique values for the whole batch: one query per field, not per record; then the entity's
     rules (validations, required_if) per record, exactly as a single write checks them."""
     tables = service.table_cache.tables(catalog)
     table = tables[entity.key]
-    for i, v, _ in creates:
+    for i, v, c in creates:
         _rules(conn, catalog, tables, entity, v, results[i])
-    for i, cur, v, _ in updates:
+        _validators(service, conn, catalog, entity, v, None, c, actor, results[i])
+    for i, cur, v, c in updates:
         _rules(conn, catalog, tables, entity, {**cur, **v}, results[i])
+        _validators(service, conn, catalog, entity, v, cur, c, actor, results[i])
     # (item index, values to check, own id or None)
     work = [(i, v, None) for i, v, _ in creates] + [(i, {k: x for k, x in v.items() if _differs(cur.get(k), x)}, cur["id"]) for i, cur, v, _ in updates]
     for f in entity.fields:
@@ -222,6 +224,16 @@ def _check_batch(service, conn, catalog, entity, creates, updates, results) -> N
 def _rules(conn, catalog, tables, entity, record, result: "ItemResult") -> None:
     try:
         check_rules(conn, catalog, tables, entity, record)
+    except ValidationFailed as exc:
+        _merge(result, exc.field_errors)
+
+
+def _validators(service, conn, catalog, entity, values, current, children, actor, result: "ItemResult") -> None:
+    """App validators (AppHooks.validator), as a single write runs them; their errors belong to this item only."""
+    if result.errors:
+        return
+    try:
+        service._run_validators(conn, catalog, entity, values, current, children, actor)
     except ValidationFailed as exc:
         _merge(result, exc.field_errors)
 

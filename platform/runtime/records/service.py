@@ -32,6 +32,7 @@ from ..storage import fab_tables, platform_tables as pt
 from ..storage.entity_tables import build_tables
 from .rollups import refresh_after_write
 from .rules import check_rules
+from .hooks import RecordWrite, Validator, ValidatorRegistry
 from .validation import SchemaCache, validate_input
 
 log = logging.getLogger(__name__)
@@ -75,17 +76,33 @@ class RecordService:
     def listen(self, entity_key: str, fn: Callable[[Connection, "RecordWritten"], None]) -> None:
         """Call ``fn(conn, written)`` inside the write transaction after each write to ``entity_key`` (app hooks use this)."""
         self.listeners.setdefault(entity_key, []).append(fn)
+        self.validators = ValidatorRegistry()
+
+    def add_validator(self, entity_key: str, fn: Validator) -> None:
+        """App validators (registered through ``AppHooks.validator``) run inside the write transaction."""
+        self.validators.add(entity_key, fn)
 
     # --- public API ------------------------------------------------------------------
     def create(self, entity_key: str, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
         """Create a record (and its child rows); returns the new id."""
+        with self._write() as conn:
+            return self._create_on(conn, entity_key, data, actor, request_id)
+
+    def _create_on(self, conn: Connection, entity_key: str, data: Any, actor: Actor, request_id: str | None) -> int:
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "create")
         values, children = self._clean(catalog, entity, data, actor, creating=True)
-        with self._write() as conn:
-            record_id = self._insert(conn, catalog, entity, values, children, actor, request_id)
-            self._check_in_scope(conn, catalog, entity, record_id, actor)
+        self._run_validators(conn, catalog, entity, values, None, children, actor)
+        record_id = self._insert(conn, catalog, entity, values, children, actor, request_id)
+        self._check_in_scope(conn, catalog, entity, record_id, actor)
         return record_id
+
+    @contextmanager
+    def transaction(self) -> Iterator["RecordTransaction"]:
+        """Several creates and updates that commit or roll back together (e.g. converting a lead into an account,
+        a contact and an opportunity); each step runs the same checks, audit and events as a single call."""
+        with self._write() as conn:
+            yield RecordTransaction(self, conn)
 
     def update(self, entity_key: str, record_id: int, data: Any, actor: Actor, *, expected_version: int | None, request_id: str | None = None,
                within: Callable[[Connection], None] | None = None) -> int:
@@ -94,26 +111,31 @@ class RecordService:
         ``expected_version`` is the row_version the caller edited; a different current version is refused.
         ``within`` runs after the update in the same transaction (erasure redacts the audit with it).
         """
+        with self._write() as conn:
+            return self._update_on(conn, entity_key, record_id, data, actor, expected_version, request_id, within)
+
+    def _update_on(self, conn: Connection, entity_key: str, record_id: int, data: Any, actor: Actor, expected_version: int | None,
+                   request_id: str | None, within: Callable[[Connection], None] | None = None) -> int:
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "update")
         if expected_version is None:
             raise ValidationFailed({"row_version": [text("Send the row_version of the record you edited, so that concurrent changes are not overwritten.",
                                                          "请提交你编辑时的记录版本号（row_version），以免覆盖他人同时所做的修改。")]})
-        with self._write() as conn:
-            current = self._load_for_update(conn, catalog, entity, record_id, actor)
-            if current["row_version"] != expected_version:
-                raise StaleRecord(
-                    text("Someone else changed this record after you opened it (you edited version {mine}; it is now version {now}). "
-                         "Reload it to see their changes, then apply yours again.",
-                         "你打开这条记录后，其他人已修改了这条记录（你编辑的是第 {mine} 版，现在是第 {now} 版）。请重新加载查看对方的修改，再重新应用你的修改。",
-                         mine=expected_version, now=current["row_version"]),
-                    details={"current_version": current["row_version"]},
-                )
-            values, children = self._clean(catalog, entity, data, actor, creating=False, current=current)
-            version = self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
-            if within is not None:
-                within(conn)
-            return version
+        current = self._load_for_update(conn, catalog, entity, record_id, actor)
+        if current["row_version"] != expected_version:
+            raise StaleRecord(
+                text("Someone else changed this record after you opened it (you edited version {mine}; it is now version {now}). "
+                     "Reload it to see their changes, then apply yours again.",
+                     "你打开这条记录后，其他人已修改了这条记录（你编辑的是第 {mine} 版，现在是第 {now} 版）。请重新加载查看对方的修改，再重新应用你的修改。",
+                     mine=expected_version, now=current["row_version"]),
+                details={"current_version": current["row_version"]},
+            )
+        values, children = self._clean(catalog, entity, data, actor, creating=False, current=current)
+        self._run_validators(conn, catalog, entity, values, current, children, actor)
+        version = self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
+        if within is not None:
+            within(conn)
+        return version
 
     def delete(self, entity_key: str, record_id: int, actor: Actor, *, expected_version: int | None = None, request_id: str | None = None) -> None:
         """Soft delete: the record moves to the recycle bin and can be restored."""
@@ -162,18 +184,15 @@ class RecordService:
             for rid in ids:
                 current = self._load_for_update(conn, catalog, entity, rid, actor)
                 before = current["row_version"]
-                if self._update_row(conn, catalog, entity, current, dict(values), {}, actor, request_id) != before:
+                row_values = dict(values)
+                self._run_validators(conn, catalog, entity, row_values, current, {}, actor)
+                if self._update_row(conn, catalog, entity, current, row_values, {}, actor, request_id) != before:
                     changed += 1
         return changed
 
     def create_within(self, conn: Connection, entity_key: str, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
         """``create`` inside the caller's transaction (a workflow action creating a record as part of a transition)."""
-        catalog, entity = self._entity(entity_key)
-        self.policy.check(actor, entity, "create")
-        values, children = self._clean(catalog, entity, data, actor, creating=True)
-        record_id = self._insert(conn, catalog, entity, values, children, actor, request_id)
-        self._check_in_scope(conn, catalog, entity, record_id, actor)
-        return record_id
+        return self._create_on(conn, entity_key, data, actor, request_id)
 
     # --- the workflow state: written only by crmkit.runtime.workflow ----------------------
     def lock_for_transition(self, conn: Connection, entity_key: str, record_id: int) -> dict:
@@ -285,6 +304,11 @@ class RecordService:
                     if existing in (None, ""):
                         values[target] = v
         return values, children
+
+    def _run_validators(self, conn, catalog, entity, values, current, children, actor) -> None:
+        errors = self.validators.run(RecordWrite(conn, catalog, entity, values, current, children, actor, self.table_cache.tables(catalog)))
+        if errors:
+            raise ValidationFailed(errors)
 
     def _check_references(self, conn: Connection, catalog: Catalog, entity: EntityDef, values: dict, exclude_id: int | None) -> None:
         """Links point at live records, files exist, unique values are free: a field error instead of a DB error."""
@@ -550,6 +574,19 @@ class RecordWritten:
     @property
     def table(self) -> Table:
         return self.tables[self.entity]
+
+
+class RecordTransaction:
+    """The record service's create and update on one shared connection (see ``RecordService.transaction``)."""
+
+    def __init__(self, service: RecordService, conn: Connection):
+        self.service, self.conn = service, conn
+
+    def create(self, entity_key: str, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
+        return self.service._create_on(self.conn, entity_key, data, actor, request_id)
+
+    def update(self, entity_key: str, record_id: int, data: Any, actor: Actor, *, expected_version: int | None, request_id: str | None = None) -> int:
+        return self.service._update_on(self.conn, entity_key, record_id, data, actor, expected_version, request_id)
 
 
 def next_sequence(conn: Connection, key: str, start: int) -> int:

@@ -1,0 +1,46 @@
+"""CRM templates: ``crm`` (the shared customer model), ``crm_sales`` and ``crm_service`` (both depend on ``crm``).
+
+Definitions live in the ``customer/``, ``sales/`` and ``service/`` folders; the rules metadata cannot express
+are the typed hooks registered here (validators, jobs, demo seeders, the public forms blueprint).
+"""
+from pathlib import Path
+
+from huey import crontab
+
+from crmkit.runtime.packages import AppHooks, AppPackage
+
+from .dedupe import account_validator, contact_validator, lead_duplicate_validator
+from .demo import seed_customers, seed_sales, seed_service
+from .leads import lead_validator, pool_job
+from .public import public_blueprint
+from .roles import seeder_for
+from .sales import opportunity_validator, quote_validator
+from .tickets import refresh_job, ticket_validator
+
+HERE = Path(__file__).parent
+
+customer_hooks = AppHooks()
+customer_hooks.validator("crm.account")(account_validator)
+customer_hooks.validator("crm.contact")(contact_validator)
+customer_hooks.demo_seeder(seed_customers)
+customer_hooks.role_seeder(seeder_for("crm"))
+
+sales_hooks = AppHooks()
+sales_hooks.validator("crm_sales.lead")(lead_duplicate_validator)
+sales_hooks.validator("crm_sales.lead")(lead_validator)
+sales_hooks.validator("crm_sales.opportunity")(opportunity_validator)
+sales_hooks.validator("crm_sales.quote")(quote_validator)
+sales_hooks.job("crm_sales.lead_pool", pool_job, schedule=crontab(minute="15", hour="2"))
+sales_hooks.demo_seeder(seed_sales)
+sales_hooks.role_seeder(seeder_for("crm_sales"))
+
+service_hooks = AppHooks()
+service_hooks.validator("crm_service.ticket")(ticket_validator)
+service_hooks.job("crm_service.sla_refresh", refresh_job, schedule=crontab(minute="*/5"))
+service_hooks.demo_seeder(seed_service)
+service_hooks.role_seeder(seeder_for("crm_service"))
+service_hooks.blueprint(public_blueprint)  # the lead form is public too; one blueprint for the CRM's public pages
+
+customer = AppPackage(id="crm", path=HERE / "customer", hooks=customer_hooks)
+sales = AppPackage(id="crm_sales", path=HERE / "sales", hooks=sales_hooks)
+service = AppPackage(id="crm_service", path=HERE / "service", hooks=service_hooks)
