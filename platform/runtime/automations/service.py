@@ -243,8 +243,8 @@ class AutomationService:
             return {"created": o["entity"], "id": new_id}
         if action.kind == "message":
             to = self._recipient(o["to"], record)
-            if to in (None, ""):
-                raise ValidationFailed({"to": [text("The record has no {field}.", "该记录没有{field}。", field=o["to"])]})
+            if to in (None, ""):  # nobody to send to (no mobile, no owner): nothing to do, and the run log says so
+                return {"message": None, "channel": o["channel"], "status": "skipped", "reason": f"no {o['to']}"}
             external = o["channel"] != "in_app"
             row = self.messaging.send(o["channel"], to=str(to), actor=actor if actor.id else None, subject_ref=(a.entity, record["id"]) if external else None,
                                       template=o.get("template"), subject=o.get("subject"), body=None if o.get("template") else o.get("body"),
@@ -258,7 +258,8 @@ class AutomationService:
         if action.kind == "run":
             from ..packages import run_action
 
-            payload = {**dict(o.get("params") or {}), "entity": a.entity, "id": record["id"], "record": _plain(record), "automation": a.key}
+            params = {k: record["id"] if v == "$id" else v for k, v in self._values(a, o.get("params") or {}, record, now).items()}
+            payload = {**params, "entity": a.entity, "id": record["id"], "record": _plain(record), "automation": a.key}
             result = run_action(self.jobs.services, o["app"], o["action"], actor, payload)
             return {"run": f"{o['app']}:{o['action']}", "result": _plain(result) if isinstance(result, dict) else str(result)[:200]}
         raise ValueError(f"unknown action {action.kind}")

@@ -127,7 +127,7 @@ def check_automation(a: AutomationDef, entities: Mapping[str, EntityDef], field_
             link = act.options.get("link")
             if link:
                 lf = target.field_map.get(link)
-                if lf is None or lf.type != "link" or lf.opt("entity") != entity.key:
+                if lf is None or lf.type != "link" or lf.opt("target") != entity.key:
                     out.append((src, f"{at}/link", f"'{link}' is not a link field of {target.key} pointing to {entity.key}"))
             out.extend(_values_problems(src, f"{at}/values", act.options.get("values", {}), target, entities, field_types, source_entity=entity))
         elif act.kind == "message":
