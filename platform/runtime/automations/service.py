@@ -181,7 +181,7 @@ class AutomationService:
         origin = f"{ORIGIN_PREFIX}{depth}:{origin_tag(a)}"
         results, status, error = [], SUCCEEDED, None
         try:
-            for i, action in enumerate(a.actions):
+            for action in a.actions:
                 results.append(self._act(a, action, record, actor, origin, now, event))
                 if action.kind == "set":
                     record = self.queries.get(a.entity, record_id, SYSTEM, deleted=deleted)
