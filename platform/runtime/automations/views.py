@@ -64,13 +64,17 @@ def _local(value) -> str:
     return value.astimezone(ZoneInfo(_services().settings.timezone)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def describe_trigger(a) -> dict:
-    """The trigger as a bilingual sentence for the list."""
+def describe_trigger(a, entity, locale: str) -> str:
+    """The trigger as a sentence in the user's language, with field labels."""
+    return localize(_trigger_text(a, lambda name: entity.field_map[name].label.get(locale) if name in entity.field_map else name, locale), locale)
+
+
+def _trigger_text(a, label, locale: str):
     t = a.trigger
     if t.type == "created":
         return text("When a record is created", "新建记录时")
     if t.type == "updated":
-        return (text("When {fields} change", "{fields} 变更时", fields=", ".join(t.fields)) if t.fields
+        return (text("When {fields} change", "{fields} 变更时", fields=", ".join(label(f) for f in t.fields)) if t.fields
                 else text("When a record is updated", "记录更新时"))
     if t.type == "deleted":
         return text("When a record is deleted", "删除记录时")
@@ -78,16 +82,16 @@ def describe_trigger(a) -> dict:
         return text("When the workflow enters '{state}'", "流程进入“{state}”时", state=t.state)
     if t.type == "date":
         if t.match == "month":
-            return text("Every month, for records whose {field} is in that month", "每月，对{field}在当月的记录", field=t.field)
+            return text("Every month, for records whose {field} is in that month", "每月，对{field}在当月的记录", field=label(t.field))
         when = abs(t.offset_days)
         if t.offset_days < 0:
-            base = text("{n} days before {field}", "{field}前 {n} 天", n=when, field=t.field)
+            base = text("{n} days before {field}", "{field}前 {n} 天", n=when, field=label(t.field))
         elif t.offset_days > 0:
-            base = text("{n} days after {field}", "{field}后 {n} 天", n=when, field=t.field)
+            base = text("{n} days after {field}", "{field}后 {n} 天", n=when, field=label(t.field))
         else:
-            base = text("On {field}", "{field}当天", field=t.field)
+            base = text("On {field}", "{field}当天", field=label(t.field))
         if t.match == "anniversary":
-            return text("{base}, every year", "每年 {base}", base=localize(base, "en"))
+            return text("{base}, every year", "每年 {base}", base=localize(base, locale))
         return base
     if t.type == "schedule":
         return text("On the schedule {cron}", "按计划 {cron}", cron=t.cron)
@@ -101,7 +105,7 @@ def entity_page(entity_key: str):
     selected = request.args.get("log") or ""
     rows = []
     for a in svc.automations.for_entity(entity.key):
-        rows.append({"a": a, "trigger": describe_trigger(a), "actions": [act.kind for act in a.actions]})
+        rows.append({"a": a, "trigger": describe_trigger(a, entity, current_locale()), "actions": [act.kind for act in a.actions]})
     log_rows = []
     if selected:
         svc.automations.get(f"{entity.key}:{selected}")
