@@ -58,4 +58,13 @@ def test_automations_page_simulate_and_manual_button(browser, app, services):
         page.goto(f"{base}/automations/{MEMBER}?log=flag_vip")
         page.wait_for_selector("#run-log .badge:has-text('成功')")
         screenshot(page, "automations-run-log")
+
+        # the designer: a bad condition is refused with its pointer and position, nothing saved
+        page.goto(f"{base}/builder/automations/{MEMBER}/flag_vip")
+        source = page.locator("textarea[name=definition]").input_value()
+        page.fill("textarea[name=definition]", source.replace('"type": "manual"', '"type": "updated", "fields": ["nope"]'))
+        page.click("form.card [type=submit]")
+        page.wait_for_selector("#problems:has-text('/trigger/fields/0')")
+        screenshot(page, "automations-designer-problems")
+        assert services.store.catalog().automations[f"{MEMBER}:flag_vip"].trigger.type == "manual"
         context.close()
