@@ -36,7 +36,7 @@ def dump(body) -> str:
 
 def file_name(kind: str, body: dict, key: str = "") -> str:
     """Where a definition goes: app.json, entities/<name>.json, forms|views/<entity>.<name>.json, and
-    workflows|reports|dashboards/<name>.json (their own name, or the stored key)."""
+    workflows|reports|dashboards|automations/<key without the app>.json (the stored key is unique per kind)."""
     if kind == "app":
         return "app.json"
     if kind == "entity":
@@ -44,7 +44,7 @@ def file_name(kind: str, body: dict, key: str = "") -> str:
     if kind in ("form", "view"):
         entity = body["entity"].split(".", 1)[1]
         return f"{FOLDER[kind]}/{entity}.{body['name']}.json"
-    name = body.get("name") or key.split(".", 1)[-1]
+    name = key.split(".", 1)[-1] if key else body.get("name", "definition")
     return f"{FOLDER[kind]}/{name}.json"
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -21,6 +22,9 @@ from .records.service import TableCache
 from .webhooks import WebhookService
 from .workflow import WorkflowService
 
+if TYPE_CHECKING:
+    from .automations import AutomationService
+
 
 @dataclass(frozen=True)
 class Services:
@@ -35,6 +39,7 @@ class Services:
     messaging: MessagingService
     webhooks: WebhookService
     workflows: WorkflowService
+    automations: "AutomationService"
 
     @property
     def jobs(self) -> JobService:
@@ -58,15 +63,20 @@ class Services:
             for entity_key, listener in pkg.hooks.record_listeners:
                 records.listen(entity_key, listener)
         queries = QueryService(engine, store, policy, tables, timezone=settings.timezone)
+        messaging = build_messaging(settings, engine, background.jobs)
+        webhooks = WebhookService(engine, background.jobs)
+        from .automations import AutomationService
+
+        automations = AutomationService(engine, store, records, queries, messaging, webhooks, background.jobs, timezone=settings.timezone)
         services = cls(
             settings=settings, engine=engine, field_types=field_types, store=store, policy=policy,
             records=records, queries=queries,
             workflows=WorkflowService(engine, store, policy, records, queries, actions=app_transition_actions),
             background=background,
-            messaging=build_messaging(settings, engine, background.jobs),
-            webhooks=WebhookService(engine, background.jobs),
+            messaging=messaging, webhooks=webhooks, automations=automations,
         )
         services.webhooks.register(background.jobs.registry, background.events)
+        automations.register(background.jobs.registry, background.events)
         from .imports.job import register_import_jobs  # these import the record service; load them last
 
         register_import_jobs(background.jobs.registry)

@@ -9,6 +9,7 @@ from ..errors import RecordNotFound
 from ..i18n_text import text
 from ..fields import FieldType, FieldTypeRegistry
 from .workflows import WorkflowDef
+from .automations import AutomationDef
 from .model import DashboardDef, ReportDef
 from .model import AppDef, EntityDef, FieldDef, FormDef, FormSection, FormField, Label, ViewDef
 
@@ -24,6 +25,7 @@ class Catalog:
     workflows: Mapping[str, "WorkflowDef"] = field(default_factory=lambda: MappingProxyType({}))  # by entity key
     reports: Mapping[str, ReportDef] = field(default_factory=lambda: MappingProxyType({}))
     dashboards: Mapping[str, DashboardDef] = field(default_factory=lambda: MappingProxyType({}))
+    automations: Mapping[str, "AutomationDef"] = field(default_factory=lambda: MappingProxyType({}))  # by "<entity>:<name>"
 
     def report(self, key: str) -> ReportDef:
         try:
@@ -82,3 +84,7 @@ class Catalog:
 
     def workflow_of(self, entity: EntityDef | str) -> "WorkflowDef | None":
         return self.workflows.get(entity if isinstance(entity, str) else entity.key)
+
+    def automations_of(self, entity: EntityDef | str) -> list["AutomationDef"]:
+        key = entity if isinstance(entity, str) else entity.key
+        return [a for a in self.automations.values() if a.entity == key]

@@ -13,6 +13,7 @@ from .model import (
 from .reports import check_dashboard, check_report, compile_dashboard, compile_report
 from .validate import DefinitionValidator
 from .workflows import check_workflow, compile_workflow
+from .automations import check_automation, compile_automation
 
 FIELD_KEYS = {"id", "name", "type", "label", "help", "placeholder", "required", "unique", "read_only", "default", "required_if", "visible_if"}
 SYSTEM_SORTABLE = ("id", "created_at", "updated_at")
@@ -97,6 +98,7 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
     problems: list[tuple[str, str, str]] = []
     apps, entities, forms, views, workflows = {}, {}, {}, {}, {}
     reports, dashboards = {}, {}
+    automations: dict = {}
     docs = list(docs)
     for d in docs:
         found = validator.problems(d.kind, d.body, d.source)
@@ -123,6 +125,9 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
             workflows[wf.entity] = wf
         elif d.kind in ("report", "dashboard"):
             compile_analytics(d, reports, dashboards)
+        elif d.kind == "automation":
+            au = compile_automation(d.body, d.source)
+            automations[au.key] = au
     if problems:
         raise DefinitionError(problems)
     entities, lookup_problems = resolve_lookups(entities)
@@ -147,10 +152,13 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
         problems.extend(check_report(r, entities, field_types))
     for dash in dashboards.values():
         problems.extend(check_dashboard(dash, reports))
+    for au in automations.values():
+        problems.extend(check_automation(au, entities, field_types, workflows))
     if problems:
         raise DefinitionError(problems)
     return Catalog(apps=frozen(apps), entities=frozen(entities), forms=frozen(forms), views=frozen(views), field_types=field_types,
-                   workflows=frozen(workflows), reports=frozen(reports), dashboards=frozen(dashboards))
+                   workflows=frozen(workflows), reports=frozen(reports), dashboards=frozen(dashboards),
+                   automations=frozen(automations))
 
 
 def compile_analytics(d: RawDocument, reports: dict, dashboards: dict) -> None:

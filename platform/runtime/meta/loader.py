@@ -8,7 +8,7 @@ from ..errors import DefinitionError
 from .compile import RawDocument
 
 KIND_FOLDERS = (("entity", "entities"), ("form", "forms"), ("view", "views"), ("workflow", "workflows"), ("report", "reports"),
-                ("dashboard", "dashboards"))
+                ("dashboard", "dashboards"), ("automation", "automations"))
 
 
 def read_json(path: Path, label: str):

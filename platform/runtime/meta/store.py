@@ -21,7 +21,7 @@ from .compile import RawDocument, compile_documents
 from .loader import document_key
 from .validate import DefinitionValidator
 
-KIND_ORDER = {"app": 0, "entity": 1, "form": 2, "view": 3, "workflow": 4, "report": 5, "dashboard": 6}
+KIND_ORDER = {"app": 0, "entity": 1, "form": 2, "view": 3, "workflow": 4, "report": 5, "dashboard": 6, "automation": 7}
 
 
 def json_diff(old: Any, new: Any, path: str = "") -> list[dict]:

@@ -12,7 +12,7 @@ from referencing import Registry, Resource
 
 from ..fields import FieldTypeRegistry
 
-KINDS = ("app", "entity", "form", "view", "workflow", "report", "dashboard")
+KINDS = ("app", "entity", "form", "view", "workflow", "report", "dashboard", "automation")
 BASE_URI = "https://crmkit.dev/schemas/"
 
 

@@ -43,6 +43,10 @@ STATE_BY_TRANSITION = text("The workflow state changes only through the workflow
 SEND_IDS = text("Send a list of record ids.", "请提交记录编号列表。")
 
 
+# Writes made by an automation pass ``request_id="automation:<key>:<depth>"``; the record event carries it as ``origin``.
+ORIGIN_PREFIX = "automation:"
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -382,7 +386,7 @@ class RecordService:
         if parent_id is None:
             refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, record_id, changes)
             self._audit(conn, entity, record_id, "create", changes, actor, request_id)
-            self._event(conn, entity, record_id, "created", changes, actor)
+            self._event(conn, entity, record_id, "created", changes, actor, request_id=request_id)
         return record_id
 
     def _scope(self, catalog, entity, table, actor) -> list:
@@ -483,7 +487,7 @@ class RecordService:
                                    "其他人在同一时刻修改了这条记录。请重新加载，再应用你的修改。"))
         refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, current["id"], changes)
         self._audit(conn, entity, current["id"], "update", changes, actor, request_id)
-        self._event(conn, entity, current["id"], "updated", changes, actor)
+        self._event(conn, entity, current["id"], "updated", changes, actor, request_id=request_id)
         return new_version
 
     def _write_children(self, conn, catalog, parent, f: FieldDef, parent_id, rows, actor, request_id, existing) -> dict:
@@ -551,9 +555,11 @@ class RecordService:
         record_event(conn, category="record", action=action, actor_id=actor.id, entity=entity.key, record_id=record_id,
                      changes=changes, request_id=request_id)
 
-    def _event(self, conn, entity, record_id, verb, changes, actor) -> None:
-        conn.execute(pt.outbox.insert().values(created_at=utcnow(), topic=f"record.{verb}", entity=entity.key, record_id=record_id,
-                                               payload={"entity": entity.key, "id": record_id, "changes": changes, "actor_id": actor.id}))
+    def _event(self, conn, entity, record_id, verb, changes, actor, request_id: str | None = None) -> None:
+        payload = {"entity": entity.key, "id": record_id, "changes": changes, "actor_id": actor.id}
+        if request_id and request_id.startswith(ORIGIN_PREFIX):  # an automation's own write: its loop guard reads this
+            payload["origin"] = request_id
+        conn.execute(pt.outbox.insert().values(created_at=utcnow(), topic=f"record.{verb}", entity=entity.key, record_id=record_id, payload=payload))
         if self.listeners.get(entity.key):
             tables = self.table_cache.tables(self.store.catalog())
             for fn in self.listeners[entity.key]:

@@ -141,6 +141,11 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     from ..workflow.views import register_workflow
 
     register_workflow(app, csrf)
+    from ..automations.views import register_automations
+    from ...builder.automations import automation_designer_blueprint
+
+    register_automations(app, csrf)
+    app.register_blueprint(automation_designer_blueprint)
     register_error_handlers(app)
     register_auth(app, services.settings)
     from crmkit.builder.views import register_builder

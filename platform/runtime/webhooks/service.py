@@ -135,6 +135,22 @@ class WebhookService:
                     did = conn.execute(select(wd.c.id).where(wd.c.webhook_id == hook["id"], wd.c.event_id == event.id)).scalar_one()
             self._submit(did, None)
 
+    def deliver_record(self, name: str, event: Event, actor: Actor | None) -> dict:
+        """Send one record to the active webhook called ``name`` outside the outbox (an automation's action):
+        the payload is filtered by the webhook owner's permissions as usual; returns the delivery row."""
+        with read_transaction(self.engine) as conn:
+            hook = conn.execute(select(w).where(w.c.name == name, w.c.active.is_(True))).mappings().first()
+        if hook is None:
+            raise RecordNotFound(text("There is no active webhook named '{name}'.", "没有名为“{name}”的启用中的 Webhook。", name=name))
+        payload = self._payload(dict(hook), event)
+        if payload is None:
+            raise PermissionDenied(text("The webhook's owner may not see this record.", "该 Webhook 的所有者无权查看这条记录。"))
+        with write_transaction(self.engine) as conn:
+            did = conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=event.topic[:64], payload=payload, status=PENDING,
+                                                  created_at=_now())).inserted_primary_key[0]
+        self._submit(did, actor)
+        return self.delivery(did)
+
     def _payload(self, hook: dict, event: Event) -> dict | None:
         """The event as the owner may see it, or None when the owner may not see this record at all."""
         services = self.services

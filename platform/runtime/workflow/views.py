@@ -281,6 +281,8 @@ def work_nav():
          "count": tasks_n, "active": path.startswith("/workflow/tasks")},
     ] + ([{"label": localize(text("Workflow designer", "流程设计器"), current_locale()), "url": url_for("crmkit_builder_workflows.index"),
            "icon": "layers", "count": None, "active": path.startswith("/builder/workflows")}] if _may_design_any(svc, actor) else [])
+       + ([{"label": localize(text("Automations", "自动化"), current_locale()), "url": url_for("crmkit_builder_automations.index"),
+            "icon": "activity", "count": None, "active": path.startswith(("/builder/automations", "/automations"))}] if _may_design_any(svc, actor) else [])
        + ([{"label": localize(text("Org managers", "组织负责人"), current_locale()), "url": url_for("crmkit_workflow.managers"),
             "icon": "users", "count": None, "active": path.startswith("/workflow/managers")}] if actor.is_admin else [])}
 
