@@ -34,6 +34,17 @@ class DetailPanel:
     label_zh: str
 
 
+@dataclass(frozen=True)
+class AppJob:
+    """A job kind an app adds to the job registry, optionally on a schedule (see ``AppHooks.job``)."""
+
+    kind: str
+    handler: Callable[[Any, dict], Any]  # (JobContext, payload) -> result dict or None, idempotent like every job
+    schedule: Callable | None = None  # a ``huey.crontab(...)``; None: run only when submitted
+    payload: dict = field(default_factory=dict)  # the scheduled run's payload
+    max_attempts: int | None = None
+
+
 @dataclass
 class AppHooks:
     demo_seeders: list[DemoSeeder] = field(default_factory=list)
@@ -43,6 +54,7 @@ class AppHooks:
     transition_actions: dict[str, TransitionAction] = field(default_factory=dict)
     blueprints: list[Any] = field(default_factory=list)
     detail_panels: list[DetailPanel] = field(default_factory=list)
+    jobs: list[AppJob] = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
@@ -89,6 +101,16 @@ class AppHooks:
         panel = DetailPanel(entity_key, endpoint, en, zh)
         self.detail_panels.append(panel)
         return panel
+
+    def job(self, kind: str, handler: Callable[[Any, dict], Any], *, periodic: Callable | None = None, payload: dict | None = None,
+            max_attempts: int | None = None) -> AppJob:
+        """Register a job kind ``<app id>.<name>`` with ``handler(ctx, payload)``; ``periodic=crontab(...)`` also schedules it.
+        The job runs only where the app is installed (elsewhere it finishes at once, doing nothing)."""
+        if any(j.kind == kind for j in self.jobs):
+            raise ValueError(f"app job {kind!r} is registered twice")
+        job = AppJob(kind, handler, periodic, dict(payload or {}), max_attempts)
+        self.jobs.append(job)
+        return job
 
 
 @dataclass
@@ -143,3 +165,29 @@ def get_package(app_id: str) -> AppPackage:
     if app_id not in packages:
         raise UnknownApp(f"There is no app named '{app_id}'. Available: {', '.join(packages) or 'none'}.")
     return packages[app_id]
+
+
+def register_app_jobs(registry, packages: dict[str, AppPackage]) -> None:
+    """Add every app's ``AppHooks.job`` kinds (and schedules) to the job registry; called once by ``Services.build``."""
+    for app_id, pkg in packages.items():
+        for job in pkg.hooks.jobs:
+            if not job.kind.startswith(f"{app_id}."):
+                raise ValueError(f"app {app_id}: job kind {job.kind!r} must start with '{app_id}.'")
+            registry.register(job.kind, _only_if_installed(app_id, job.handler), max_attempts=job.max_attempts)
+            if job.schedule is not None:
+                registry.periodic(job.kind, job.schedule, job.payload)
+
+
+def _only_if_installed(app_id: str, handler: Callable[[Any, dict], Any]) -> Callable[[Any, dict], Any]:
+    def run(ctx, payload: dict):
+        from sqlalchemy import select
+
+        from .storage import platform_tables as pt
+
+        with ctx.services.engine.connect() as conn:
+            installed = conn.execute(select(pt.installed_app.c.id).where(pt.installed_app.c.id == app_id)).first() is not None
+        if not installed:
+            return {"skipped": f"app {app_id} is not installed"}
+        return handler(ctx, payload)
+
+    return run
