@@ -222,3 +222,17 @@ def test_redeem_page_shows_the_coupon_and_redeems_it(client, services, csrf_toke
     assert missing.status_code == 404
     no_csrf = client.post("/membership/coupons/redeem", data={"code": code, "amount": "120"})
     assert no_csrf.status_code == 400
+
+
+def test_coupon_use_rate_report_counts_issued_and_used_per_template(services):
+    from crmkit.runtime.reports.runner import run_report
+
+    m, a, b = make_member(services), template(services), template(services, code="B", name="八折券", kind="rate", discount_rate="20")
+    ca = [coupons.issue(services, a, m, SYSTEM, now=NOW) for _ in range(4)]
+    coupons.issue(services, b, m, SYSTEM, now=NOW)
+    coupons.redeem(services, coupon(services, ca[0])["code"], SYSTEM, amount="100", now=NOW)
+    res = run_report(services, SYSTEM, services.store.catalog().report("membership.coupon_use_rate"))
+    by = {r.cells[0].label: r.values for r in res.rows}
+    assert float(by["满100减20"]["use_rate"]) == pytest.approx(0.25)
+    assert by["满100减20"]["issued"] == 4 and by["满100减20"]["used"] == 1
+    assert by["八折券"]["issued"] == 1 and by["八折券"]["used"] == 0

@@ -146,3 +146,14 @@ def test_level_change_count_matches_changes(services, tiers):
         assert c.execute(select(func.count()).select_from(t)).scalar_one() == 1
     assert level_of(services, m) == tiers["silver"]  # gold needs spend 1000 too
     assert dt.datetime.now(dt.timezone.utc) - history(services, m)[0]["changed_at"] < dt.timedelta(minutes=5)
+
+
+def test_level_changes_report_counts_moves_into_each_level(services, tiers):
+    from crmkit.runtime.reports.runner import run_report
+
+    for i in range(3):
+        m = make_member(services, name=f"会员{i}", mobile=f"1380000000{i}", level=tiers["basic"])
+        levels.set_level(services, m, tiers["silver"] if i else tiers["gold"], "测试", SYSTEM)
+    res = run_report(services, SYSTEM, services.store.catalog().report("membership.level_changes_by_month"), expand=True)
+    assert sum(r.values["changes"] for r in res.rows) == 3
+    assert {str(c.label) for c in res.columns} >= {"银卡", "金卡"}
