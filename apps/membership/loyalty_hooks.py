@@ -20,6 +20,9 @@ POINTS_EXPIRE_JOB = "membership.points_expire"
 
 
 def register_loyalty(hooks: AppHooks) -> AppHooks:
+    from .coupon_demo import seed_coupons
+
+    hooks.demo_seeder(seed_coupons)  # after the main demo seeder (registered first): it needs the members and the catalogue
     hooks.on_record_written("membership.order", levels.on_order_written)  # after the earning listener: points first
     hooks.action("coupons.issue")(issue_action)
     hooks.action("coupons.redeem")(redeem_action)
