@@ -236,3 +236,13 @@ def test_coupon_use_rate_report_counts_issued_and_used_per_template(services):
     assert float(by["满100减20"]["use_rate"]) == pytest.approx(0.25)
     assert by["满100减20"]["issued"] == 4 and by["满100减20"]["used"] == 1
     assert by["八折券"]["issued"] == 1 and by["八折券"]["used"] == 0
+
+
+def test_member_panel_lists_unused_coupons_with_redeem_links(client, services):
+    m, tpl = make_member(services), template(services)
+    keep = coupon(services, coupons.issue(services, tpl, m, SYSTEM))["code"]
+    used = coupon(services, coupons.issue(services, tpl, m, SYSTEM))["code"]
+    coupons.redeem(services, used, SYSTEM, amount="200")
+    html = client.get(f"/membership/member/{m}/loyalty-panel").get_data(as_text=True)
+    assert f"code={keep}" in html and f"code={used}" not in html and f"/membership/levels/member/{m}" in html
+    assert "membership/member/%d/loyalty-panel" % m in client.get(f"/e/membership.member/{m}").get_data(as_text=True)

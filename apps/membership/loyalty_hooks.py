@@ -38,6 +38,7 @@ def register_loyalty(hooks: AppHooks) -> AppHooks:
     from .web.loyalty_views import loyalty_blueprint
 
     hooks.blueprint(loyalty_blueprint)
+    hooks.detail_panel("membership.member", "membership_loyalty.member_panel", en="Level & coupons", zh="等级与优惠券")
     return hooks
 
 

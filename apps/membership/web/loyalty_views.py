@@ -139,3 +139,21 @@ def member_level(record_id: int):
         h["when"] = local_time(h.get("changed_at"))
     return render_template("membership/member_level.html", member=member, record_id=record_id, levels=level_rows, history=history,
                            errors=errors, form=form, today=dt.date.today()), status
+
+
+@loyalty_blueprint.route("/member/<int:record_id>/loyalty-panel")
+def member_panel(record_id: int):
+    """The member page's panel: level (with a link to change it) and the member's unused coupons (each links to redemption)."""
+    actor = require_actor()
+    services = _services()
+    member = services.queries.get(levels.MEMBER, record_id, actor)
+    catalog = services.store.catalog()
+    rows = []
+    if services.policy.allows(actor, catalog.entity(coupons.COUPON), "read"):
+        rows = services.queries.list(coupons.COUPON, actor, filter={"and": [{"field": "member", "op": "eq", "value": record_id},
+                                                                              {"field": "status", "op": "eq", "value": "issued"}]},
+                                     sort=["valid_until"], limit=10, count="exact").rows
+        for r in rows:
+            r["until"] = local_time(r.get("valid_until"))
+    can_change = services.policy.allows(actor, catalog.entity(levels.MEMBER), "update")
+    return render_template("membership/loyalty_panel.html", member=member, record_id=record_id, coupons=rows, can_change=can_change)
