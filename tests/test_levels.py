@@ -157,3 +157,10 @@ def test_level_changes_report_counts_moves_into_each_level(services, tiers):
     res = run_report(services, SYSTEM, services.store.catalog().report("membership.level_changes_by_month"), expand=True)
     assert sum(r.values["changes"] for r in res.rows) == 3
     assert {str(c.label) for c in res.columns} >= {"银卡", "金卡"}
+
+
+def test_upgrade_points_posted_on_the_points_desk_upgrade(client, services, tiers, csrf_token):
+    m = make_member(services, level=tiers["basic"])
+    resp = client.post(f"/membership/points/member/{m}/adjust", data={"csrf_token": csrf_token, "points": "700", "currency": "upgrade",
+                                                                      "reason": "活动补录"})
+    assert resp.status_code == 302 and level_of(services, m) == tiers["silver"]
