@@ -246,3 +246,17 @@ def test_member_panel_lists_unused_coupons_with_redeem_links(client, services):
     html = client.get(f"/membership/member/{m}/loyalty-panel").get_data(as_text=True)
     assert f"code={keep}" in html and f"code={used}" not in html and f"/membership/levels/member/{m}" in html
     assert "membership/member/%d/loyalty-panel" % m in client.get(f"/e/membership.member/{m}").get_data(as_text=True)
+
+
+def test_redeeming_needs_update_access_to_coupons(services):
+    from crmkit.runtime.actor import Actor
+    from crmkit.runtime.errors import PermissionDenied
+
+    m, tpl = make_member(services), template(services)
+    cid = coupons.issue(services, tpl, m, SYSTEM)
+    reader = Actor(id=77, username="reader", permissions=frozenset({("read", "entity:membership.coupon"), ("read", "entity:membership.coupon_template")}))
+    with pytest.raises(PermissionDenied):
+        coupons.redeem(services, coupon(services, cid)["code"], reader, amount="200")
+    with pytest.raises(PermissionDenied):
+        run_action(services, "membership", "levels.set", reader, {"member": m, "level": None, "reason": "x"})
+    assert coupon(services, cid)["status"] == "issued"
