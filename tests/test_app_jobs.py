@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from huey import crontab
 
 from crmkit.apps.membership.ledger import LedgerService
 from crmkit.runtime.actor import SYSTEM
 from crmkit.runtime.jobs import JobRegistry
-from crmkit.runtime.packages import AppHooks, AppPackage, register_app_jobs
+from crmkit.runtime.packages import AppHooks
 
 from ledger_support import make_member
 
@@ -42,15 +41,11 @@ def test_app_job_is_a_no_op_where_the_app_is_not_installed(base_services):
     assert base_services.jobs.get(job)["result"] == {"skipped": "app membership is not installed"}
 
 
-def test_hook_validates_kinds():
+def test_attach_registers_app_job_kinds_and_schedules():
     hooks = AppHooks()
-    hooks.job("demo.tick", lambda ctx, p: None, periodic=crontab(minute="0"), payload={"x": 1})
-    with pytest.raises(ValueError, match="twice"):
-        hooks.job("demo.tick", lambda ctx, p: None)
+    hooks.job("demo.tick", lambda ctx, p: None, schedule=crontab(minute="0"), payload={"x": 1})
+    hooks.job("demo.once", lambda ctx, p: None)
     reg = JobRegistry()
-    register_app_jobs(reg, {"demo": AppPackage(id="demo", path=None, hooks=hooks)})
-    assert reg.kinds() == ["demo.tick"] and reg.periodic_jobs()[0].payload == {"x": 1}
-    stray = AppHooks()
-    stray.job("other.tick", lambda ctx, p: None)
-    with pytest.raises(ValueError, match="must start with 'demo.'"):
-        register_app_jobs(JobRegistry(), {"demo": AppPackage(id="demo", path=None, hooks=stray)})
+    hooks.attach(None, reg)
+    assert reg.kinds() == ["demo.once", "demo.tick"]
+    assert [(p.kind, p.payload) for p in reg.periodic_jobs()] == [("demo.tick", {"x": 1})]

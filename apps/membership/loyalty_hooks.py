@@ -31,15 +31,29 @@ def register_loyalty(hooks: AppHooks) -> AppHooks:
     hooks.action("levels.set")(set_level_action)
     hooks.action("levels.evaluate")(evaluate_action)
     # Daily, in the small hours (UTC crontab): lots and coupons past their validity, then the period-end level review.
-    hooks.job(POINTS_EXPIRE_JOB, points_expire_job, periodic=crontab(minute="10", hour="18"))  # 02:10 China time
-    hooks.job(coupons.EXPIRE_JOB, coupons.expire_job, periodic=crontab(minute="20", hour="18"))
-    hooks.job(levels.EVALUATE_JOB, period_end_job, periodic=crontab(minute="40", hour="18"), payload={"period_end_only": True})
-    hooks.job(coupons.ISSUE_JOB, coupons.issue_job)
+    hooks.job(POINTS_EXPIRE_JOB, installed_only(points_expire_job), schedule=crontab(minute="10", hour="18"))  # 02:10 China time
+    hooks.job(coupons.EXPIRE_JOB, installed_only(coupons.expire_job), schedule=crontab(minute="20", hour="18"))
+    hooks.job(levels.EVALUATE_JOB, installed_only(period_end_job), schedule=crontab(minute="40", hour="18"), payload={"period_end_only": True})
+    hooks.job(coupons.ISSUE_JOB, installed_only(coupons.issue_job))
     from .web.loyalty_views import loyalty_blueprint
 
     hooks.blueprint(loyalty_blueprint)
     hooks.detail_panel("membership.member", "membership_loyalty.member_panel", en="Level & coupons", zh="等级与优惠券")
     return hooks
+
+
+def installed_only(handler):
+    """Job kinds are registered on every instance; where membership is not installed its tables do not exist,
+    so the scheduled run finishes at once and says why."""
+    def run(ctx, payload: dict):
+        from crmkit.runtime.storage import platform_tables as pt
+
+        with ctx.services.engine.connect() as conn:
+            if conn.execute(select(pt.installed_app.c.id).where(pt.installed_app.c.id == "membership")).first() is None:
+                return {"skipped": "app membership is not installed"}
+        return handler(ctx, payload)
+
+    return run
 
 
 def _now(payload: dict) -> dt.datetime | None:

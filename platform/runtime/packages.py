@@ -36,13 +36,10 @@ class DetailPanel:
 
 @dataclass(frozen=True)
 class AppJob:
-    """A job kind an app adds to the job registry, optionally on a schedule (see ``AppHooks.job``)."""
-
     kind: str
-    handler: Callable[[Any, dict], Any]  # (JobContext, payload) -> result dict or None, idempotent like every job
-    schedule: Callable | None = None  # a ``huey.crontab(...)``; None: run only when submitted
-    payload: dict = field(default_factory=dict)  # the scheduled run's payload
-    max_attempts: int | None = None
+    handler: Callable
+    schedule: Callable | None = None  # a ``huey.crontab(...)``; None: submitted on demand only
+    payload: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -102,15 +99,16 @@ class AppHooks:
         self.detail_panels.append(panel)
         return panel
 
-    def job(self, kind: str, handler: Callable[[Any, dict], Any], *, periodic: Callable | None = None, payload: dict | None = None,
-            max_attempts: int | None = None) -> AppJob:
-        """Register a job kind ``<app id>.<name>`` with ``handler(ctx, payload)``; ``periodic=crontab(...)`` also schedules it.
-        The job runs only where the app is installed (elsewhere it finishes at once, doing nothing)."""
-        if any(j.kind == kind for j in self.jobs):
-            raise ValueError(f"app job {kind!r} is registered twice")
-        job = AppJob(kind, handler, periodic, dict(payload or {}), max_attempts)
-        self.jobs.append(job)
-        return job
+    def job(self, kind: str, handler: Callable, *, schedule: Callable | None = None, payload: dict | None = None) -> None:
+        """Register a background job kind (``handler(ctx, payload)``), optionally run on a schedule."""
+        self.jobs.append(AppJob(kind, handler, schedule, dict(payload or {})))
+
+    def attach(self, records, job_registry) -> None:
+        """Wire job kinds into the registry (called once per Services)."""
+        for job in self.jobs:
+            job_registry.register(job.kind, job.handler)
+            if job.schedule is not None:
+                job_registry.periodic(job.kind, job.schedule, job.payload)
 
 
 @dataclass
@@ -165,29 +163,3 @@ def get_package(app_id: str) -> AppPackage:
     if app_id not in packages:
         raise UnknownApp(f"There is no app named '{app_id}'. Available: {', '.join(packages) or 'none'}.")
     return packages[app_id]
-
-
-def register_app_jobs(registry, packages: dict[str, AppPackage]) -> None:
-    """Add every app's ``AppHooks.job`` kinds (and schedules) to the job registry; called once by ``Services.build``."""
-    for app_id, pkg in packages.items():
-        for job in pkg.hooks.jobs:
-            if not job.kind.startswith(f"{app_id}."):
-                raise ValueError(f"app {app_id}: job kind {job.kind!r} must start with '{app_id}.'")
-            registry.register(job.kind, _only_if_installed(app_id, job.handler), max_attempts=job.max_attempts)
-            if job.schedule is not None:
-                registry.periodic(job.kind, job.schedule, job.payload)
-
-
-def _only_if_installed(app_id: str, handler: Callable[[Any, dict], Any]) -> Callable[[Any, dict], Any]:
-    def run(ctx, payload: dict):
-        from sqlalchemy import select
-
-        from .storage import platform_tables as pt
-
-        with ctx.services.engine.connect() as conn:
-            installed = conn.execute(select(pt.installed_app.c.id).where(pt.installed_app.c.id == app_id)).first() is not None
-        if not installed:
-            return {"skipped": f"app {app_id} is not installed"}
-        return handler(ctx, payload)
-
-    return run

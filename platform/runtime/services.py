@@ -13,7 +13,7 @@ from .jobs import JobService
 from .jobs.background import Background, build_background
 from .messaging import MessagingService, build_messaging
 from .meta.store import MetadataStore
-from .packages import discover, register_app_jobs
+from .packages import discover
 from .policy import Policy
 from .query import QueryService
 from .records import RecordService
@@ -73,7 +73,8 @@ class Services:
         from .reports.export import register_report_jobs
 
         register_report_jobs(background.jobs.registry)
-        register_app_jobs(background.jobs.registry, discover())
+        for package in discover().values():
+            package.hooks.attach(services.records, background.jobs.registry)
         background.jobs.attach(services)
         return services
 
