@@ -33,10 +33,11 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     messages = []
     report = install(services, "membership", demo=True, demo_size=30, progress=messages.append)
     assert report.installed == ["membership"] and report.documents_changed
-    assert [s.op for s in report.plan.steps].count("create_table") == 10  # with the join application
+    assert [s.op for s in report.plan.steps].count("create_table") == 13  # with the join application, coupons and level history
     orders = services.queries.list("membership.order", SYSTEM, count="exact").total
     assert orders >= 15
-    assert report.seeded == 34 + 4 + 4 + 4 + orders  # levels + members; plan and 3 items; stores; rewards; orders
+    # levels + members; plan and 3 items; stores; rewards; orders; coupon templates + one coupon per member
+    assert report.seeded == 34 + 4 + 4 + 4 + orders + 3 + 30
     assert any("Create table membership_member" in m for m in messages)
     assert any("Created app tables: " in m and "membership_pts_entry" in m for m in messages)
     assert installed_apps(services) == {"membership": "0.2.0"}
@@ -59,7 +60,9 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     # demo records went through the record service: one audit entry and one event each
     assert count(services, pt.audit, pt.audit.c.entity == "membership.member", pt.audit.c.action == "create") == 30
     assert count(services, pt.audit, pt.audit.c.entity == "membership.level") == 4
-    assert count(services, pt.outbox, pt.outbox.c.topic == "record.created") == report.seeded
+    # ... plus the level history rows the order listener wrote when demo orders moved a member up a level
+    upgrades = services.queries.list("membership.level_change", SYSTEM, count="exact").total
+    assert count(services, pt.outbox, pt.outbox.c.topic == "record.created") == report.seeded + upgrades
     # paid demo orders earned points through the order listener, and the ledger is sound
     assert count(services, pt.outbox, pt.outbox.c.topic == "points.earn") > 0
     with services.engine.connect() as conn:

@@ -28,6 +28,9 @@ def register(hooks: AppHooks) -> AppHooks:
 
     hooks.blueprint(points_blueprint)
     hooks.detail_panel("membership.member", "membership_points.member_panel", en="Points", zh="积分")
+    from .loyalty_hooks import register_loyalty  # coupons, levels, scheduled jobs
+
+    register_loyalty(hooks)
     return hooks
 
 
@@ -67,4 +70,8 @@ def adjust(services, actor, payload: dict) -> dict:
     ledger = LedgerService(services.engine, approval_threshold=approval_threshold(services))
     res = ledger.request_adjustment(int(payload["member"]), payload.get("points"), payload.get("reason", ""), actor=actor,
                                     currency=payload.get("currency", "reward"))
+    if res.posted and payload.get("currency") == "upgrade":  # upgrade points moved: the member may be due a higher level
+        from .levels import evaluate
+
+        evaluate(services, int(payload["member"]), allow_down=False)
     return {"adjustment": res.adjustment_id, "status": res.status, "entry": res.posted.entry_id if res.posted else None}

@@ -68,6 +68,10 @@ def redeem_reward(services, member_id: int, item_id: int, quantity: int, *, acto
                 stock_changes = {"stock": [left + quantity, left]}
             conn.execute(lt.redemption.insert().values(entry_id=entry_id, member_id=member_id, item_id=item_id, quantity=quantity, points=points,
                                                        created_at=now))
+            if item["kind"] == "coupon":  # a coupon reward issues the coupons it bought, in the same transaction
+                from .coupons import issue_for_reward
+
+                issue_for_reward(services, conn, item, member_id, quantity, entry_id, actor=actor, now=now)
             record_event(conn, category="record", action="update", actor_id=actor.id, entity=ITEM, record_id=item_id,
                          changes={**stock_changes, "redeemed": {"member": member_id, "quantity": quantity, "entry": entry_id}})
 

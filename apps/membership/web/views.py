@@ -116,6 +116,10 @@ def adjust(record_id: int):
         return _desk(services, actor, record_id, errors=exc.field_errors, form=form, status=422)
     except CrmkitError as exc:
         return _desk(services, actor, record_id, errors={"_form": [exc.message]}, form=form, status=exc.status)
+    if res.status == "applied" and form.get("currency") == "upgrade":  # upgrade points moved: the member may be due a higher level
+        from ..levels import evaluate
+
+        evaluate(services, record_id, allow_down=False)
     if res.status == "applied":
         flash(localize(text("Adjustment posted: {points} points.", "调整已记账：{points} 积分。", points=points), current_locale()), "success")
     else:

@@ -352,4 +352,5 @@ def _write_events(service, conn, entity, events, actor, request_id) -> None:
         tables = service.table_cache.tables(service.store.catalog())
         for rid, a, ch in events:
             for fn in listeners:
-                fn(conn, RecordWritten(entity=entity.key, record_id=rid, verb=verbs[a], changes=ch, actor=actor, tables=tables))
+                fn(conn, RecordWritten(entity=entity.key, record_id=rid, verb=verbs[a], changes=ch, actor=actor, tables=tables,
+                                       records=service))

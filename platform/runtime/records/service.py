@@ -198,6 +198,15 @@ class RecordService:
         """``create`` inside the caller's transaction (a workflow action creating a record as part of a transition)."""
         return self._create_on(conn, entity_key, data, actor, request_id)
 
+    def update_within(self, conn: Connection, entity_key: str, record_id: int, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
+        """``update`` inside the caller's transaction (an app's record listener changing another record). The row is
+        locked and read here, so there is no stale-version check; returns the new row version."""
+        catalog, entity = self._entity(entity_key)
+        self.policy.check(actor, entity, "update")
+        current = self._load_for_update(conn, catalog, entity, record_id, actor)
+        values, children = self._clean(catalog, entity, data, actor, creating=False, current=current)
+        return self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
+
     # --- the workflow state: written only by crmkit.runtime.workflow ----------------------
     def lock_for_transition(self, conn: Connection, entity_key: str, record_id: int) -> dict:
         """The record, locked for the transaction. No row scope: the workflow service decides who may act."""
@@ -563,7 +572,7 @@ class RecordService:
         if self.listeners.get(entity.key):
             tables = self.table_cache.tables(self.store.catalog())
             for fn in self.listeners[entity.key]:
-                fn(conn, RecordWritten(entity=entity.key, record_id=record_id, verb=verb, changes=changes, actor=actor, tables=tables))
+                fn(conn, RecordWritten(entity=entity.key, record_id=record_id, verb=verb, changes=changes, actor=actor, tables=tables, records=self))
 
 
 @dataclass(frozen=True)
@@ -576,6 +585,8 @@ class RecordWritten:
     changes: dict
     actor: Actor
     tables: dict[str, Table]
+    # The record service, so a listener writes other records in the same transaction (create_within / update_within).
+    records: "RecordService | None" = None
 
     @property
     def table(self) -> Table:
