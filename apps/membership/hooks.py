@@ -8,6 +8,7 @@ from crmkit.runtime.packages import AppHooks
 from .carryover import carry_over, reverse_carry_over
 from .demo import seed_demo
 from .earning import on_order_written
+from .join_hooks import register_joining
 from .ledger import LedgerService
 from .ledger import tables as ledger_tables
 from .redemption import redeem_reward
@@ -28,6 +29,7 @@ def register(hooks: AppHooks) -> AppHooks:
 
     hooks.blueprint(points_blueprint)
     hooks.detail_panel("membership.member", "membership_points.member_panel", en="Points", zh="积分")
+    register_joining(hooks)  # 入会 checks, card pool and card actions, roles, the public join form
     return hooks
 
 
