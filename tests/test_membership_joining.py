@@ -189,11 +189,16 @@ def test_sixteen_concurrent_approvals_draw_sixteen_distinct_pool_cards(services,
         req = services.workflows.transition(APPLICATIONS, rid, "approve", team["reviewer"]).pending_approval
         tasks.append((rid, [t for t in pending_tasks(services, req) if t["assignee_id"] == team["boss"].id][0]["id"]))
     barrier, errors = threading.Barrier(16), []
+    from crmkit.runtime.db import make_engine
+    from crmkit.runtime.services import Services
+
+    wide = make_engine(services.engine.url.render_as_string(hide_password=False), pool_size=40, max_overflow=0)
+    concurrent = Services.build(services.settings, engine=wide)  # every thread gets its own connection
 
     def worker(task_id):
         barrier.wait()
         try:
-            services.workflows.decide(task_id, "approve", team["boss"])
+            concurrent.workflows.decide(task_id, "approve", team["boss"])
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -201,7 +206,8 @@ def test_sixteen_concurrent_approvals_draw_sixteen_distinct_pool_cards(services,
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+    wide.dispose()
     assert errors == []
     cards = [member_of(services, rid)["card_no"] for rid, _ in tasks]
     assert len(set(cards)) == 16 and set(cards) == {f"PC{i:08d}" for i in range(1, 17)}
