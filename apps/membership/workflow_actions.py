@@ -44,6 +44,6 @@ def create_member(ctx: ActionContext) -> None:
         bind(ctx.conn, card_no, member_id)
     ctx.conn.execute(app_table.update().where(app_table.c.id == a["id"]).values(member=member_id))
     write_history(ctx.records, ctx.conn, system, member_id, "issued", card_no, None, None, "active",
-                  f"application #{a['id']}", request_id=ctx.request_id)
+                  f"入会申请 #{a['id']} / join application #{a['id']}", request_id=ctx.request_id)
     if a.get("source") == "online":
         award_join_points(ctx.conn, tables, member_id, a["id"], ctx.actor)

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from crmkit.runtime.errors import CrmkitError, ValidationFailed
 from crmkit.runtime.i18n_text import localize, text
 from crmkit.runtime.web.i18n import current_locale
+from crmkit.runtime.web.record_views import local_time
 from crmkit.runtime.web.views import require_actor
 
 from ..card_actions import ACTIONS, LABELS, card_action
@@ -36,7 +37,7 @@ def _panel(record_id: int, *, errors: dict | None = None, open_dialog: str | Non
                                      sort=["-id"], limit=10, labels=False, count="none").rows
         for r in rows:
             en, cn = HISTORY_LABELS.get(r["action"], (r["action"], r["action"]))
-            history.append({**r, "label": cn if zh else en})
+            history.append({**r, "label": cn if zh else en, "when": local_time(r["created_at"])[:16]})
     en, cn, color = STATUS.get(card_status, (card_status, card_status, "#94a3b8"))
     return render_template("membership/card_panel.html", member=member, record_id=record_id, status_label=cn if zh else en, status_color=color,
                            card_status=card_status, actions=actions, history=history, errors=errors or {}, open_dialog=open_dialog,
