@@ -101,3 +101,29 @@ def test_card_panel_buttons_dialog_reason_and_csrf(client, services, csrf_token)
     assert services.queries.get("membership.member", m, SYSTEM)["status"] == "lost"
     detail = client.get(f"/e/membership.member/{m}").get_data(as_text=True)
     assert "membership/cards/member/" in detail
+
+
+def test_card_pool_page_generates_batches_and_sets_the_mode(client, services, csrf_token, app):
+    from conftest import login
+    from crmkit.apps.membership.card_pool import card_mode
+    from org_support import PASSWORD, add_user
+
+    page = client.get("/membership/cards/pool")
+    assert page.status_code == 200 and ("卡池为空" in page.get_data(as_text=True) or "The pool is empty" in page.get_data(as_text=True))
+    resp = client.post("/membership/cards/pool/batch", data={"prefix": "MC", "start": "1", "count": "x", "csrf_token": csrf_token})
+    assert resp.status_code == 422 and 'class="field has-error"' in resp.get_data(as_text=True)
+    resp = client.post("/membership/cards/pool/batch", data={"prefix": "MC", "start": "1", "count": "5", "digits": "6", "check_digit": "on",
+                                                              "csrf_token": csrf_token})
+    assert resp.status_code == 302
+    client.post("/membership/cards/pool/special", data={"card_no": "88888888", "csrf_token": csrf_token})
+    client.post("/membership/cards/pool/mode", data={"mode": "pool", "csrf_token": csrf_token})
+    html = client.get("/membership/cards/pool").get_data(as_text=True)
+    assert 'data-pool="free">6<' in html and "MC0000018 – MC0000059" in html
+    with services.engine.connect() as conn:
+        assert card_mode(conn) == "pool"
+    assert client.post("/membership/cards/pool/mode", data={"mode": "sequence"}).status_code == 400  # CSRF
+    add_user(app, "desk", ["Front Desk"])
+    other = app.test_client()
+    login(other, "desk", PASSWORD)
+    assert other.get("/home").status_code == 200  # signed in
+    assert other.get("/membership/cards/pool").status_code == 403

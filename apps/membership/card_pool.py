@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, Column, Connection, Engine, Index, Integer, MetaData, String, Table, func, select
+from sqlalchemy import BigInteger, Boolean, Column, Connection, Engine, Index, Integer, MetaData, String, Table, case, func, select
 
 from crmkit.runtime.audit import record_event
 from crmkit.runtime.db import write_transaction
@@ -167,3 +167,26 @@ def bind(conn: Connection, card_no: str, member_id: int) -> None:
 def pool_counts(conn: Connection) -> dict[str, int]:
     rows = conn.execute(select(card_pool.c.status, func.count()).group_by(card_pool.c.status)).all()
     return {"free": 0, "used": 0, "void": 0, **{r[0]: int(r[1]) for r in rows}}
+
+
+def may_manage_cards(services, actor) -> None:
+    """Card number settings and the pool: a Membership Manager (directly or through a post) or an administrator."""
+    from crmkit.runtime.errors import PermissionDenied
+    from crmkit.runtime.org.grants import resolve_grants
+
+    if actor.is_admin:
+        return
+    services.policy.check(actor, services.store.catalog().entity("membership.member"), "update")
+    roles = set()
+    if actor.id is not None:
+        with services.engine.connect() as conn:
+            roles = set(resolve_grants(conn, actor.id).role_names)
+    if "Membership Manager" not in roles:
+        raise PermissionDenied(text("Only a membership manager or an administrator can manage card numbers.", "只有会员主管或管理员可以管理卡号。"))
+
+
+def recent_batches(conn: Connection, limit: int = 20) -> list[dict]:
+    q = (select(card_pool.c.batch, func.count().label("cards"), func.min(card_pool.c.card_no).label("first"), func.max(card_pool.c.card_no).label("last"),
+                func.sum(case((card_pool.c.status == "used", 1), else_=0)).label("used"), func.max(card_pool.c.created_at).label("created_at"))
+         .group_by(card_pool.c.batch).order_by(func.max(card_pool.c.id).desc()).limit(limit))
+    return [dict(r._mapping) for r in conn.execute(q)]

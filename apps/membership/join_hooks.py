@@ -6,6 +6,7 @@ from crmkit.runtime.packages import AppHooks
 
 from . import card_pool
 from .card_actions import card_action
+from .card_pool import may_manage_cards as _may_manage_cards
 from .demo_join import seed_joining
 from .joining import check_application
 from .roles import install_roles
@@ -36,24 +37,6 @@ def _card_action(name: str):
         return card_action(services, actor, int(payload["member"]), name, payload.get("reason", ""), card_no=payload.get("card_no"))
     run.__name__ = f"card_{name}"
     return run
-
-
-def _may_manage_cards(services, actor) -> None:
-    services.policy.check(actor, services.store.catalog().entity("membership.member"), "update")
-    if not actor.is_admin and "Membership Manager" not in _role_names(services, actor):
-        from crmkit.runtime.errors import PermissionDenied
-        from crmkit.runtime.i18n_text import text
-
-        raise PermissionDenied(text("Only a membership manager or an administrator can manage card numbers.", "只有会员主管或管理员可以管理卡号。"))
-
-
-def _role_names(services, actor) -> set[str]:
-    from crmkit.runtime.org.grants import resolve_grants
-
-    if actor.id is None:
-        return set()
-    with services.engine.connect() as conn:
-        return set(resolve_grants(conn, actor.id).role_names)
 
 
 def set_mode(services, actor, payload: dict) -> dict:
