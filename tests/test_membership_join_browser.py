@@ -105,4 +105,13 @@ def test_join_online_review_approve_and_manage_the_card(browser, served):
     assert page.locator("#card-panel button[data-card-action=unfreeze]").count() == 1
     page.locator("#card-panel").scroll_into_view_if_needed()
     screenshot(page, "membership-card-actions")
+
+    # Card numbers: a batch for the pool (managers only).
+    page.click("#card-panel a[href$='/membership/cards/pool']")
+    page.fill("#batch-count", "50")
+    page.check("input[name=check_digit]")
+    page.click("form[action$='/pool/batch'] [type=submit]")
+    page.wait_for_selector(".alert-success")
+    assert page.inner_text("[data-pool=free]").strip() == "50"
+    screenshot(page, "membership-card-pool")
     staff.close()
