@@ -87,9 +87,11 @@ def test_actions_not_allowed_in_the_card_status_are_refused(services, team):
             card_action(services, team["front"], m, action, "已注销")
     with pytest.raises(ValidationFailed):
         card_action(services, team["front"], m, "shred", "?")
-    with pytest.raises(ValidationFailed) as exc:  # the status is not editable directly
-        services.records.update(MEMBERS, m, {"status": "active"}, SYSTEM, expected_version=services.queries.get(MEMBERS, m, SYSTEM)["row_version"])
+    with pytest.raises(ValidationFailed) as exc:  # the template's roles cannot edit the status directly
+        services.records.update(MEMBERS, m, {"status": "active"}, team["front"],
+                                expected_version=services.queries.get(MEMBERS, m, SYSTEM)["row_version"])
     assert "status" in exc.value.field_errors
+    assert services.queries.get(MEMBERS, m, SYSTEM)["status"] == "cancelled"
 
 
 def test_card_actions_need_update_rights(services, team):
@@ -144,6 +146,7 @@ def test_roles_exist_with_their_permissions_and_scopes(services):
     assert {e: s for (r, e), s in scopes.items() if r == sm} == {"membership.member": "org_subtree", "membership.application": "org_subtree",
                                                                 "membership.order": "org_subtree"}
     assert fields[(roles["Auditor"], "membership.member", "mobile")] == "hidden"
+    assert fields[(roles["Front Desk"], "membership.member", "status")] == "read_only"
 
 
 def test_store_manager_sees_only_their_store_and_auditor_sees_no_personal_fields(app, services, team):

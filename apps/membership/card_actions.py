@@ -1,7 +1,7 @@
 """Card actions (卡务): report lost (挂失), unfreeze (解挂), reissue with a new number (补卡), cancel the account (注销).
 
-Each is one ``RecordService.update`` of the member — the card status and card number are read-only fields only
-this module sets (``assigned``) — with a ``membership.card_history`` row written in the same transaction (the old
+Each is one ``RecordService.update`` of the member — the card number is read-only and the status read-only for the
+template roles; this module sets both (``assigned``) — with a ``membership.card_history`` row in the same transaction (the old
 and new number, the status before and after, the reason) and an audit event ``card_<action>`` naming the reason.
 The record service's own audit entry has the field changes. Why not a workflow on the status field: a reissue
 draws a new number, and the history must keep the old one, which a state machine alone would not record.

@@ -11,6 +11,9 @@ nothing (PermissionAdmin writes and audits only differences). Roles an administr
   is its store's unit, see workflow_actions.create_member).
 - Auditor — read-only everywhere; personal fields of members and applications hidden (the platform's masking is
   a property of the field for every user, so a per-role mask is a ``hidden`` field rule).
+
+Every role that may update members has the member's ``status`` read-only: card status changes go through the card
+actions (reason, history). Administrators can still edit it directly (bulk edits, imports of legacy data).
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from crmkit.runtime.policy import resource_name
 R, RW, RWD = ("read",), ("read", "create", "update"), ("read", "create", "update", "delete")
 ENTITIES = ("member", "application", "card_history", "level", "order", "store", "points_plan", "point_item", "reward_item")
 PERSONAL = {"member": ("mobile", "id_number", "birthday", "email", "address"), "application": ("mobile", "id_number", "birthday")}
+# The card status changes only through the card actions (which need a reason and keep history) for the template's roles.
+CARD_STATUS_READ_ONLY = {"member": {"status": ("read_only", False)}}
 
 ROLES: dict[str, dict] = {
     "Front Desk": {"actions": {"member": RW, "application": RW, "card_history": ("read", "create"), "order": RW, "level": R, "store": R,
@@ -52,9 +57,11 @@ def install_roles(services, actor) -> dict[str, int]:
             _ensure_permissions(services.engine, resource_name(entity), actions)
             admin.set_actions(role_id, entity, actions, actor_id=actor.id)
             admin.set_row_scope(role_id, entity, spec.get("scopes", {}).get(ent, "all"), actor_id=actor.id)
-            hidden = spec.get("fields", {}).get(ent, ())
-            if hidden:
-                admin.set_field_rules(role_id, entity, {f: ("hidden", False) for f in hidden}, actor_id=actor.id)
+            rules = {f: ("hidden", False) for f in spec.get("fields", {}).get(ent, ())}
+            if "update" in actions:
+                rules.update(CARD_STATUS_READ_ONLY.get(ent, {}))
+            if rules:
+                admin.set_field_rules(role_id, entity, rules, actor_id=actor.id)
     return ids
 
 
