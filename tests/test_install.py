@@ -33,11 +33,17 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     messages = []
     report = install(services, "membership", demo=True, demo_size=30, progress=messages.append)
     assert report.installed == ["membership"] and report.documents_changed
-    assert [s.op for s in report.plan.steps].count("create_table") == 13  # with the join application, coupons and level history
+    steps = [s.op for s in report.plan.steps].count("create_table")
+    assert steps == 14, steps  # with the join application, card history, coupons and level history
     orders = services.queries.list("membership.order", SYSTEM, count="exact").total
     assert orders >= 15
-    # levels + members; plan and 3 items; stores; rewards; orders; coupon templates + one coupon per member
-    assert report.seeded == 34 + 4 + 4 + 4 + orders + 3 + 30
+    joined = services.queries.list("membership.member", SYSTEM, count="exact").total - 30  # approved demo applications
+    history = services.queries.list("membership.card_history", SYSTEM, count="exact").total
+    applications = services.queries.list("membership.application", SYSTEM, count="exact").total
+    coupons = services.queries.list("membership.coupon", SYSTEM, count="exact").total
+    assert joined > 0 and applications >= 12 and coupons >= 30
+    # levels + members; plan and 3 items; stores; rewards; orders; coupon templates + coupons; applications, approved members, card history
+    assert report.seeded == 34 + 4 + 4 + 4 + orders + 3 + coupons + applications + joined + history, report.seeded
     assert any("Create table membership_member" in m for m in messages)
     assert any("Created app tables: " in m and "membership_pts_entry" in m for m in messages)
     assert installed_apps(services) == {"membership": "0.2.0"}
@@ -46,20 +52,21 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     q = services.queries
     levels = q.list("membership.level", SYSTEM, sort=["level_value"], limit=10).rows
     assert [lv["code"] for lv in levels] == ["SILVER", "GOLD", "PLATINUM", "DIAMOND"]
-    members = q.list("membership.member", SYSTEM, sort=["card_no"], limit=100, count="exact")
-    assert members.total == 30
-    assert [m["card_no"] for m in members.rows] == [f"VIP{i:08d}" for i in range(1, 31)]
+    members = q.list("membership.member", SYSTEM, sort=["id"], limit=100, count="exact")
+    assert members.total == 30 + joined
+    assert all(re.fullmatch(r"VIP\d{8}|MC\d{9}", m["card_no"]) for m in members.rows)
+    assert len({m["card_no"] for m in members.rows}) == members.total
     level_names = {lv["id"]: lv["name"] for lv in levels}
-    for m in members.rows:
+    for m in members.rows[:30]:  # the seeded members (approved applications follow)
         assert re.fullmatch(r"[\u4e00-\u9fff]{2,4}", m["name"]), m["name"]
         assert normalize_phone(m["mobile"]) == m["mobile"]
         assert m["id_number"] is None or id_number_problem(m["id_number"]) is None
         assert m["_labels"]["level"] == level_names[m["level"]]
         assert m["status"] in ("active", "lost", "cancelled") and m["gender"] in ("male", "female")
-    assert len({m["mobile"] for m in members.rows}) == 30
+    assert len({m["mobile"] for m in members.rows}) == members.total
     # demo records went through the record service: one audit entry and one event each
-    assert count(services, pt.audit, pt.audit.c.entity == "membership.member", pt.audit.c.action == "create") == 30
-    assert count(services, pt.audit, pt.audit.c.entity == "membership.level") == 4
+    assert count(services, pt.audit, pt.audit.c.entity == "membership.member", pt.audit.c.action == "create") == members.total
+    assert count(services, pt.audit, pt.audit.c.entity == "membership.level", pt.audit.c.action == "create") == 4
     # ... plus the level history rows the order listener wrote when demo orders moved a member up a level
     upgrades = services.queries.list("membership.level_change", SYSTEM, count="exact").total
     assert count(services, pt.outbox, pt.outbox.c.topic == "record.created") == report.seeded + upgrades
@@ -73,14 +80,17 @@ def test_installing_twice_is_idempotent(services):
     install(services, "membership", demo=True, demo_size=5)
     tables = sorted(inspect(services.engine).get_table_names())
     stamp = services.store.stamp()
+    members = services.queries.list("membership.member", SYSTEM, count="exact").total
+    permission_events = count(services, pt.audit, pt.audit.c.category == "permission")
     again = install(services, "membership", demo=True, demo_size=5)
     assert again.plan.empty and not again.documents_changed and again.installed == [] and again.seeded == 0
     assert sorted(inspect(services.engine).get_table_names()) == tables
     assert services.store.stamp() == stamp
     assert Planner(services.engine, services.store.catalog()).plan().empty
     assert count(services, pt.installed_app) == 1
-    assert services.queries.list("membership.member", SYSTEM, count="exact").total == 5
+    assert services.queries.list("membership.member", SYSTEM, count="exact").total == members >= 5
     assert services.queries.list("membership.level", SYSTEM, count="exact").total == 4
+    assert count(services, pt.audit, pt.audit.c.category == "permission") == permission_events > 0  # the roles: nothing changed
     assert services.store.history("entity", "membership.member")[-1]["version"] == 1
 
 

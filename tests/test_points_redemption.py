@@ -4,6 +4,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+
+from crmkit.apps.membership.card_actions import card_action
 from sqlalchemy import select
 
 from crmkit.apps.membership.ledger import InsufficientPoints, LedgerService, RedemptionRefused
@@ -95,8 +97,7 @@ def test_lost_card_cannot_redeem_and_bad_quantity_is_refused(services):
     m, item = funded_member(services), reward(services)
     with pytest.raises(ValidationFailed):
         redeem_reward(services, m, item, 0, actor=SYSTEM, key="q", now=NOW)
-    row = services.queries.get("membership.member", m, SYSTEM)
-    services.records.update("membership.member", m, {"status": "lost"}, SYSTEM, expected_version=row["row_version"])
+    card_action(services, SYSTEM, m, "report_lost", "顾客来电挂失")  # the card status changes only through card actions
     with pytest.raises(RedemptionRefused):
         redeem_reward(services, m, item, 1, actor=SYSTEM, key="lost", now=NOW)
     assert stock(services, item) == 5

@@ -139,10 +139,11 @@ def test_join_application_end_to_end_creates_exactly_one_member(services, team):
 
 
 def test_a_failing_action_rolls_back_the_whole_transition(services, team):
-    # A member with the same mobile already exists: creating the member fails, so the application stays under review.
-    services.records.create("membership.member", {"name": "旧会员", "mobile": "13900139000", "joined_on": "2024-01-01"}, SYSTEM)
+    # A member with the same mobile joins after the review started (so the duplicate check did not flag the application):
+    # creating the member fails, so the application stays under review.
     rid = services.records.create(APPLICATIONS, applicant(), team["clerk"])
     services.workflows.transition(APPLICATIONS, rid, "start_review", team["reviewer"])
+    services.records.create("membership.member", {"name": "旧会员", "mobile": "13900139000", "joined_on": "2024-01-01"}, SYSTEM)
     req = services.workflows.transition(APPLICATIONS, rid, "approve", team["reviewer"]).pending_approval
     task = pending_tasks(services, req)[0]
     with pytest.raises(ValidationFailed) as exc:

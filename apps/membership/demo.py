@@ -45,7 +45,6 @@ def seed_demo(ctx) -> int:
             "level": rnd.choices(level_ids, weights)[0],
             "joined_on": (today - dt.timedelta(days=rnd.randint(0, 3 * 365))).isoformat(),
             "join_channel": rnd.choice(["store", "store", "online", "purchase", "referral"]),
-            "status": rnd.choices(["active", "lost", "cancelled"], [92, 5, 3])[0],
             "tags": rnd.sample(TAGS, rnd.randint(0, 3)),
             "consent_sms": rnd.random() < 0.7,
             "consent_email": rnd.random() < 0.4,

@@ -8,6 +8,7 @@ from crmkit.runtime.packages import AppHooks
 from .carryover import carry_over, reverse_carry_over
 from .demo import seed_demo
 from .earning import on_order_written
+from .join_hooks import register_joining
 from .ledger import LedgerService
 from .ledger import tables as ledger_tables
 from .redemption import redeem_reward
@@ -31,6 +32,7 @@ def register(hooks: AppHooks) -> AppHooks:
     from .loyalty_hooks import register_loyalty  # coupons, levels, scheduled jobs
 
     register_loyalty(hooks)
+    register_joining(hooks)  # 入会 checks, card pool and card actions, roles, the public join form
     return hooks
 
 

@@ -136,7 +136,7 @@ def apps_list():
 @apps.command("install")
 @click.argument("name")
 @click.option("--demo", is_flag=True, help="Also create demo records.")
-@click.option("--demo-size", default=200, show_default=True, help="How many demo members/records to create.")
+@click.option("--demo-size", default=2000, show_default=True, help="How many demo members/records to create.")
 @click.option("--yes", is_flag=True, help="Confirm destructive or lossy schema steps.")
 def apps_install(name, demo, demo_size, yes):
     """Install an app template: validate → plan → migrate → seed."""

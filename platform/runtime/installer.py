@@ -1,4 +1,4 @@
-"""Install an app: validate → plan → migrate → seed. Dependencies install first."""
+"""Install an app: validate → plan → migrate → roles → seed. Dependencies install first."""
 from __future__ import annotations
 
 import datetime as dt
@@ -87,6 +87,10 @@ def install(services: Services, app_id: str, *, demo: bool = False, confirm: boo
     catalog = services.store.catalog()
     for a in order:
         create_app_tables(services, packages[a], progress)
+    for a in order:
+        for setup in packages[a].hooks.role_setups:
+            progress(f"Setting up roles for {a}")
+            setup(services, actor)
     now = dt.datetime.now(dt.timezone.utc)
     newly = []
     with write_transaction(services.engine) as conn:
@@ -104,7 +108,8 @@ def install(services: Services, app_id: str, *, demo: bool = False, confirm: boo
         for a in order:
             for seeder in packages[a].hooks.demo_seeders:
                 progress(f"Seeding demo data for {a}")
-                seeded += seeder(SeedContext(records=services.records, queries=services.queries, catalog=catalog, actor=actor, size=demo_size))
+                seeded += seeder(SeedContext(records=services.records, queries=services.queries, catalog=catalog, actor=actor, size=demo_size,
+                                                 services=services))
     return InstallReport(app=app_id, documents_changed=stamp != before, plan=plan, seeded=seeded, installed=newly)
 
 

@@ -23,6 +23,8 @@ RecordListener = Callable[[Any, Any], None]
 # A named action a workflow transition runs (``{"run": "<name>"}``): ``fn(ctx: ActionContext) -> None``. It runs inside the
 # transition's transaction (``crmkit.runtime.workflow.ActionContext``), unlike an AppAction, which runs on its own.
 TransitionAction = Callable[..., None]
+# Creates or aligns the app's roles at install, after its tables: ``fn(services, actor) -> Any``; must be idempotent.
+RoleSetup = Callable[[Any, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class AppHooks:
     validators: list[tuple[str, Validator]] = field(default_factory=list)
     jobs: list[AppJob] = field(default_factory=list)
     role_seeders: list[Callable] = field(default_factory=list)
+    role_setups: list[RoleSetup] = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
@@ -91,6 +94,12 @@ class AppHooks:
     def on_record_written(self, entity_key: str, fn: RecordListener) -> RecordListener:
         """Run ``fn(conn, written)`` in the same transaction whenever a record of ``entity_key`` is created, updated or deleted."""
         self.record_listeners.append((entity_key, fn))
+        return fn
+
+    def roles(self, fn: RoleSetup) -> RoleSetup:
+        """Register ``fn(services, actor)``, run by every install of the app (after its tables, before demo data) to
+        create its roles with entity permissions, field rules and row scopes (e.g. through ``PermissionAdmin``)."""
+        self.role_setups.append(fn)
         return fn
 
     def blueprint(self, bp) -> Any:
@@ -148,6 +157,7 @@ class SeedContext:
     catalog: object
     actor: object
     size: int = 200
+    services: object = None  # the whole composition root, for seeders that run workflows or app services
 
 
 class UnknownApp(CrmkitError):

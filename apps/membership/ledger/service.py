@@ -24,6 +24,7 @@ from crmkit.runtime.i18n_text import text
 from crmkit.runtime.storage import platform_tables as pt
 
 from . import tables as t
+from ..card_guard import refuse_blocked_card
 from .errors import InsufficientPoints, LedgerRefused
 
 MEMBER_ENTITY = "membership.member"
@@ -56,8 +57,10 @@ def _insert_ignore(conn: Connection, table, values: dict, keys: list[str]) -> No
 
 
 class LedgerService:
-    def __init__(self, engine: Engine, *, approval_threshold: int = 1000, clock: Callable[[], dt.datetime] = utcnow):
+    def __init__(self, engine: Engine, *, approval_threshold: int = 1000, clock: Callable[[], dt.datetime] = utcnow,
+                 member_check: Callable[[Connection, int], None] | None = refuse_blocked_card):
         self.engine = engine
+        self.member_check = member_check  # refuses earning/redeeming for a member, e.g. a lost card (card_guard.py)
         self.approval_threshold = approval_threshold
         self.clock = clock
 
@@ -75,6 +78,8 @@ class LedgerService:
             found = self._existing(c, key)
             if found:
                 return found
+            if self.member_check is not None:
+                self.member_check(c, member_id)
             counter = self._account(c, "liability", 0, currency)
             entry_id = self._append(c, key=key, kind="earn_pending" if pending else "earn", currency=currency, member_id=member_id, amount=points,
                                     lines=[(acc, points), (counter, -points)], source_type=source_type, source_id=source_id, memo=memo,
@@ -121,6 +126,8 @@ class LedgerService:
             found = self._existing(c, key)
             if found:
                 return found
+            if self.member_check is not None:
+                self.member_check(c, member_id)
             if bal < points:
                 raise InsufficientPoints(text("Not enough points: the balance is {balance}, {points} are needed.", "积分不足：余额 {balance}，需要 {points}。",
                                               balance=bal, points=points), details={"balance": bal, "needed": points})

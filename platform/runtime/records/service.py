@@ -92,10 +92,12 @@ class RecordService:
         with self._write() as conn:
             return self._create_on(conn, entity_key, data, actor, request_id)
 
-    def _create_on(self, conn: Connection, entity_key: str, data: Any, actor: Actor, request_id: str | None) -> int:
+    def _create_on(self, conn: Connection, entity_key: str, data: Any, actor: Actor, request_id: str | None,
+                   assigned: dict | None = None) -> int:
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "create")
         values, children = self._clean(catalog, entity, data, actor, creating=True)
+        values.update(assigned or {})
         self._run_validators(conn, catalog, entity, values, None, children, actor)
         record_id = self._insert(conn, catalog, entity, values, children, actor, request_id)
         self._check_in_scope(conn, catalog, entity, record_id, actor)
@@ -109,17 +111,20 @@ class RecordService:
             yield RecordTransaction(self, conn)
 
     def update(self, entity_key: str, record_id: int, data: Any, actor: Actor, *, expected_version: int | None, request_id: str | None = None,
-               within: Callable[[Connection], None] | None = None) -> int:
+               within: Callable[[Connection], None] | None = None, assigned: dict | Callable[[Connection], dict] | None = None) -> int:
         """Update the fields present in ``data``; returns the new row version.
 
         ``expected_version`` is the row_version the caller edited; a different current version is refused.
         ``within`` runs after the update in the same transaction (erasure redacts the audit with it).
+        ``assigned`` sets read-only/sequence fields that trusted app code owns (e.g. a card number and card status),
+        never user input; they are audited like any other change. A callable gets the transaction's connection.
         """
         with self._write() as conn:
-            return self._update_on(conn, entity_key, record_id, data, actor, expected_version, request_id, within)
+            return self._update_on(conn, entity_key, record_id, data, actor, expected_version, request_id, within, assigned)
 
     def _update_on(self, conn: Connection, entity_key: str, record_id: int, data: Any, actor: Actor, expected_version: int | None,
-                   request_id: str | None, within: Callable[[Connection], None] | None = None) -> int:
+                   request_id: str | None, within: Callable[[Connection], None] | None = None,
+                   assigned: dict | Callable[[Connection], dict] | None = None) -> int:
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "update")
         if expected_version is None:
@@ -135,6 +140,7 @@ class RecordService:
                 details={"current_version": current["row_version"]},
             )
         values, children = self._clean(catalog, entity, data, actor, creating=False, current=current)
+        values.update((assigned(conn) if callable(assigned) else assigned) or {})
         self._run_validators(conn, catalog, entity, values, current, children, actor)
         version = self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
         if within is not None:
@@ -194,9 +200,11 @@ class RecordService:
                     changed += 1
         return changed
 
-    def create_within(self, conn: Connection, entity_key: str, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
-        """``create`` inside the caller's transaction (a workflow action creating a record as part of a transition)."""
-        return self._create_on(conn, entity_key, data, actor, request_id)
+    def create_within(self, conn: Connection, entity_key: str, data: Any, actor: Actor, *, request_id: str | None = None,
+                      assigned: dict | None = None) -> int:
+        """``create`` inside the caller's transaction (a workflow action creating a record as part of a transition).
+        ``assigned`` presets read-only/sequence fields from trusted app code (a card number drawn from a card pool)."""
+        return self._create_on(conn, entity_key, data, actor, request_id, assigned=assigned)
 
     def update_within(self, conn: Connection, entity_key: str, record_id: int, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
         """``update`` inside the caller's transaction (an app's record listener changing another record). The row is

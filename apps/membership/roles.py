@@ -1,0 +1,90 @@
+"""The membership template's roles, created at install (``AppHooks.roles``) through ``PermissionAdmin``.
+
+Entity actions, field rules and row scopes are set to exactly what ``ROLES`` says, so installing again changes
+nothing (PermissionAdmin writes and audits only differences). Roles an administrator renamed are created again.
+
+- 前台 Front Desk — members, applications, orders, card actions (update on members).
+- Membership Reviewer / Membership Manager — the join workflow's reviewers and approvers (names used by
+  workflows/application.json); the manager also overrides flagged duplicates.
+- Marketing — levels, points plans, rewards; members read and export.
+- Store Manager — their store's members, applications and orders: row scope ``org_subtree`` (the member's org unit
+  is its store's unit, see workflow_actions.create_member).
+- Auditor — read-only everywhere; personal fields of members and applications hidden (the platform's masking is
+  a property of the field for every user, so a per-role mask is a ``hidden`` field rule).
+
+Every role that may update members has the member's ``status`` read-only: card status changes go through the card
+actions (reason, history). Administrators can still edit it directly (bulk edits, imports of legacy data).
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from crmkit.runtime.db import write_transaction
+from crmkit.runtime.permissions.admin import PermissionAdmin, ab_permission, ab_permission_view, ab_role, ab_view_menu
+from crmkit.runtime.policy import resource_name
+
+R, RW, RWD = ("read",), ("read", "create", "update"), ("read", "create", "update", "delete")
+ENTITIES = ("member", "application", "card_history", "level", "order", "store", "points_plan", "point_item", "reward_item")
+PERSONAL = {"member": ("mobile", "id_number", "birthday", "email", "address"), "application": ("mobile", "id_number", "birthday")}
+# The card status changes only through the card actions (which need a reason and keep history) for the template's roles.
+CARD_STATUS_READ_ONLY = {"member": {"status": ("read_only", False)}}
+
+ROLES: dict[str, dict] = {
+    "Front Desk": {"actions": {"member": RW, "application": RW, "card_history": ("read", "create"), "order": RW, "level": R, "store": R,
+                               "reward_item": R}},
+    "Membership Reviewer": {"actions": {"application": RW, "member": R, "card_history": R, "level": R, "store": R}},
+    "Membership Manager": {"actions": {"application": RWD, "member": (*RWD, "export"), "card_history": R, "level": RW, "order": R, "store": R,
+                                       "points_plan": R, "point_item": R, "reward_item": R}},
+    "Marketing": {"actions": {"member": ("read", "export"), "application": R, "level": RW, "points_plan": RW, "point_item": RW,
+                              "reward_item": RW, "order": R, "store": R}},
+    "Store Manager": {"actions": {"member": RW, "application": RW, "order": RW, "card_history": ("read", "create"), "level": R, "store": R},
+                      "scopes": {"member": "org_subtree", "application": "org_subtree", "order": "org_subtree"}},
+    "Auditor": {"actions": {e: R for e in ENTITIES}, "fields": PERSONAL},
+}
+
+
+def install_roles(services, actor) -> dict[str, int]:
+    """Create or align the roles; returns role name → id."""
+    catalog = services.store.catalog()
+    admin = PermissionAdmin(services.engine, services.policy.rules, services.store.catalog)
+    ids = {}
+    for name, spec in ROLES.items():
+        role_id = _role(services.engine, name)
+        ids[name] = role_id
+        for ent in ENTITIES:
+            entity = catalog.entity(f"membership.{ent}")
+            actions = spec["actions"].get(ent, ())
+            _ensure_permissions(services.engine, resource_name(entity), actions)
+            admin.set_actions(role_id, entity, actions, actor_id=actor.id)
+            admin.set_row_scope(role_id, entity, spec.get("scopes", {}).get(ent, "all"), actor_id=actor.id)
+            rules = {f: ("hidden", False) for f in spec.get("fields", {}).get(ent, ())}
+            if "update" in actions:
+                rules.update(CARD_STATUS_READ_ONLY.get(ent, {}))
+            if rules:
+                admin.set_field_rules(role_id, entity, rules, actor_id=actor.id)
+    return ids
+
+
+def _role(engine, name: str) -> int:
+    with write_transaction(engine) as conn:
+        found = conn.execute(select(ab_role.c.id).where(ab_role.c.name == name)).scalar()
+        if found is None:
+            found = conn.execute(ab_role.insert().values(name=name)).inserted_primary_key[0]
+        return int(found)
+
+
+def _ensure_permissions(engine, resource: str, actions) -> None:
+    """The FAB permission rows for ``resource`` (the web app creates them at start; an install may run before that)."""
+    if not actions:
+        return
+    with write_transaction(engine) as conn:
+        vm = conn.execute(select(ab_view_menu.c.id).where(ab_view_menu.c.name == resource)).scalar()
+        if vm is None:
+            vm = conn.execute(ab_view_menu.insert().values(name=resource)).inserted_primary_key[0]
+        for action in actions:
+            perm = conn.execute(select(ab_permission.c.id).where(ab_permission.c.name == action)).scalar()
+            if perm is None:
+                perm = conn.execute(ab_permission.insert().values(name=action)).inserted_primary_key[0]
+            if conn.execute(select(ab_permission_view.c.id).where(ab_permission_view.c.permission_id == perm,
+                                                                 ab_permission_view.c.view_menu_id == vm)).first() is None:
+                conn.execute(ab_permission_view.insert().values(permission_id=perm, view_menu_id=vm))
