@@ -50,7 +50,7 @@ def test_approval_needs_a_contract_period_and_termination_a_reason(al):
     end = TODAY + dt.timedelta(days=90)
     al.workflows.transition("alliance.merchant", mid, "approve", SYSTEM, {"contract_start": TODAY.isoformat(), "contract_end": end.isoformat()})
     m = al.queries.get("alliance.merchant", mid, SYSTEM)
-    assert (m["workflow_state"], m["contract_end"]) == ("formal", end)
+    assert (m["workflow_state"], m["status"], m["contract_end"]) == ("formal", "formal", end)
 
     renewed = end + dt.timedelta(days=365)
     al.workflows.transition("alliance.merchant", mid, "renew", SYSTEM, {"contract_end": renewed.isoformat()})
@@ -65,7 +65,7 @@ def test_approval_needs_a_contract_period_and_termination_a_reason(al):
     assert "termination_reason" in exc.value.field_errors
     al.workflows.transition("alliance.merchant", mid, "terminate", SYSTEM, {"termination_reason": "多次客诉"})
     m = al.queries.get("alliance.merchant", mid, SYSTEM)
-    assert (m["workflow_state"], m["termination_reason"]) == ("terminated", "多次客诉")
+    assert (m["workflow_state"], m["status"], m["termination_reason"]) == ("terminated", "terminated", "多次客诉")
 
 
 def test_contract_end_reminders_follow_the_clock_and_do_not_repeat(al):

@@ -81,6 +81,7 @@ def _offers(i: int, rnd: random.Random, levels: list[int], start: dt.date, today
 def _set_state(services, record_id: int, state: str, fields: dict, actor) -> None:
     from crmkit.runtime.db import write_transaction
 
+    fields = {**fields, "status": state}
     with write_transaction(services.engine) as conn:
         current = services.records.lock_for_transition(conn, "alliance.merchant", record_id)
         services.records.write_transition(conn, "alliance.merchant", current, state, fields, tuple(fields), actor)
