@@ -146,3 +146,8 @@ def test_staff_mapping_is_the_merchant_staff_child_table(world):
     with s.engine.connect() as conn:
         rows = conn.execute(select(staff.c.parent_id)).scalars().all()
     assert sorted(rows) == sorted([world["a"], world["b"]])
+
+
+def test_the_portal_link_shows_for_merchant_staff_only(world):
+    assert 'href="/alliance/portal/"' in client_for(world["app"], "clerk_a").get("/home").get_data(as_text=True)
+    assert 'href="/alliance/portal/"' not in client_for(world["app"], "outsider").get("/home").get_data(as_text=True)

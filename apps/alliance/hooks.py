@@ -14,7 +14,7 @@ from .offers import redeem_offer, reverse_redemption
 from .reminders import contract_reminders
 from .reputation import rate_merchant
 from .settlement import add_adjustment, create_statement, on_settlement_written
-from .staff import link_staff, merchant_of
+from .staff import is_staff, link_staff, merchant_of
 
 
 def register(hooks: AppHooks) -> AppHooks:
@@ -31,6 +31,7 @@ def register(hooks: AppHooks) -> AppHooks:
     from .web import portal_blueprint
 
     hooks.blueprint(portal_blueprint)
+    hooks.nav_link("alliance_portal.home", en="Merchant counter", zh="商家柜台", icon="check-circle", visible=is_staff)
     return hooks
 
 

@@ -48,6 +48,15 @@ def merchant_of(services, actor: Actor) -> int:
     return int(rows[0])
 
 
+def is_staff(services, actor: Actor) -> bool:
+    """Whether the actor works for exactly one merchant (the portal link in the sidebar)."""
+    try:
+        merchant_of(services, actor)
+    except NotMerchantStaff:
+        return False
+    return True
+
+
 def as_app(actor: Actor) -> Actor:
     """The actor, with the app's own rights for a write the app has already authorised (the audit keeps the user id)."""
     return dataclasses.replace(actor, is_admin=True)

@@ -34,6 +34,17 @@ class DetailPanel:
     label_zh: str
 
 
+@dataclass(frozen=True)
+class NavLink:
+    """A sidebar link an app adds under its own menu group: ``url_for(endpoint)``, shown when ``visible(services, actor)``."""
+
+    endpoint: str
+    label_en: str
+    label_zh: str
+    icon: str
+    visible: Callable[[Any, Any], bool]
+
+
 @dataclass
 class AppHooks:
     demo_seeders: list[DemoSeeder] = field(default_factory=list)
@@ -43,6 +54,7 @@ class AppHooks:
     transition_actions: dict[str, TransitionAction] = field(default_factory=dict)
     blueprints: list[Any] = field(default_factory=list)
     detail_panels: list[DetailPanel] = field(default_factory=list)
+    nav_links: list[NavLink] = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
@@ -89,6 +101,13 @@ class AppHooks:
         panel = DetailPanel(entity_key, endpoint, en, zh)
         self.detail_panels.append(panel)
         return panel
+
+    def nav_link(self, endpoint: str, *, en: str, zh: str, icon: str, visible: Callable[[Any, Any], bool]) -> NavLink:
+        """Add a link to one of the app's pages to the app's sidebar group, for actors where ``visible`` is true
+        (it runs on every full page render, so keep it to one cheap query)."""
+        link = NavLink(endpoint, en, zh, icon, visible)
+        self.nav_links.append(link)
+        return link
 
 
 @dataclass

@@ -98,7 +98,7 @@ def redeem():
         return _page(services, actor, q=q, errors=errors, form=form, status=422)
     try:
         res = redeem_offer(services, merchant_id=merchant_id, offer_id=offer_id, member_id=member["id"], actor=as_app(actor),
-                           key=f"portal-{actor.id}-{key}", bill=bill)
+                           key=f"{actor.id}-{key[:20]}", bill=bill)
     except (OfferRefused, LedgerRefused, ValidationFailed) as exc:
         return _page(services, actor, q=q, errors={"_form": [exc.message]}, form=form, status=409)
     msg = text("Redeemed: benefit ¥{benefit}, {points} points used.", "核销成功：优惠 ¥{benefit}，使用 {points} 积分。", benefit=res.benefit,
@@ -124,7 +124,7 @@ def purchase():
         errors["_form"] = [text("Verify the member first.", "请先验证会员。")]
     if errors:
         return _page(services, actor, q=q, errors=errors, form=form, status=422)
-    ref = f"P-{actor.id}-{key}"
+    ref = f"P-{actor.id}-{key[:20]}"
     found = services.queries.list("alliance.purchase", as_app(actor), filter={"field": "ref", "op": "eq", "value": ref}, limit=1, labels=False,
                                   count="none").rows
     if not found:
