@@ -13,6 +13,7 @@ from .earning import on_purchase_written
 from .offers import redeem_offer, reverse_redemption
 from .reminders import contract_reminders
 from .reputation import rate_merchant
+from .roles import ensure_roles
 from .settlement import add_adjustment, create_statement, on_settlement_written
 from .staff import is_staff, link_staff, merchant_of
 
@@ -28,6 +29,7 @@ def register(hooks: AppHooks) -> AppHooks:
     hooks.action("settlement.adjust")(adjust)
     hooks.action("merchant.rate")(rate)
     hooks.action("contracts.remind")(remind)
+    hooks.action("roles.setup")(setup_roles)
     from .web import portal_blueprint
 
     hooks.blueprint(portal_blueprint)
@@ -71,3 +73,13 @@ def remind(services, actor, payload: dict) -> dict:
     """Periodic job: a follow-up task for every formal merchant whose contract ends within ``days`` (default 30)."""
     today = dt.date.fromisoformat(payload["today"]) if payload.get("today") else None
     return {"reminders": contract_reminders(services, actor, today=today, days=int(payload.get("days", 30)))}
+
+
+def setup_roles(services, actor, payload: dict) -> dict:
+    """Create Alliance Manager, Alliance Finance and Merchant Staff with their entity rights (administrators only)."""
+    from crmkit.runtime.errors import PermissionDenied
+    from crmkit.runtime.i18n_text import text
+
+    if not actor.is_admin:
+        raise PermissionDenied(text("Only administrators can set up roles.", "只有管理员可以设置角色。"))
+    return ensure_roles(services, actor)
