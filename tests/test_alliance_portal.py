@@ -151,3 +151,11 @@ def test_staff_mapping_is_the_merchant_staff_child_table(world):
 def test_the_portal_link_shows_for_merchant_staff_only(world):
     assert 'href="/alliance/portal/"' in client_for(world["app"], "clerk_a").get("/home").get_data(as_text=True)
     assert 'href="/alliance/portal/"' not in client_for(world["app"], "outsider").get("/home").get_data(as_text=True)
+
+
+def test_linking_staff_is_audited(world):
+    from crmkit.runtime.storage import platform_tables as pt
+
+    with world["s"].engine.connect() as conn:
+        rows = conn.execute(select(pt.audit.c.record_id).where(pt.audit.c.action == "staff_linked")).scalars().all()
+    assert sorted(rows) == sorted([world["a"], world["b"]])

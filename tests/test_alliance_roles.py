@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal as D
 
 import pytest
 
@@ -62,6 +63,14 @@ def test_roles_setup_and_what_each_role_may_do(make_app):
         s.workflows.transition("alliance.settlement", sa, "settle", manager)
     s.workflows.transition("alliance.settlement", sa, "settle", finance)
     assert s.queries.get("alliance.settlement", sa, finance)["workflow_state"] == "settled"
+    from crmkit.apps.alliance.offers import redeem_offer, reverse_redemption
+    from alliance_support import make_member, make_offer
+
+    r = redeem_offer(s, merchant_id=a, offer_id=make_offer(s, a), member_id=make_member(s, 1), actor=SYSTEM, key="r1", bill=D("10"))
+    with pytest.raises(PermissionDenied):
+        reverse_redemption(s, r.redemption_id, actor=finance, reason="not finance's job")
+    reverse_redemption(s, r.redemption_id, actor=manager, reason="顾客取消")
+    assert s.queries.get("alliance.redemption", r.redemption_id, manager)["status"] == "reversed"
     c = app.test_client()
     login(c, "fin", PASSWORD)
     assert c.get("/e/alliance.settlement/").status_code == 200

@@ -179,9 +179,12 @@ def reverse_redemption(services, redemption_id: int, *, actor: Actor, reason: st
     record is marked reversed — one transaction. Returns the compensating entry id (None for a points-free offer)."""
     if not (reason or "").strip():
         raise OfferRefused(text("Give a reason for the reversal.", "请填写撤销原因。"))
+    from .staff import MANAGER_ROLE, as_app, require_role
+
+    require_role(services, actor, MANAGER_ROLE)
     ledger = ledger or LedgerService(services.engine)
     tables = entity_tables(services)
-    current = services.queries.get(REDEMPTION, redemption_id, actor)
+    current = services.queries.get(REDEMPTION, redemption_id, actor)  # the manager must be able to see it
     if current.get("status") != "done":
         raise OfferRefused(text("This redemption was already reversed.", "该核销已撤销。"))
     out: dict[str, Any] = {"entry": None}
@@ -196,7 +199,8 @@ def reverse_redemption(services, redemption_id: int, *, actor: Actor, reason: st
         record_event(conn, category="record", action="update", actor_id=actor.id, entity=OFFER, record_id=current["offer"],
                      changes={"used_count": ["-1"], "reversed_redemption": redemption_id, "reason": reason[:200]})
 
-    services.records.update(REDEMPTION, redemption_id, {"status": "reversed"}, actor, expected_version=current["row_version"], within=within)
+    # redemption records are written by the app only (no role holds update on them): the app's rights, the user's id
+    services.records.update(REDEMPTION, redemption_id, {"status": "reversed"}, as_app(actor), expected_version=current["row_version"], within=within)
     return out["entry"]
 
 

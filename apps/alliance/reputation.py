@@ -8,13 +8,12 @@ from crmkit.runtime.db import write_transaction
 from crmkit.runtime.i18n_text import text
 
 from .errors import OfferRefused
-from .settlement import _require_role
-from .staff import MANAGER_ROLE, as_app
+from .staff import MANAGER_ROLE, as_app, require_role
 
 
 def rate_merchant(services, merchant_id: int, rating: int, *, actor: Actor, today: dt.date | None = None) -> int:
     """Set the internal rating (1–5) and append a rating_change row in the same transaction."""
-    _require_role(services, actor, MANAGER_ROLE)
+    require_role(services, actor, MANAGER_ROLE)
     if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
         raise OfferRefused(text("A rating is a whole number from 1 to 5.", "评级为 1 到 5 的整数。"))
     services.queries.get("alliance.merchant", merchant_id, actor)  # visible to the actor

@@ -23,7 +23,7 @@ from crmkit.runtime.actor import Actor
 from crmkit.runtime.i18n_text import text
 
 from .errors import SettlementRefused
-from .staff import FINANCE_ROLE, MANAGER_ROLE, as_app
+from .staff import FINANCE_ROLE, MANAGER_ROLE, as_app, require_role
 
 D = decimal.Decimal
 CENT = D("0.01")
@@ -64,7 +64,7 @@ def create_statement(services, merchant_id: int, start: dt.date, end: dt.date, *
     """A draft statement for the period; one statement per merchant and period (the reference is unique)."""
     if end < start:
         raise SettlementRefused(text("The period must end on or after its start.", "结算期间的结束日期不能早于开始日期。"))
-    _require_role(services, actor, MANAGER_ROLE, FINANCE_ROLE)
+    require_role(services, actor, MANAGER_ROLE, FINANCE_ROLE)
     merchant = services.queries.get("alliance.merchant", merchant_id, actor)
     ref = f"S-{merchant['code']}-{start:%Y%m%d}-{end:%Y%m%d}"
     data = {"ref": ref, "merchant": merchant_id, "period_start": start.isoformat(), "period_end": end.isoformat(),
@@ -74,7 +74,7 @@ def create_statement(services, merchant_id: int, start: dt.date, end: dt.date, *
 
 def add_adjustment(services, settlement_id: int, amount: D, reason: str, *, actor: Actor, redemption_id: int | None = None) -> int:
     """Book a correction on a confirmed or settled statement as an adjustment entry (the totals stay as they were)."""
-    _require_role(services, actor, FINANCE_ROLE)
+    require_role(services, actor, FINANCE_ROLE)
     if not (reason or "").strip():
         raise SettlementRefused(text("Give a reason for the adjustment.", "请填写调整原因。"))
     current = services.queries.get(SETTLEMENT, settlement_id, actor)
@@ -156,14 +156,3 @@ def _append(ws, values: list) -> None:
         cell = ws.cell(row=row, column=col, value=v)
         if fmt:
             cell.number_format = fmt
-
-
-def _require_role(services, actor: Actor, *names: str) -> None:
-    if actor.is_admin:
-        return
-    from crmkit.runtime.org.grants import resolve_grants
-
-    with services.engine.connect() as c:
-        held = resolve_grants(c, actor.id).role_names if actor.id is not None else set()
-    if not set(names) & set(held):
-        raise SettlementRefused(text("Only {roles} may do this.", "只有{roles}可以执行此操作。", roles=" / ".join(names)))

@@ -18,6 +18,7 @@ import dataclasses
 from sqlalchemy import insert, or_, select
 
 from crmkit.runtime.actor import Actor
+from crmkit.runtime.audit import record_event
 from crmkit.runtime.i18n_text import text
 from crmkit.runtime.permissions.masking import mask_value
 
@@ -46,6 +47,19 @@ def merchant_of(services, actor: Actor) -> int:
         raise NotMerchantStaff(text("This page is for merchant staff; your account is not linked to exactly one merchant.",
                                     "此页面供联盟商家员工使用；你的账号未关联（或关联了多个）商家。"))
     return int(rows[0])
+
+
+def require_role(services, actor: Actor, *names: str) -> None:
+    """Refuse unless the actor is an administrator or holds one of the named roles (directly or through a post)."""
+    if actor.is_admin:
+        return
+    from crmkit.runtime.errors import PermissionDenied
+    from crmkit.runtime.org.grants import resolve_grants
+
+    with services.engine.connect() as c:
+        held = resolve_grants(c, actor.id).role_names if actor.id is not None else frozenset()
+    if not set(names) & set(held):
+        raise PermissionDenied(text("Only {roles} may do this.", "只有{roles}可以执行此操作。", roles=" / ".join(names)))
 
 
 def is_staff(services, actor: Actor) -> bool:
@@ -111,6 +125,8 @@ def link_staff(services, merchant_id: int, user_id: int, *, actor: Actor) -> int
             held = conn.execute(select(ab_user_role.c.id).where(ab_user_role.c.user_id == user_id, ab_user_role.c.role_id == rid)).first()
             if not held:
                 conn.execute(ab_user_role.insert().values(user_id=user_id, role_id=rid))
+        record_event(conn, category="permission", action="staff_linked", actor_id=actor.id, entity="alliance.merchant", record_id=merchant_id,
+                     changes={"user": user_id, "roles": [role_id, shared]})
     perms = PermissionAdmin(services.engine, services.policy.rules, services.store.catalog)
     for key, field in SCOPED.items():
         entity = catalog.entity(key)
