@@ -107,8 +107,8 @@ def build_template(url: str, kind: str, var_dir: Path) -> None:
     with app.app_context():
         sm = app.appbuilder.sm
         sm.add_user(ADMIN_USER, "Ada", "Admin", "admin@example.com", sm.find_role("Admin"), ADMIN_PASSWORD)
-        if kind == "membership":
-            install(app.extensions["crmkit"], "membership")
+        if kind in ("membership", "alliance"):  # alliance installs membership first
+            install(app.extensions["crmkit"], kind)
             from crmkit.runtime.web.permissions import sync_entity_permissions
 
             app.extensions["sqlalchemy"].session.remove()  # drop the session's pre-install snapshot (SQLite: busy)

@@ -47,6 +47,17 @@ class AppJob:
     payload: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class NavLink:
+    """A sidebar link an app adds under its own menu group: ``url_for(endpoint)``, shown when ``visible(services, actor)``."""
+
+    endpoint: str
+    label_en: str
+    label_zh: str
+    icon: str
+    visible: Callable[[Any, Any], bool]
+
+
 @dataclass
 class AppHooks:
     demo_seeders: list[DemoSeeder] = field(default_factory=list)
@@ -60,6 +71,7 @@ class AppHooks:
     jobs: list[AppJob] = field(default_factory=list)
     role_seeders: list[Callable] = field(default_factory=list)
     role_setups: list[RoleSetup] = field(default_factory=list)
+    nav_links: list[NavLink] = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
@@ -139,6 +151,12 @@ class AppHooks:
             job_registry.register(job.kind, job.handler)
             if job.schedule is not None:
                 job_registry.periodic(job.kind, job.schedule, job.payload)
+    def nav_link(self, endpoint: str, *, en: str, zh: str, icon: str, visible: Callable[[Any, Any], bool]) -> NavLink:
+        """Add a link to one of the app's pages to the app's sidebar group, for actors where ``visible`` is true
+        (it runs on every full page render, so keep it to one cheap query)."""
+        link = NavLink(endpoint, en, zh, icon, visible)
+        self.nav_links.append(link)
+        return link
 
 
 @dataclass

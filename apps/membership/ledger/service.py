@@ -67,10 +67,14 @@ class LedgerService:
     # -- public operations ---------------------------------------------------------------------------
     def earn(self, member_id: int, points: int, *, key: str, actor: Actor, currency: str = "reward", source_type: str = "manual",
              source_id: str | int | None = None, expires_at: dt.datetime | None = None, pending: bool = False, memo: str | None = None,
-             details: dict | None = None, conn: Connection | None = None) -> Posted:
-        """Credit ``points`` to the wallet (a new lot), or to the pending account when ``pending`` (purchases before payment)."""
+             details: dict | None = None, conn: Connection | None = None, counter: str = "liability") -> Posted:
+        """Credit ``points`` to the wallet (a new lot), or to the pending account when ``pending`` (purchases before payment).
+
+        ``counter`` is the counter account the points come from: ``liability`` (the club) or ``merchant`` (earned at a
+        partner merchant; which merchant is in the entry's source and details)."""
         _positive(points)
         _currency(currency)
+        _counter(counter, ("liability", "merchant"))
 
         def work(c: Connection) -> Posted:
             side = "pending" if pending else "wallet"
@@ -80,9 +84,9 @@ class LedgerService:
                 return found
             if self.member_check is not None:
                 self.member_check(c, member_id)
-            counter = self._account(c, "liability", 0, currency)
+            counter_acc = self._account(c, counter, 0, currency)
             entry_id = self._append(c, key=key, kind="earn_pending" if pending else "earn", currency=currency, member_id=member_id, amount=points,
-                                    lines=[(acc, points), (counter, -points)], source_type=source_type, source_id=source_id, memo=memo,
+                                    lines=[(acc, points), (counter_acc, -points)], source_type=source_type, source_id=source_id, memo=memo,
                                     details={**(details or {}), "expires_at": expires_at.isoformat() if expires_at else None}, actor=actor)
             if not pending:
                 self._add_lot(c, acc, entry_id, points, expires_at)
@@ -117,9 +121,12 @@ class LedgerService:
         return self._run(conn, key, work)
 
     def redeem(self, member_id: int, points: int, *, key: str, actor: Actor, source_type: str = "redemption", source_id: str | int | None = None,
-               memo: str | None = None, conn: Connection | None = None, within: Callable[[Connection, int], None] | None = None) -> Posted:
-        """Spend reward points, oldest lots first. ``within(conn, entry_id)`` runs in the same transaction (stock, limits)."""
+               memo: str | None = None, conn: Connection | None = None, within: Callable[[Connection, int], None] | None = None,
+               counter: str = "redeemed", details: dict | None = None) -> Posted:
+        """Spend reward points, oldest lots first. ``within(conn, entry_id)`` runs in the same transaction (stock, limits).
+        ``counter``: ``redeemed`` (the club's catalogue) or ``merchant`` (a benefit at a partner merchant)."""
         _positive(points)
+        _counter(counter, ("redeemed", "merchant"))
 
         def work(c: Connection) -> Posted:
             wallet, bal = self._lock(c, "wallet", member_id, "reward")
@@ -131,11 +138,11 @@ class LedgerService:
             if bal < points:
                 raise InsufficientPoints(text("Not enough points: the balance is {balance}, {points} are needed.", "积分不足：余额 {balance}，需要 {points}。",
                                               balance=bal, points=points), details={"balance": bal, "needed": points})
-            counter = self._account(c, "redeemed", 0, "reward")
+            counter_acc = self._account(c, counter, 0, "reward")
             used = self._consume(c, wallet, points)
             entry_id = self._append(c, key=key, kind="redeem", currency="reward", member_id=member_id, amount=-points,
-                                    lines=[(wallet, -points), (counter, points)], source_type=source_type, source_id=source_id, memo=memo,
-                                    details={"lots": used}, actor=actor)
+                                    lines=[(wallet, -points), (counter_acc, points)], source_type=source_type, source_id=source_id, memo=memo,
+                                    details={**(details or {}), "lots": used}, actor=actor)
             if within is not None:
                 within(c, entry_id)
             return Posted(entry_id, -points, True)
@@ -508,6 +515,11 @@ def _maybe(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
 def _positive(points) -> None:
     if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
         raise ValidationFailed({"points": [text("Enter a whole number of points greater than 0.", "请输入大于 0 的整数积分。")]})
+
+
+def _counter(kind: str, allowed: tuple[str, ...]) -> None:
+    if kind not in allowed:
+        raise ValueError(f"counter account must be one of {', '.join(allowed)}, not {kind!r}")
 
 
 def _currency(currency: str) -> None:

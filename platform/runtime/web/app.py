@@ -167,6 +167,7 @@ def _register_app_pages(app: Flask) -> None:
         for panel in pkg.hooks.detail_panels:
             panels.setdefault(panel.entity, []).append(panel)
     app.extensions["crmkit_panels"] = panels
+    app.extensions["crmkit_nav_links"] = {pkg.id: list(pkg.hooks.nav_links) for pkg in discover().values() if pkg.hooks.nav_links}
 
 
 def services_of(app: Flask) -> Services:

@@ -4,6 +4,8 @@ Entity pages (list, detail, form, recycle bin) live in ``entity_views``.
 """
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
@@ -67,6 +69,7 @@ def shell_context():
             if services().policy.allows(actor, entity, "read"):
                 url = url_for("crmkit_web.entity_list", entity_key=entity.key)
                 entries.append({"label": label.get(locale), "url": url, "active": path.startswith(url), "icon": entity.icon})
+        entries = app_links(app_def.id, actor, locale, path) + entries
         if entries:
             ctx["nav"].append({"title": app_def.title.get(locale), "items": entries})
     if ctx["nav"]:  # anyone who reads an entity may open the report center (each report checks its own rights)
@@ -89,6 +92,21 @@ def shell_context():
             {"label": translate("api_keys_all", locale), "url": url_for("crmkit_auth.api_keys_all"), "active": path.startswith("/account/api-keys/all"), "icon": "key"},
         ]
     return ctx
+
+
+def app_links(app_id: str, actor, locale: str, path: str) -> list[dict]:
+    """The sidebar links an installed app added with ``AppHooks.nav_link`` that this actor may see."""
+    out = []
+    for link in current_app.extensions.get("crmkit_nav_links", {}).get(app_id, []):
+        try:
+            shown = link.visible(services(), actor)
+        except Exception:  # noqa: BLE001 - a failing app check hides its link, never the page
+            logging.getLogger(__name__).exception("nav link %s failed", link.endpoint)
+            shown = False
+        if shown:
+            url = url_for(link.endpoint)
+            out.append({"label": link.label_zh if locale == "zh" else link.label_en, "url": url, "active": path.startswith(url), "icon": link.icon})
+    return out
 
 
 @web_blueprint.route("/locale/<locale>")
