@@ -93,7 +93,7 @@ def test_list_search_sort_filter_and_paging(page, demo):
     page.locator("#list-region thead a.sort", has_text="姓名").click()
     page.wait_for_url(re.compile(r"sort=name"))
     expected = [r["name"] for r in services.queries.list("membership.member", SYSTEM, limit=25, sort=["name"]).rows]
-    page.wait_for_function("first => document.querySelector('#list-region tbody tr td:nth-child(3)').innerText.trim() === first", arg=expected[0])
+    page.wait_for_function("first => (document.querySelector('#list-region tbody tr td:nth-child(3)') || {innerText: ''}).innerText.trim() === first", arg=expected[0])
     assert member_names(page) == expected
 
     # Next page continues where the first ended, with no row twice.

@@ -145,7 +145,7 @@ def test_member_preferences_journey(page, live):
     assert section_fields(services, "preferences") == ["preferred_store", "wechat_id"]
     # Keyboard-accessible buttons do the same as dragging: move the section up one place and back.
     page.locator("[data-section-id=preferences] .layout-section-head .move-buttons button[value=up]").click()
-    page.wait_for_function("() => document.querySelector('#layout-sections .layout-section:nth-last-child(2)').dataset.sectionId === 'preferences'")
+    page.wait_for_function("() => (document.querySelector('#layout-sections .layout-section:nth-last-child(2)') || {dataset: {}}).dataset.sectionId === 'preferences'")
     page.wait_for_selector("#form-preview [data-section=preferences]", state="attached")
     screenshot(page, "builder-layout-zh")
     page.set_viewport_size({"width": 1440, "height": 900})
