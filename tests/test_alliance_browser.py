@@ -43,7 +43,7 @@ def test_counter_redemption_in_the_portal(make_app):
         page.select_option("#offer", str(offer))
         screenshot(page, "alliance-portal-verify")
         page.click("#redeem")
-        page.wait_for_function("(document.querySelector('[data-balance]') || {innerText: ''}).innerText.trim() === '700'")
+        page.wait_for_function("() => (document.querySelector('[data-balance]') || {innerText: ''}).innerText.trim() === '700'")
         assert "500 积分兑换中杯拿铁" in page.inner_text("[data-recent]")
         assert "核销成功" in page.content()
         screenshot(page, "alliance-portal-redeemed")

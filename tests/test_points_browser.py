@@ -43,7 +43,7 @@ def test_points_journey(app):
         page.select_option("#red-item", str(item))
         page.fill("#red-qty", "2")
         page.click("form[action$='/redeem'] button[type=submit]")
-        page.wait_for_function("(document.querySelector('.page-header [data-balance=reward]') || {innerText: ''}).innerText.trim() === '330'")  # null while the next page loads
+        page.wait_for_function("() => (document.querySelector('.page-header [data-balance=reward]') || {innerText: ''}).innerText.trim() === '330'")  # null while the next page loads
         screenshot(page, "points-desk")
         browser.close()
     assert LedgerService(services.engine).balances(member)["reward"]["wallet"] == 330
