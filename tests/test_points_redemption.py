@@ -108,6 +108,18 @@ def test_stock_change_is_audited_and_bumps_the_row_version(services):
     before = services.queries.get("membership.reward_item", item, SYSTEM)["row_version"]
     redeem_reward(services, m, item, 1, actor=SYSTEM, key="v", now=NOW)
     assert services.queries.get("membership.reward_item", item, SYSTEM)["row_version"] == before + 1
+    # the record service's own audit entry and record.updated event (webhooks and automations see stock move)
+    from sqlalchemy import select
+
+    from crmkit.runtime.storage import platform_tables as pt
+
+    with services.engine.connect() as conn:
+        audit = conn.execute(select(pt.audit.c.changes).where(pt.audit.c.entity == "membership.reward_item", pt.audit.c.record_id == item)
+                             .order_by(pt.audit.c.id.desc())).scalars().first()
+        event = conn.execute(select(pt.outbox.c.topic, pt.outbox.c.payload).where(pt.outbox.c.entity == "membership.reward_item",
+                             pt.outbox.c.record_id == item).order_by(pt.outbox.c.id.desc())).first()
+    assert audit["stock"] == [5, 4] and audit["redeemed"]["member"] == m
+    assert event.topic == "record.updated" and event.payload["changes"]["stock"] == [5, 4]
 
 
 def test_named_app_actions(services):

@@ -322,3 +322,26 @@ def test_unknown_entity_is_not_found(lab):
     with pytest.raises(RecordNotFound) as info:
         lab.records.create("lab.nothing", {}, SYSTEM)
     assert "There is no entity 'lab.nothing'" in info.value.message
+
+
+def test_a_guarded_counter_moves_in_one_statement_with_the_usual_audit_and_event(lab, admin):
+    rid = lab.records.create("lab.sample", {"title": "counter", "count": 3}, admin)
+    with lab.engine.begin() as conn:
+        assert lab.records.adjust_within(conn, "lab.sample", rid, "count", -2, admin, at_least=0, note={"why": "used"}) == 1
+    row = lab.queries.get("lab.sample", rid, admin)
+    assert (row["count"], row["row_version"]) == (1, 2)
+    assert audit_rows(lab, "lab.sample", rid)[-1]["changes"] == {"count": [3, 1], "why": "used"}
+    event = outbox_rows(lab, "lab.sample", rid)[-1]
+    assert (event["topic"], event["payload"]["changes"]) == ("record.updated", {"count": [3, 1], "why": "used"})
+
+
+def test_a_refused_counter_guard_writes_nothing(lab, admin):
+    rid = lab.records.create("lab.sample", {"title": "guard", "count": 1}, admin)
+    audits, events = len(audit_rows(lab, "lab.sample", rid)), len(outbox_rows(lab, "lab.sample", rid))
+    with lab.engine.begin() as conn:
+        assert lab.records.adjust_within(conn, "lab.sample", rid, "count", -2, admin, at_least=0) is None
+    row = lab.queries.get("lab.sample", rid, admin)
+    assert (row["count"], row["row_version"]) == (1, 1)
+    assert (len(audit_rows(lab, "lab.sample", rid)), len(outbox_rows(lab, "lab.sample", rid))) == (audits, events)
+    with pytest.raises(ValueError, match="not a numeric field"), lab.engine.begin() as conn:
+        lab.records.adjust_within(conn, "lab.sample", rid, "title", 1, admin)

@@ -7,8 +7,8 @@ active and the member's level is one the offer applies to.
 Limits are enforced while rows are locked, so concurrent counter clerks cannot overshoot them:
 - a points offer goes through ``LedgerService.redeem`` (the member's wallet row is locked first, as in every
   points posting), and the rest runs in its ``within`` callback;
-- the total limit is a conditional ``UPDATE offer SET used_count = used_count + 1 WHERE used_count < total_limit``,
-  which also locks the offer row until commit;
+- the total limit is a guarded counter update through ``RecordService.adjust_within`` (``used_count + 1 <=
+  total_limit`` in the ``UPDATE`` itself), which also locks the offer row until commit;
 - the per-member limit is counted after that, with the offer row locked, so two uses of one offer by one member
   are counted one after the other.
 Lock order: wallet (points offers only) → offer → the new redemption record. A reversal locks the redemption
@@ -21,13 +21,12 @@ import decimal
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from crmkit.apps.membership.earning import BUSINESS_TZ
 from crmkit.apps.membership.ledger import LedgerService
 from crmkit.runtime.actor import Actor
-from crmkit.runtime.audit import record_event
 from crmkit.runtime.db import write_transaction
 from crmkit.runtime.i18n_text import text
 
@@ -153,12 +152,9 @@ def redeem_offer(services, *, merchant_id: int, offer_id: int, member_id: int, a
 
 
 def _take_use(services, conn: Connection, tables: dict, offer: dict, member_id: int, actor: Actor, now: dt.datetime, data: dict) -> int:
-    offers, redemptions = tables[OFFER], tables[REDEMPTION]
+    redemptions = tables[REDEMPTION]
     oid = offer["id"]
-    done = conn.execute(offers.update().where(offers.c.id == oid, or_(offers.c.total_limit.is_(None), offers.c.used_count < offers.c.total_limit))
-                        .values(used_count=func.coalesce(offers.c.used_count, 0) + 1, row_version=offers.c.row_version + 1, updated_at=now,
-                                updated_by=actor.id))
-    if done.rowcount != 1:
+    if services.records.adjust_within(conn, OFFER, oid, "used_count", 1, actor, at_most_field="total_limit") is None:
         raise OfferRefused(text("{name} has been used up ({limit} uses in total).", "{name}已达总使用次数上限（{limit} 次）。",
                                 name=offer["name"], limit=offer["total_limit"]))
     limit = offer["per_member_limit"]
@@ -169,8 +165,6 @@ def _take_use(services, conn: Connection, tables: dict, offer: dict, member_id: 
         if had >= limit:
             raise OfferRefused(text("{name} is limited to {limit} uses per member; this member has used it {had} times.",
                                     "{name}每人限用 {limit} 次，该会员已使用 {had} 次。", name=offer["name"], limit=limit, had=had))
-    record_event(conn, category="record", action="update", actor_id=actor.id, entity=OFFER, record_id=oid,
-                 changes={"used_count": [offer["used_count"] or 0, "+1"]})
     return services.records.create_within(conn, REDEMPTION, data, actor)
 
 
@@ -183,7 +177,6 @@ def reverse_redemption(services, redemption_id: int, *, actor: Actor, reason: st
 
     require_role(services, actor, MANAGER_ROLE)
     ledger = ledger or LedgerService(services.engine)
-    tables = entity_tables(services)
     current = services.queries.get(REDEMPTION, redemption_id, actor)  # the manager must be able to see it
     if current.get("status") != "done":
         raise OfferRefused(text("This redemption was already reversed.", "该核销已撤销。"))
@@ -193,11 +186,8 @@ def reverse_redemption(services, redemption_id: int, *, actor: Actor, reason: st
         if current.get("entry_id"):
             out["entry"] = ledger.reverse(int(current["entry_id"]), key=f"alliance:reverse:{redemption_id}", actor=actor, memo=reason[:200],
                                           conn=conn).entry_id
-        offers = tables[OFFER]
-        conn.execute(offers.update().where(offers.c.id == current["offer"], offers.c.used_count > 0)
-                     .values(used_count=offers.c.used_count - 1, row_version=offers.c.row_version + 1))
-        record_event(conn, category="record", action="update", actor_id=actor.id, entity=OFFER, record_id=current["offer"],
-                     changes={"used_count": ["-1"], "reversed_redemption": redemption_id, "reason": reason[:200]})
+        services.records.adjust_within(conn, OFFER, current["offer"], "used_count", -1, actor, at_least=0,
+                                       note={"reversed_redemption": redemption_id, "reason": reason[:200]})
 
     # redemption records are written by the app only (no role holds update on them): the app's rights, the user's id
     services.records.update(REDEMPTION, redemption_id, {"status": "reversed"}, as_app(actor), expected_version=current["row_version"], within=within)

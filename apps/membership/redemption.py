@@ -3,9 +3,9 @@
 Order of locks (the same everywhere, so concurrent redemptions cannot deadlock): the member's wallet row first
 (inside ``LedgerService.redeem``), then the reward's row through a conditional ``UPDATE … SET stock = stock - n
 WHERE stock >= n``. The per-member limit is counted while the wallet row is locked, so two redemptions by the
-same member cannot both pass it. Stock lives on the ``membership.reward_item`` record; this is the one place that
-changes it besides the record service, and it bumps ``row_version`` and writes an audit entry like the record
-service does, so a form opened before the redemption gets a stale-record error instead of overwriting the stock.
+same member cannot both pass it. Stock lives on the ``membership.reward_item`` record; counting it down goes through ``RecordService.adjust_within`` (a guarded counter update): the row version moves, so a form
+opened before the redemption gets a stale-record error instead of overwriting the stock, and the audit entry and
+``record.updated`` event are the record service's own.
 """
 from __future__ import annotations
 
@@ -58,22 +58,19 @@ def redeem_reward(services, member_id: int, item_id: int, quantity: int, *, acto
                 if had + quantity > limit:
                     raise RedemptionRefused(text("{name} is limited to {limit} per member; this member has redeemed {had}.",
                                                  "{name}每人限兑 {limit} 件，该会员已兑换 {had} 件。", name=item["name"], limit=limit, had=had))
-            stock_changes = {}
+            redeemed = {"redeemed": {"member": member_id, "quantity": quantity, "entry": entry_id}}
             if item["stock"] is not None:
-                done = conn.execute(items.update().where(items.c.id == item_id, items.c.stock >= quantity)
-                                    .values(stock=items.c.stock - quantity, row_version=items.c.row_version + 1, updated_at=now, updated_by=actor.id))
-                if done.rowcount != 1:
+                left = services.records.adjust_within(conn, ITEM, item_id, "stock", -quantity, actor, at_least=0, note=redeemed)
+                if left is None:
                     raise RedemptionRefused(text("{name} is out of stock.", "{name}已兑完，库存不足。", name=item["name"]))
-                left = conn.execute(select(items.c.stock).where(items.c.id == item_id)).scalar_one()
-                stock_changes = {"stock": [left + quantity, left]}
             conn.execute(lt.redemption.insert().values(entry_id=entry_id, member_id=member_id, item_id=item_id, quantity=quantity, points=points,
                                                        created_at=now))
             if item["kind"] == "coupon":  # a coupon reward issues the coupons it bought, in the same transaction
                 from .coupons import issue_for_reward
 
                 issue_for_reward(services, conn, item, member_id, quantity, entry_id, actor=actor, now=now)
-            record_event(conn, category="record", action="update", actor_id=actor.id, entity=ITEM, record_id=item_id,
-                         changes={**stock_changes, "redeemed": {"member": member_id, "quantity": quantity, "entry": entry_id}})
+            if item["stock"] is None:  # unlimited stock: nothing to count down, the redemption is still on the item's history
+                record_event(conn, category="record", action="update", actor_id=actor.id, entity=ITEM, record_id=item_id, changes=redeemed)
 
         return ledger.redeem(member_id, points, key=key, actor=actor, source_type="reward", source_id=item_id,
                              memo=f"{item['name']} × {quantity}", conn=c, within=take_stock)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import Connection, Engine, Table, exists, select
+from sqlalchemy import Connection, Engine, Table, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..actor import Actor
@@ -214,6 +214,41 @@ class RecordService:
         current = self._load_for_update(conn, catalog, entity, record_id, actor)
         values, children = self._clean(catalog, entity, data, actor, creating=False, current=current)
         return self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
+
+    def adjust_within(self, conn: Connection, entity_key: str, record_id: int, field_name: str, delta: int, actor: Actor, *,
+                      at_least: int | None = None, at_most_field: str | None = None, note: dict | None = None,
+                      request_id: str | None = None) -> int | None:
+        """Add ``delta`` to a numeric counter (reward stock, an offer's use count) in one guarded ``UPDATE``, inside the
+        caller's transaction. The guard is part of the statement, so concurrent callers cannot overshoot it: the new
+        value must stay ``>= at_least`` and, when ``at_most_field`` names a column, ``<=`` that column's value (a NULL
+        limit means unlimited). Returns the new value, or None when the guard refused (nothing written; the caller
+        raises its own domain error). On success the row version moves and the usual audit entry, rollups and
+        ``record.updated`` event follow, like every other write. No policy check: the caller has authorised the
+        business action (a redemption) that moves the counter, not an edit of the record."""
+        catalog, entity = self._entity(entity_key)
+        if entity.field(field_name).type not in ("integer", "decimal"):
+            raise ValueError(f"{entity_key}.{field_name} is not a numeric field")
+        table = self._table(catalog, entity)
+        column = table.c[field_name]
+        new_value = func.coalesce(column, 0) + delta
+        guards = [table.c.id == record_id, table.c.deleted_at.is_(None)]
+        if at_least is not None:
+            guards.append(new_value >= at_least)
+        if at_most_field is not None:
+            limit = table.c[at_most_field]
+            guards.append(or_(limit.is_(None), new_value <= limit))
+        done = conn.execute(table.update().where(*guards)
+                            .values({field_name: new_value, "row_version": table.c.row_version + 1, "updated_at": utcnow(), "updated_by": actor.id}))
+        if done.rowcount != 1:
+            return None
+        after = conn.execute(select(column).where(table.c.id == record_id)).scalar_one()
+        changes: dict = {field_name: [after - delta, after]}
+        if note:
+            changes.update(note)
+        refresh_after_write(conn, catalog, self.table_cache.tables(catalog), entity, record_id, changes)
+        self._audit(conn, entity, record_id, "update", changes, actor, request_id)
+        self._event(conn, entity, record_id, "updated", changes, actor, request_id=request_id)
+        return after
 
     # --- the workflow state: written only by crmkit.runtime.workflow ----------------------
     def lock_for_transition(self, conn: Connection, entity_key: str, record_id: int) -> dict:
