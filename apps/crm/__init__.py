@@ -16,6 +16,7 @@ from .mail_in import poll_job
 from .mail_out import SEND_REPLY, message_validator, on_message_created, send_reply_job
 from .public import public_blueprint
 from .roles import seeder_for
+from .service_pages import can_read_tickets, service_blueprint
 from .sales import opportunity_validator, quote_validator
 from .tickets import refresh_job, ticket_validator
 
@@ -45,6 +46,8 @@ service_hooks.job(SEND_REPLY, send_reply_job)
 service_hooks.event_handler("crm_service.ticket_message:record.created", on_message_created)
 service_hooks.demo_seeder(seed_service)
 service_hooks.role_seeder(seeder_for("crm_service"))
+service_hooks.blueprint(service_blueprint)
+service_hooks.nav_link("crm_service_pages.times", en="Service times", zh="服务用时", icon="activity", visible=can_read_tickets)
 service_hooks.blueprint(public_blueprint)  # the lead form is public too; one blueprint for the CRM's public pages
 
 customer = AppPackage(id="crm", path=HERE / "customer", hooks=customer_hooks)
