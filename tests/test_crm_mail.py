@@ -182,3 +182,14 @@ def crm_without_mail(databases, tmp_path_factory):
     install(s, "crm_service")
     yield s
     s.engine.dispose()
+
+
+def test_imap_settings_come_from_the_environment():
+    from crmkit.runtime.config import ConfigError, Settings
+
+    s = Settings.from_env({"CRMKIT_IMAP_HOST": "imap.example.com", "CRMKIT_IMAP_USER": "support@example.com", "CRMKIT_IMAP_PASSWORD": "app-pass",
+                           "CRMKIT_IMAP_SECURITY": "STARTTLS", "CRMKIT_IMAP_FOLDER": "Support"})
+    assert (s.imap_host, s.imap_port, s.imap_user, s.imap_security, s.imap_folder) == ("imap.example.com", None, "support@example.com", "starttls", "Support")
+    assert Settings.from_env({}).imap_host is None and Settings.from_env({}).imap_security == "ssl"
+    with pytest.raises(ConfigError, match="CRMKIT_IMAP_SECURITY must be one of ssl, starttls, plain"):
+        Settings.from_env({"CRMKIT_IMAP_SECURITY": "tls"})
