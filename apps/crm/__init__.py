@@ -12,8 +12,11 @@ from crmkit.runtime.packages import AppHooks, AppPackage
 from .dedupe import account_validator, contact_validator, lead_duplicate_validator
 from .demo import seed_customers, seed_sales, seed_service
 from .leads import lead_validator, pool_job
+from .mail_in import poll_job
+from .mail_out import SEND_REPLY, message_validator, on_message_created, send_reply_job
 from .public import public_blueprint
 from .roles import seeder_for
+from .service_pages import can_read_tickets, service_blueprint
 from .sales import opportunity_validator, quote_validator
 from .tickets import refresh_job, ticket_validator
 
@@ -37,8 +40,14 @@ sales_hooks.role_seeder(seeder_for("crm_sales"))
 service_hooks = AppHooks()
 service_hooks.validator("crm_service.ticket")(ticket_validator)
 service_hooks.job("crm_service.sla_refresh", refresh_job, schedule=crontab(minute="*/5"))
+service_hooks.validator("crm_service.ticket_message")(message_validator)
+service_hooks.job("crm_service.mail_poll", poll_job, schedule=crontab(minute="*"))  # a no-op until CRMKIT_IMAP_HOST is set
+service_hooks.job(SEND_REPLY, send_reply_job)
+service_hooks.event_handler("crm_service.ticket_message:record.created", on_message_created)
 service_hooks.demo_seeder(seed_service)
 service_hooks.role_seeder(seeder_for("crm_service"))
+service_hooks.blueprint(service_blueprint)
+service_hooks.nav_link("crm_service_pages.times", en="Service times", zh="服务用时", icon="activity", visible=can_read_tickets)
 service_hooks.blueprint(public_blueprint)  # the lead form is public too; one blueprint for the CRM's public pages
 
 customer = AppPackage(id="crm", path=HERE / "customer", hooks=customer_hooks)

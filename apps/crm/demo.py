@@ -9,6 +9,8 @@ from faker import Faker
 
 from crmkit.runtime.errors import ValidationFailed
 
+from .demo_agents import demo_agents
+
 SEED = 20261126
 PRODUCTS = [("CRM-STD", "CRM 标准版（年）", "software", "套", "29800"), ("CRM-PRO", "CRM 专业版（年）", "software", "套", "59800"),
             ("IMPL-D", "实施服务（人天）", "service", "人天", "2500"), ("TRAIN", "培训服务", "service", "场", "8000"),
@@ -132,6 +134,7 @@ def seed_service(ctx) -> int:
         ctx.records.create("crm_service.canned_response", {"title": title, "shortcut": short, "body": body}, ctx.actor)
     created += 6
     accounts = [r["id"] for r in ctx.queries.list("crm.account", ctx.actor, limit=200, count="none", labels=False).rows]
+    agents = demo_agents(ctx.services) if ctx.services is not None else []
     today = dt.datetime.now(dt.timezone.utc)
     for i in range(max(10, ctx.size // 2)):
         kind = rnd.choices(["request", "incident", "complaint"], [6, 3, 1])[0]
@@ -147,6 +150,12 @@ def seed_service(ctx) -> int:
             data["kb_article"] = rnd.choice(kb)
             if kind == "complaint":
                 data.update(root_cause="仓库发货前未复核商品外观", follow_up="已补发并对仓库增加发货前质检环节")
+            if rnd.random() < 0.7:  # most customers answer the survey
+                data["satisfaction"] = rnd.choices([1, 2, 3, 4, 5], [1, 1, 3, 6, 9] if kind != "complaint" else [3, 3, 3, 2, 1])[0]
+        elif status in ("open", "waiting_on_customer"):
+            data["first_responded_at"] = (opened + dt.timedelta(minutes=rnd.randint(5, 480))).isoformat()
+        if agents and (status != "new" or rnd.random() < 0.5):
+            data["assignee"] = rnd.choices(agents, [4, 3, 2, 1][:len(agents)])[0]  # an uneven load, as in real teams
         ctx.records.create("crm_service.ticket", data, ctx.actor)
         created += 1
     return created

@@ -73,6 +73,9 @@ def ticket_validator(write) -> dict:
                            at_risk_ratio=float(app_settings().get("sla_at_risk_ratio", 0.8)))
     v["first_response_due"], v["resolution_due"] = states[0].due, states[1].due
     v["sla_state"] = overall(states)
+    # the business minutes each target took, stored so reports can take medians and percentiles of them
+    v["first_response_minutes"] = states[0].elapsed if clock.first_responded_at or clock.resolved_at else None
+    v["resolution_minutes"] = states[1].elapsed if clock.resolved_at else None
     return {}
 
 

@@ -55,6 +55,13 @@ class Settings:
     wechat_url: str | None = None
     wechat_key: str | None = None
     message_rate_per_minute: int = 60
+    # Inbound email (the service template's mailbox poller; docs/operations.md "Inbound email").
+    imap_host: str | None = None
+    imap_port: int | None = None  # default by security: 993 ssl, 143 starttls / plain
+    imap_user: str | None = None
+    imap_password: str | None = None
+    imap_security: str = "ssl"  # ssl | starttls | plain (plain only for a local server)
+    imap_folder: str = "INBOX"
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -94,6 +101,12 @@ class Settings:
             wechat_url=env.get(ENV_PREFIX + "WECHAT_URL") or None,
             wechat_key=env.get(ENV_PREFIX + "WECHAT_KEY") or None,
             message_rate_per_minute=_int(env, "MESSAGE_RATE_PER_MINUTE", 60),
+            imap_host=env.get(ENV_PREFIX + "IMAP_HOST") or None,
+            imap_port=_int(env, "IMAP_PORT", 0) or None,
+            imap_user=env.get(ENV_PREFIX + "IMAP_USER") or None,
+            imap_password=env.get(ENV_PREFIX + "IMAP_PASSWORD") or None,
+            imap_security=_choice(env, "IMAP_SECURITY", ("ssl", "starttls", "plain"), "ssl"),
+            imap_folder=env.get(ENV_PREFIX + "IMAP_FOLDER") or "INBOX",
         )
 
     def require_secret_key(self) -> str:
@@ -136,6 +149,15 @@ def _int(env, name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{ENV_PREFIX}{name} must be positive, not {value}.")
     return value
+
+
+def _choice(env, name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(ENV_PREFIX + name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in choices:
+        raise ConfigError(f"{ENV_PREFIX}{name} must be one of {', '.join(choices)}, not {raw!r}.")
+    return raw
 
 
 def _retention_days(env) -> int:

@@ -72,6 +72,7 @@ class AppHooks:
     role_seeders: list[Callable] = field(default_factory=list)
     role_setups: list[RoleSetup] = field(default_factory=list)
     nav_links: list[NavLink] = field(default_factory=list)
+    event_handlers: list[tuple[str, Callable]] = field(default_factory=list)
 
     def demo_seeder(self, fn: DemoSeeder) -> DemoSeeder:
         """Register a function that creates demo records through the record service."""
@@ -143,6 +144,13 @@ class AppHooks:
         self.role_seeders.append(fn)
         return fn
 
+    def event_handler(self, key: str, fn: Callable) -> Callable:
+        """Call ``fn(services, event)`` for each committed outbox event matching ``key`` (an EventBus key such as
+        ``"<entity>:record.created"``). Delivery is at-least-once, so ``fn`` must be idempotent: submit a job
+        with a dedupe key rather than doing the work inline."""
+        self.event_handlers.append((key, fn))
+        return fn
+
     def attach(self, records, job_registry) -> None:
         """Wire validators into the record service and job kinds into the registry (called once per Services)."""
         for entity_key, fn in self.validators:
@@ -151,6 +159,7 @@ class AppHooks:
             job_registry.register(job.kind, job.handler)
             if job.schedule is not None:
                 job_registry.periodic(job.kind, job.schedule, job.payload)
+
     def nav_link(self, endpoint: str, *, en: str, zh: str, icon: str, visible: Callable[[Any, Any], bool]) -> NavLink:
         """Add a link to one of the app's pages to the app's sidebar group, for actors where ``visible`` is true
         (it runs on every full page render, so keep it to one cheap query)."""

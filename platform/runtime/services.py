@@ -1,6 +1,7 @@
 """The composition root: builds the runtime's services once per process from settings."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -85,6 +86,8 @@ class Services:
         register_report_jobs(background.jobs.registry)
         for package in discover().values():
             package.hooks.attach(services.records, background.jobs.registry)
+            for key, handler in package.hooks.event_handlers:
+                background.events.subscribe(key, functools.partial(handler, services))
         background.jobs.attach(services)
         return services
 

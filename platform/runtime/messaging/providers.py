@@ -26,6 +26,7 @@ class OutgoingMessage:
     template: str | None = None
     data: dict = field(default_factory=dict)
     delivery_id: int | None = None
+    headers: dict = field(default_factory=dict)  # email only: Message-ID, In-Reply-To, References (threading)
 
 
 class ProviderError(Exception):
@@ -53,6 +54,9 @@ class LoggingProvider:
         return f"log-{uuid.uuid4().hex[:12]}"
 
 
+THREAD_HEADERS = ("Message-ID", "In-Reply-To", "References")
+
+
 class SmtpEmailProvider:
     name = "smtp"
 
@@ -66,8 +70,11 @@ class SmtpEmailProvider:
         msg["From"] = self.sender
         msg["To"] = message.to
         msg["Subject"] = message.subject or ""
-        msg_id = make_msgid(domain=self.sender.rpartition("@")[2] or "crmkit")
+        extra = {k: v for k, v in (message.headers or {}).items() if k in THREAD_HEADERS and v}
+        msg_id = extra.pop("Message-ID", None) or make_msgid(domain=self.sender.rpartition("@")[2] or "crmkit")
         msg["Message-ID"] = msg_id
+        for name, value in extra.items():
+            msg[name] = value
         if message.html:
             msg.set_content("This message is in HTML. / 此邮件为 HTML 格式。")
             msg.add_alternative(message.body, subtype="html")

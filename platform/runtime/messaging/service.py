@@ -21,7 +21,7 @@ from ..jobs import JobRegistry, JobService, RetryLater
 from ..privacy.consent import has_consent
 from ..storage import platform_tables as pt
 from .notifications import create_notification
-from .providers import OutgoingMessage, Provider
+from .providers import THREAD_HEADERS, OutgoingMessage, Provider
 from .ratelimit import RateLimiter
 from .templates import check_template, render
 
@@ -70,8 +70,9 @@ class MessagingService:
     # -- sending ------------------------------------------------------------------------------------
     def send(self, channel: str, *, to: str, actor: Actor | None, subject_ref: tuple[str, int] | None = None,
              template: str | None = None, subject: str | None = None, body: str | None = None, html: bool = False,
-             context: dict | None = None, purpose: str | None = None) -> dict:
-        """Queue one message; returns its delivery row. Refusals (no consent) are logged, not raised."""
+             context: dict | None = None, purpose: str | None = None, headers: dict | None = None) -> dict:
+        """Queue one message; returns its delivery row. Refusals (no consent) are logged, not raised.
+        ``headers`` (email only) may set Message-ID, In-Reply-To and References, so a reply threads."""
         if channel not in CHANNELS:
             raise ValidationFailed({"channel": [text("Choose a channel: {c}.", "请选择渠道：{c}。", c=", ".join(CHANNELS))]})
         if not isinstance(to, str) or not to.strip() or len(to) > 300:
@@ -90,7 +91,8 @@ class MessagingService:
         rendered_body = render(body, context, html=html)
         rendered_subject = render(subject, context, field="subject") if subject else None
         entity, record_id = subject_ref if subject_ref else (None, None)
-        row = dict(channel=channel, recipient=to.strip(), template_key=template, subject=rendered_subject, body=rendered_body, html=html,
+        headers = {k: str(v) for k, v in (headers or {}).items() if k in THREAD_HEADERS and v} if channel == "email" else {}
+        row = dict(headers=headers or None, channel=channel, recipient=to.strip(), template_key=template, subject=rendered_subject, body=rendered_body, html=html,
                    entity=entity, record_id=record_id, purpose=purpose, created_at=_now(), actor_id=actor.id if actor else None)
         with write_transaction(self.engine) as conn:
             consented = subject_ref is None or has_consent(conn, entity, record_id, channel, purpose)
@@ -139,7 +141,7 @@ class MessagingService:
             return {"status": SENT}
         provider = self.providers[row["channel"]]
         message = OutgoingMessage(channel=row["channel"], to=row["recipient"], subject=row["subject"], body=row["body"], html=row["html"],
-                                  template=row["template_key"], delivery_id=delivery_id)
+                                  template=row["template_key"], delivery_id=delivery_id, headers=row.get("headers") or {})
         try:
             ref = provider.send(message)
         except Exception as exc:

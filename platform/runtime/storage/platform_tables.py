@@ -206,6 +206,7 @@ message_delivery = Table(
     Column("entity", String(100)),
     Column("record_id", BigInteger),
     Column("purpose", String(200)),
+    Column("headers", json_type()),  # extra email headers (Message-ID, In-Reply-To, References) for threading
     Column("status", String(16), nullable=False),
     Column("provider", String(50)),
     Column("provider_ref", String(200)),
