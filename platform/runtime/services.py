@@ -19,6 +19,7 @@ from .policy import Policy
 from .query import QueryService
 from .records import RecordService
 from .records.service import TableCache
+from .saved_filters import SavedFilterService
 from .webhooks import WebhookService
 from .workflow import WorkflowService
 
@@ -40,6 +41,7 @@ class Services:
     webhooks: WebhookService
     workflows: WorkflowService
     automations: "AutomationService"
+    saved_filters: SavedFilterService
 
     @property
     def jobs(self) -> JobService:
@@ -74,6 +76,7 @@ class Services:
             workflows=WorkflowService(engine, store, policy, records, queries, actions=app_transition_actions),
             background=background,
             messaging=messaging, webhooks=webhooks, automations=automations,
+            saved_filters=SavedFilterService(engine, store, policy, queries),
         )
         services.webhooks.register(background.jobs.registry, background.events)
         automations.register(background.jobs.registry, background.events)
