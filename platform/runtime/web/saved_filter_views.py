@@ -27,7 +27,7 @@ def saved_groups(view: ViewDef, actor: Actor, locale: str) -> list[tuple[str, li
     """The list page's saved-filter menu: (group label, [(value for ?saved=, label)]) for the view's, mine, shared."""
     mine, shared = [], []
     for f in _services().saved_filters.visible(actor, view.entity):
-        (mine if f.owner_id == actor.id else shared).append((f.key, f.name + (translate("sf_shared_mark", locale) if f.role_ids else "")))
+        (mine if f.owner_id == actor.id else shared).append((f.key, f.name + (translate("sf_shared_mark", locale) if f.role_ids and f.owner_id == actor.id else "")))
     groups = [(translate("sf_group_view", locale), [(s.name, s.label.get(locale)) for s in view.filters]),
               (translate("sf_group_mine", locale), mine), (translate("sf_group_shared", locale), shared)]
     return [(label, items) for label, items in groups if items]
