@@ -57,6 +57,10 @@ class Policy:
                 f"Ask an administrator for the '{action}' permission on {resource_name(entity)}."
             )
 
+    def may_share_filters(self, actor: Actor, entity: EntityDef) -> bool:
+        """Sharing a saved list filter with roles shapes other people's lists: builders of the entity and admins only."""
+        return self.allows(actor, entity, "builder")
+
     # --- fields ----------------------------------------------------------------------------
     def access(self, actor: Actor, entity: EntityDef) -> EntityAccess:
         if actor.is_admin:  # admins have every field and row: no rules to read

@@ -20,6 +20,7 @@ from .policy import Policy
 from .query import QueryService
 from .records import RecordService
 from .records.service import TableCache
+from .saved_filters import SavedFilterService
 from .webhooks import WebhookService
 from .workflow import WorkflowService
 
@@ -41,6 +42,7 @@ class Services:
     webhooks: WebhookService
     workflows: WorkflowService
     automations: "AutomationService"
+    saved_filters: SavedFilterService
 
     @property
     def jobs(self) -> JobService:
@@ -75,6 +77,7 @@ class Services:
             workflows=WorkflowService(engine, store, policy, records, queries, actions=app_transition_actions),
             background=background,
             messaging=messaging, webhooks=webhooks, automations=automations,
+            saved_filters=SavedFilterService(engine, store, policy, queries),
         )
         services.webhooks.register(background.jobs.registry, background.events)
         automations.register(background.jobs.registry, background.events)

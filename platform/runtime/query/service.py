@@ -128,6 +128,20 @@ class QueryService:
                 prev_cursor = encode_cursor(sig, self._cursor_values(catalog, entity, first, sort_keys), "before")
         return Page(rows=rows, next_cursor=next_cursor, prev_cursor=prev_cursor, total=total, total_exact=exact, sort=sort_keys)
 
+    def check_filter(self, entity_key: str, actor: Actor, *, filter: Any, sort: Iterable[str] | str | None = None) -> None:
+        """Compile ``filter`` and ``sort`` exactly as ``list`` would for ``actor``, running nothing: BadQuery if refused.
+
+        Used to validate a filter before it is stored (saved filters), so what was stored will run."""
+        catalog = self.catalog()
+        entity = catalog.entity(entity_key)
+        self.policy.check(actor, entity, "read")
+        view = computed_view(catalog, entity, self.table_cache.tables(catalog), self.timezone)
+        comparable = view.comparable(self.policy.comparable_fields(actor, entity))
+        ctx = FilterContext(self.engine.dialect.name, self.timezone, dt.datetime.now(dt.timezone.utc))
+        compile_filter(catalog, entity, view.table, filter, ctx, comparable)
+        if sort:
+            self._sort_keys(catalog, entity, comparable, sort)
+
     def get(self, entity_key: str, record_id: Any, actor: Actor, *, deleted: bool = False) -> dict:
         """One record with its child rows and related labels; missing or unreadable → RecordNotFound."""
         catalog = self.catalog()

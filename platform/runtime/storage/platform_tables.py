@@ -318,3 +318,27 @@ workbench_default = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("updated_by", Integer),
 )
+
+# --- saved list filters (a user's own, private or shared with roles) ----------------------------
+saved_filter = Table(
+    "crmkit_saved_filter", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity", String(200), nullable=False),
+    Column("owner_id", Integer, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("filter", json_type(), nullable=False),  # a query-service filter tree, validated when saved
+    Column("sort", String(200)),                    # "-joined_on,name", or NULL for the view's default
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("owner_id", "entity", "name", name="uq_crmkit_saved_filter_name"),
+)
+Index("ix_crmkit_saved_filter_entity", saved_filter.c.entity, saved_filter.c.owner_id)
+
+# The roles a saved filter is shared with; none = private to its owner. role_id is ab_role.id without a
+# foreign key (Flask-AppBuilder owns that table), like the permission rule tables.
+saved_filter_role = Table(
+    "crmkit_saved_filter_role", metadata,
+    Column("filter_id", Integer, ForeignKey("crmkit_saved_filter.id", ondelete="CASCADE"), primary_key=True),
+    Column("role_id", Integer, primary_key=True, autoincrement=False),
+)
+Index("ix_crmkit_saved_filter_role_role", saved_filter_role.c.role_id)

@@ -18,8 +18,9 @@ from ..i18n_text import localize, text
 from ..meta.model import EntityDef
 from .actors import current_actor
 from .display import field_def, field_label, row_cell
-from .filters_ui import Condition, conditions_from_args, field_choices, filter_tree, value_widget
+from .filters_ui import Condition, chosen_filter, conditions_from_args, field_choices, filter_tree, value_widget
 from .forms import editable
+from .saved_filter_views import save_filter_context, saved_groups
 from .i18n import current_locale, translate
 
 
@@ -104,6 +105,7 @@ def sort_toggle(state: ListState, name: str) -> tuple[str, str]:
 
 def register_entity_routes(bp):
     from .record_views import register_record_routes
+    from .saved_filter_views import register_saved_filter_routes
 
     @bp.route("/e/<entity_key>/")
     def entity_list(entity_key):
@@ -163,6 +165,7 @@ def register_entity_routes(bp):
         return redirect(back, 303)
 
     register_record_routes(bp)
+    register_saved_filter_routes(bp)
 
 
 BULK_EXCLUDED = {"child_table", "attachment"}
@@ -219,8 +222,11 @@ def render_list(entity: EntityDef, state: ListState, *, deleted: bool):
     columns = [c for c in view.columns if c in readable or c in ("created_at", "updated_at")]
     page, query_error = None, None
     try:
-        tree = None if deleted else filter_tree(view, state.conditions, state.match, state.saved or None)
-        page = svc.queries.list(entity.key, actor, filter=tree, sort=state.sort or None, search=state.q or None,
+        tree, saved_sort = None, None
+        if not deleted:
+            saved_tree, saved_sort = chosen_filter(view, state.saved or None, actor, svc.saved_filters)
+            tree = filter_tree(saved_tree, state.conditions, state.match)
+        page = svc.queries.list(entity.key, actor, filter=tree, sort=state.sort or saved_sort or None, search=state.q or None,
                                 cursor=state.cursor or None, limit=page_size(request.args, view.page_size), deleted=deleted)
     except BadQuery as exc:
         query_error = exc.message
@@ -250,7 +256,8 @@ def render_list(entity: EntityDef, state: ListState, *, deleted: bool):
         filter_rows.append(filter_row(entity, Condition("", "", ""), actor))
     ctx = {
         "entity": entity, "view": view, "state": state, "rows": rows, "headers": headers, "pager": pager, "deleted": deleted,
-        "query_error": query_error, "filter_rows": filter_rows, "saved_filters": [(s.name, s.label.get(locale)) for s in view.filters],
+        "query_error": query_error, "filter_rows": filter_rows, "saved_groups": [] if deleted else saved_groups(view, actor, locale),
+        "save_filter": None if deleted else save_filter_context(entity, actor),
         "bulk_fields": bulk_fields, "bulk_widget": bulk_value_widget(entity, None),
         "can": {a: svc.policy.allows(actor, entity, a) for a in ("create", "update", "delete", "export", "import")},
         "title": entity.plural_label.get(locale), "endpoint": endpoint,

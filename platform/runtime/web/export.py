@@ -21,7 +21,7 @@ from ..spreadsheet import neutralise
 from .actors import current_actor
 from .display import field_def, field_label
 from .entity_views import ListState, entity_of
-from .filters_ui import filter_tree
+from .filters_ui import chosen_filter, filter_tree
 from .i18n import current_locale
 
 export_blueprint = Blueprint("crmkit_export", __name__)
@@ -63,7 +63,9 @@ class ExportJob:
         self.state = ListState.from_args(request.args)
         readable = services.policy.readable_fields(actor, entity)
         self.columns = [c for c in view.columns if c in readable or c in ("created_at", "updated_at")]
-        self.tree = filter_tree(view, self.state.conditions, self.state.match, self.state.saved or None)
+        saved_tree, saved_sort = chosen_filter(view, self.state.saved or None, actor, services.saved_filters)
+        self.tree = filter_tree(saved_tree, self.state.conditions, self.state.match)
+        self.sort = self.state.sort or saved_sort
         self.count = 0
 
     def header(self) -> list[str]:
@@ -72,7 +74,7 @@ class ExportJob:
     def rows(self):
         cursor = None
         while self.count < MAX_ROWS:
-            page = self.services.queries.list(self.entity.key, self.actor, filter=self.tree, sort=self.state.sort or None, search=self.state.q or None,
+            page = self.services.queries.list(self.entity.key, self.actor, filter=self.tree, sort=self.sort or None, search=self.state.q or None,
                                               cursor=cursor, limit=PAGE, count="none")
             for r in page.rows:
                 yield [neutralise(cell_text(self.catalog, self.entity, c, r, self.locale, self.services.settings.timezone)) for c in self.columns]
@@ -84,7 +86,7 @@ class ExportJob:
     def audit(self, action: str) -> None:
         record_event_now(self.services.engine, category="export", action=action, actor_id=self.actor.id, entity=self.entity.key,
                          subject=f"{self.count} rows", changes={"rows": self.count, "columns": self.columns, "filter": self.tree,
-                                                                "search": self.state.q or None, "sort": self.state.sort or None},
+                                                                "search": self.state.q or None, "sort": self.sort or None},
                          ip=request.remote_addr)
 
     def filename(self, ext: str) -> str:

@@ -2,7 +2,7 @@
 
 A condition row is three parallel query parameters, ``ff`` (field), ``fo`` (operator) and
 ``fv`` (value), repeated once per row; ``match`` is ``all`` or ``any``; ``saved`` names a
-saved filter of the view. Validation of fields, operators and values stays in the query
+saved filter of the view, or a user's saved filter by ``sf-<id>``. Validation of fields, operators and values stays in the query
 service: this module only shapes the tree.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ..fields.temporal import PERIODS
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef, ViewDef
 from ..query.filters import SYSTEM_FIELDS
+from ..saved_filters import parse_key
 from .i18n import translate
 
 MAX_ROWS = 20
@@ -73,17 +74,31 @@ def _value(c: Condition) -> Any:
     return raw
 
 
-def filter_tree(view: ViewDef, conditions: list[Condition], match: str, saved: str | None) -> dict | None:
-    """The filter tree for QueryService.list, or None when nothing narrows the list."""
-    parts: list[dict] = []
-    if saved:
-        chosen = next((s for s in view.filters if s.name == saved), None)
-        if chosen is None:
-            raise BadQuery(text("There is no saved filter '{name}'; choose one from the list.", "没有名为“{name}”的已保存筛选，请从列表中选择。", name=saved))
-        parts.append(dict(chosen.filter))
+def chosen_filter(view: ViewDef, saved: str | None, actor, saved_filters) -> tuple[dict | None, str | None]:
+    """(filter tree, sort) of the saved filter in ``?saved=``: a view's filter by name, or a user's by ``sf-<id>``.
+
+    A user's filter is found only among those the actor may use (own or shared with a role they hold now);
+    its tree then runs through the query service as the actor, under the actor's rows and fields."""
+    if not saved:
+        return None, None
+    if parse_key(saved) is not None:
+        mine = saved_filters.find(actor, view.entity, saved)
+        return dict(mine.filter), mine.sort
+    chosen = next((s for s in view.filters if s.name == saved), None)
+    if chosen is None:
+        raise BadQuery(text("There is no saved filter '{name}'; choose one from the list.", "没有名为“{name}”的已保存筛选，请从列表中选择。", name=saved))
+    return dict(chosen.filter), None
+
+
+def conditions_tree(conditions: list[Condition], match: str) -> dict | None:
+    """The filter builder's rows as one ``and``/``or`` node, or None when no row is filled in."""
     built = [{"field": c.field, "op": c.op, "value": _value(c)} for c in conditions]
-    if built:
-        parts.append({("or" if match == "any" else "and"): built})
+    return {("or" if match == "any" else "and"): built} if built else None
+
+
+def filter_tree(saved_tree: dict | None, conditions: list[Condition], match: str) -> dict | None:
+    """The filter tree for QueryService.list (a chosen saved filter AND the builder's rows), or None."""
+    parts = [p for p in (saved_tree, conditions_tree(conditions, match)) if p]
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else {"and": parts}
