@@ -10,7 +10,7 @@ from alembic import op
 from crmkit.runtime.storage.types import UTCDateTime, json_type
 
 revision = "0008s"
-down_revision = "0007a"
+down_revision = "0008m"
 branch_labels = None
 depends_on = None
 
