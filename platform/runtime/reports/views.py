@@ -184,9 +184,12 @@ def reports_index():
         groups.setdefault(title, []).append(r)
     from ...builder.reports import sources
 
+    from ...builder.dashboards import may_design_dashboards
+
     designer_url = url_for("crmkit_report_builder.designer") if sources(actor) else None
+    dash_designer_url = url_for("crmkit_dashboard_builder.designer") if may_design_dashboards(actor) else None
     return render_template("crmkit/reports/index.html", groups=groups, dashboards=visible_dashboards(svc, actor), actor=actor,
-                           designer_url=designer_url)
+                           designer_url=designer_url, dash_designer_url=dash_designer_url)
 
 
 @reports_blueprint.route("/reports/<key>/")
@@ -205,6 +208,9 @@ def report_view(key):
     from ..workbench import WorkbenchService
 
     ctx.update(starred=actor.id is not None and WorkbenchService(svc.engine).is_favorite(actor.id, "report", report.key))
+    from ...builder.reports import can_edit
+
+    ctx.update(edit_url=url_for("crmkit_report_builder.edit", key=report.key) if can_edit(actor, report) else None)
     ctx.update(error=error, prompts=prompt_widgets(report, params, locale), params=params, drill=drill,
                can_export=svc.policy.allows(actor, svc.store.catalog().entity(report.source), "export"))
     status = 400 if error else 200
@@ -278,26 +284,37 @@ def report_export_download(job_id: int):
     return resp
 
 
-@reports_blueprint.route("/dashboards/<key>/")
-def dashboard_view(key):
-    svc, actor, locale = services(), acting(), current_locale()
-    dash = svc.store.catalog().dashboard(key)
-    if not can_view_dashboard(svc, actor, dash):
-        raise PermissionDenied(text("You may not open this dashboard.", "你无权查看此仪表板。"))
+def dashboard_widgets(svc, actor, dash: DashboardDef, locale: str) -> list[dict]:
+    """Every widget of the grid, each run through the query service with the viewer's own scope and field rights.
+    A widget whose report the viewer may not open becomes an "unavailable" tile carrying no data."""
     widgets = []
     roles = role_names(svc, actor)
+    catalog = svc.store.catalog()
     for w in dash.widgets:
-        report = svc.store.catalog().reports.get(w.report)
+        report = catalog.reports.get(w.report)
         if report is None or not can_view(svc, actor, report, roles):
+            widgets.append({"widget": w, "report": None, "unavailable": True, "title": w.title.get(locale) if w.title else ""})
             continue
-        entry = {"widget": w, "report": report, "title": (w.title or report.label).get(locale), "error": None}
+        entry = {"widget": w, "report": report, "title": (w.title or report.label).get(locale), "error": None, "unavailable": False}
         try:
             result = run_report(svc, actor, report, {}, locale=locale)
             entry.update(render_context(report, result, locale))
         except CrmkitError as exc:
             entry["error"] = localize(getattr(exc, "message", str(exc)), locale)
         widgets.append(entry)
+    return widgets
+
+
+@reports_blueprint.route("/dashboards/<key>/")
+def dashboard_view(key):
+    svc, actor, locale = services(), acting(), current_locale()
+    dash = svc.store.catalog().dashboard(key)
+    if not can_view_dashboard(svc, actor, dash):
+        raise PermissionDenied(text("You may not open this dashboard.", "你无权查看此仪表板。"))
+    widgets = dashboard_widgets(svc, actor, dash, locale)
+    from ...builder.dashboards import may_design_dashboards
     from ..workbench import WorkbenchService
 
     starred = actor.id is not None and WorkbenchService(svc.engine).is_favorite(actor.id, "dashboard", dash.key)
-    return render_template("crmkit/reports/dashboard.html", dashboard=dash, widgets=widgets, starred=starred)
+    edit_url = url_for("crmkit_dashboard_builder.edit", key=dash.key) if may_design_dashboards(actor) else None
+    return render_template("crmkit/reports/dashboard.html", dashboard=dash, widgets=widgets, starred=starred, edit_url=edit_url)
