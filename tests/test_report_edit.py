@@ -70,6 +70,10 @@ def test_template_report_in_place_keeps_prompts_and_shipped_files(client, servic
     assert [p.name for p in report.prompts] == ["joined", "status"]  # what the form cannot express is kept
     assert [m.name for m in report.measures] == ["members", "avg_spent", "share"] and report.measure("avg_spent").format == "money"
     assert report.measure("members").label.get("zh") == "会员数"
+    relabel = dict(data, m1_agg="max")  # a changed measure does not keep the old one's label
+    assert key_of(client.post("/builder/reports/save", data=relabel)) == "membership.members_by_level"
+    assert services.store.catalog().report("membership.members_by_level").measure("avg_spent").label is None
+    assert key_of(client.post("/builder/reports/save", data=data)) == "membership.members_by_level"
     with services.engine.connect() as conn:
         base = conn.execute(select(pt.template_base.c.body).where(pt.template_base.c.kind == "report",
                                                                   pt.template_base.c.key == "membership.members_by_level")).scalar()

@@ -175,7 +175,7 @@ def merge_edit(original: dict, body: dict) -> dict:
     before = {m["name"]: m for m in original.get("measures", ())}
     for m in body["measures"]:
         old = before.get(m["name"])
-        if old is not None:
+        if old is not None and old.get("agg") == m["agg"] and old.get("field") == m.get("field"):  # same measure: same label
             m.update({k: old[k] for k in ("label", "format") if k in old})
     names = {m["name"] for m in body["measures"]}
     for m in original.get("measures", ()):  # computed measures stay while the measures they use do
