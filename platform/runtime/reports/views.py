@@ -186,9 +186,8 @@ def reports_index():
     for r in sorted(visible_reports(svc, actor), key=lambda r: r.label.get(locale)):
         title = translate("my_reports", locale) if r.owner is not None else (catalog.apps[r.app].title.get(locale) if r.app in catalog.apps else r.app)
         groups.setdefault(title, []).append(r)
-    from ...builder.reports import sources
-
     from ...builder.dashboards import may_design_dashboards
+    from ...builder.reports import sources
 
     designer_url = url_for("crmkit_report_builder.designer") if sources(actor) else None
     dash_designer_url = url_for("crmkit_dashboard_builder.designer") if may_design_dashboards(actor) else None
