@@ -112,6 +112,8 @@ def test_bad_input_is_refused_with_a_clear_error_and_nothing_stored(client, serv
         ([dict(good, order="first")], "order"),
     ]
     client.get("/locale/en")
+    english = client.get("/builder/dashboards/new").get_data(as_text=True)
+    assert "New dashboard" in english and "Width (1–12 columns)" in english and "新建仪表板" not in english
     for widgets, message in cases:
         resp = client.post("/builder/dashboards/save", data=grid_form(token, widgets))
         assert resp.status_code == 400, (widgets, resp.status_code)
