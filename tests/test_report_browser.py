@@ -136,3 +136,29 @@ def test_dashboard_in_english(site):
     assert "Membership overview" in page.locator("h1").inner_text()
     page.wait_for_timeout(600)
     screenshot(page, "dashboard-overview-en")
+
+
+def test_design_a_dashboard_with_two_widgets_and_open_it(site):
+    base, page = site
+    page.goto(base + "/reports/")
+    page.click("[data-new-dashboard]")
+    page.wait_for_url(re.compile(r"/builder/dashboards/new$"))
+    page.fill("input[name=label_zh]", "设计的看板")
+    page.fill("input[name=label_en]", "Designed board")
+    page.select_option("select[name=w0_report]", "membership.members_by_level")
+    page.fill("input[name=w0_width]", "7")
+    page.select_option("select[name=w1_report]", "membership.member_gender")
+    page.fill("input[name=w1_width]", "5")
+    page.select_option("select[name=w1_height]", "large")
+    page.wait_for_function("() => document.querySelectorAll('#dash-preview [data-chart][data-drawn] canvas').length === 2")
+    screenshot(page, "dashboard-designer")
+    page.click("#dash-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/dashboards/membership\.d_[0-9a-f]+/$"))
+    page.wait_for_function("() => document.querySelectorAll('[data-chart][data-drawn] canvas').length === 2")
+    page.wait_for_timeout(600)
+    canvases = drawn_canvases(page)
+    assert len(canvases) == 2 and all(c["w"] > 100 and c["h"] > 100 and c["ink"] > 0 for c in canvases)
+    assert "设计的看板" in page.locator("h1").inner_text()
+    assert page.locator(".dash-widget").count() == 2
+    assert "设计的看板" in page.locator("nav, aside").first.inner_text()  # the new dashboard is in the menu
+    screenshot(page, "dashboard-designed")

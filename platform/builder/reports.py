@@ -3,6 +3,11 @@ and save the definition through the metadata store (validated, versioned and aud
 
 Shared reports need the builder permission on the source entity (admins have it); personal reports need the
 ``report`` permission on it, belong to their author and may be shared with roles.
+
+Editing opens a saved report in the same form. Keys the form cannot express (filter, prompts, ratio measures,
+labels, formats, the KPI comparison) are carried over from the stored body, so an edit never loses them. Saving in
+place writes a new version of the stored document; for a template-shipped report that is a local customisation
+(the shipped JSON stays untouched, the installed original is the base a template upgrade merges against).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from crmkit.runtime.i18n_text import localize, text
 from crmkit.runtime.meta.compile import RawDocument
 from crmkit.runtime.meta.reports import BUCKETS, CHARTS, NUMERIC, ORDERED, SYSTEM_COLUMNS, compile_report
 from crmkit.runtime.permissions.rules import ab_role
+from crmkit.runtime.storage import platform_tables as pt
 from crmkit.runtime.web.actors import current_actor
 from crmkit.runtime.web.i18n import current_locale
 
@@ -79,6 +85,12 @@ def field_paths(actor, entity, locale: str) -> list[dict]:
     return out
 
 
+def stored_body(kind: str, key: str) -> dict | None:
+    """The live JSON of one stored document (None when there is none)."""
+    with services().engine.connect() as conn:
+        return conn.execute(select(pt.document.c.body).where(pt.document.c.kind == kind, pt.document.c.key == key)).scalar()
+
+
 def body_from_form(form, actor) -> tuple[dict, bool]:
     """The report definition the form describes, and whether it is personal."""
     source = form.get("source", "")
@@ -98,7 +110,8 @@ def body_from_form(form, actor) -> tuple[dict, bool]:
         agg = form.get(f"m{i}_agg", "")
         if agg not in AGGS:
             continue
-        m = {"name": f"m{i}", "agg": agg}
+        name = form.get(f"m{i}_name", "")
+        m = {"name": name if name.isidentifier() and name.isascii() and len(name) <= 40 else f"m{i}", "agg": agg}
         if agg != "count" or form.get(f"m{i}_field"):
             if form.get(f"m{i}_field"):
                 m["field"] = form[f"m{i}_field"]
@@ -125,7 +138,7 @@ def body_from_form(form, actor) -> tuple[dict, bool]:
         if roles:
             body["shared_roles"] = roles
     else:
-        roles = [r for r in form.getlist("roles") if r][:50]
+        roles = [r for r in (form.getlist("roles") or form.getlist("shared_roles")) if r][:50]
         if roles:
             body["roles"] = roles
     return body, personal
@@ -136,21 +149,107 @@ def role_list() -> list[str]:
         return list(conn.execute(select(ab_role.c.name).order_by(ab_role.c.name)).scalars())
 
 
+def form_values(entity, paths: list[dict], body: dict | None) -> dict:
+    """What the designer's inputs show: a fresh report's defaults, or a stored body's settings."""
+    if body is None:
+        default_group = next((p["path"] for p in paths if p["type"] in ("single_select", "link") and "." not in p["path"]), "")
+        return {"label_zh": f"{entity.plural_label.zh}统计", "label_en": f"{entity.plural_label.en} summary",
+                "groups": [{"field": default_group}] if default_group else [], "cols": "", "measures": [{"name": "m0", "agg": "count"}],
+                "chart": "bar", "limit": "", "sort_desc": True, "scope": "personal", "roles": []}
+    out = body.get("output", {})
+    label = body.get("label") or {}
+    label = label if isinstance(label, dict) else {"zh": label, "en": label}
+    return {"label_zh": label.get("zh", ""), "label_en": label.get("en", ""), "groups": list(body.get("groups", ())),
+            "cols": (body.get("columns") or {}).get("field", ""),
+            "measures": [m for m in body.get("measures", ()) if m.get("agg") in AGGS][:MEASURE_SLOTS],
+            "chart": out.get("chart") if out.get("type") == "chart" else out.get("type", "table"), "limit": body.get("limit") or "",
+            "sort_desc": bool(body.get("sort")), "scope": "personal" if body.get("owner") is not None else "shared",
+            "roles": list(body.get("shared_roles", ()) if body.get("owner") is not None else body.get("roles", ()))}
+
+
+def merge_edit(original: dict, body: dict) -> dict:
+    """The edited body plus what the form cannot express, taken from the stored ``original``."""
+    for key in ("filter", "prompts", "description"):
+        if key in original:
+            body[key] = original[key]
+    before = {m["name"]: m for m in original.get("measures", ())}
+    for m in body["measures"]:
+        old = before.get(m["name"])
+        if old is not None and old.get("agg") == m["agg"] and old.get("field") == m.get("field"):  # same measure: same label
+            m.update({k: old[k] for k in ("label", "format") if k in old})
+    names = {m["name"] for m in body["measures"]}
+    for m in original.get("measures", ()):  # computed measures stay while the measures they use do
+        refs = [m.get(k) for k in ("of", "numerator", "denominator") if m.get(k)]
+        if m.get("agg") not in AGGS and m["name"] not in names and refs and all(r in names for r in refs):
+            body["measures"].append(m)
+    old_groups = original.get("groups", ())
+    for i, g in enumerate(body["groups"]):
+        if i < len(old_groups) and old_groups[i].get("field") == g["field"] and "label" in old_groups[i]:
+            g["label"] = old_groups[i]["label"]
+    if body.get("columns") and (original.get("columns") or {}).get("field") == body["columns"]["field"]:
+        body["columns"] = original["columns"]
+    if original.get("sort") and body.get("sort"):
+        body["sort"] = original["sort"]
+    if (original.get("output") or {}).get("compare") and body["output"].get("chart") == "kpi":
+        body["output"]["compare"] = original["output"]["compare"]
+    return body
+
+
+def editable_report(actor, key: str) -> tuple[dict, object]:
+    """The stored body of a report the actor may change, and the compiled report; 403 otherwise."""
+    from crmkit.runtime.reports.runner import can_view
+
+    svc = services()
+    report = svc.store.catalog().report(key)  # unknown: 404
+    body = stored_body("report", key)
+    entity = svc.store.catalog().entities.get(report.source)
+    if body is None or entity is None or not can_view(svc, actor, report):
+        raise PermissionDenied(text("You may not edit the report {name}.", "你无权编辑报表“{name}”。", name=report.label))
+    own = report.owner is not None and report.owner == actor.id
+    if not (may_design(actor, entity, False) or (own and may_design(actor, entity, True))):
+        raise PermissionDenied(text("You may not edit the report {name}: shared reports need the builder permission on its source.",
+                                    "你无权编辑报表“{name}”：共享报表需要数据源的设计器权限。", name=report.label))
+    return body, report
+
+
+def can_edit(actor, report) -> bool:
+    try:
+        editable_report(actor, report.key)
+    except PermissionDenied:
+        return False
+    return True
+
+
+def render_designer(actor, entity, choices, body: dict | None, editing=None):
+    locale = current_locale()
+    paths = field_paths(actor, entity, locale)
+    history = len(services().store.history("report", editing.key)) if editing is not None else 0
+    return render_template("crmkit_report_builder/designer.html", sources=choices, entity=entity, values=form_values(entity, paths, body),
+                           paths=paths, buckets=BUCKETS, aggs=AGGS, charts=("table", "pivot") + CHARTS,
+                           roles=role_list(), group_slots=range(GROUP_SLOTS), measure_slots=range(MEASURE_SLOTS),
+                           can_share=may_design(actor, entity, False), numeric=NUMERIC, ordered=ORDERED,
+                           editing=editing, versions=history)
+
+
 @report_builder_blueprint.route("/builder/reports/new")
 def designer():
-    actor, locale = acting(), current_locale()
+    actor = acting()
     choices = sources(actor)
     if not choices:
         raise PermissionDenied(text("You may not design reports. Ask for the builder or personal-report permission.",
                                     "你没有设计报表的权限，请联系管理员开通设计器或个人报表权限。"))
     source = request.args.get("source") or choices[0].key
     entity = next((e for e in choices if e.key == source), choices[0])
-    paths = field_paths(actor, entity, locale)
-    default_group = next((p["path"] for p in paths if p["type"] in ("single_select", "link") and "." not in p["path"]), "")
-    return render_template("crmkit_report_builder/designer.html", sources=choices, entity=entity, default_group=default_group,
-                           paths=paths, buckets=BUCKETS, aggs=AGGS, charts=("table", "pivot") + CHARTS,
-                           roles=role_list(), group_slots=range(GROUP_SLOTS), measure_slots=range(MEASURE_SLOTS),
-                           can_share=may_design(actor, entity, False), numeric=NUMERIC, ordered=ORDERED)
+    return render_designer(actor, entity, choices, None)
+
+
+@report_builder_blueprint.route("/builder/reports/<key>/edit")
+def edit(key):
+    """The designer opened on a saved report (its source fixed), pre-filled from the stored definition."""
+    actor = acting()
+    body, report = editable_report(actor, key)
+    entity = services().store.catalog().entity(report.source)
+    return render_designer(actor, entity, [entity], body, editing=report)
 
 
 @report_builder_blueprint.route("/builder/reports/preview", methods=["POST"])
@@ -161,7 +260,10 @@ def preview():
 
     svc, actor, locale = services(), acting(), current_locale()
     body, personal = body_from_form(request.form, actor)
-    body["name"] = body["name"] or "preview"
+    if request.form.get("edit"):
+        original, editing = editable_report(actor, request.form["edit"])
+        body = merge_edit(original, dict(body, source=editing.source))
+    body["name"] = "preview"
     entity = svc.store.catalog().entity(body["source"])
     if not may_design(actor, entity, personal):
         raise PermissionDenied(text("You may not design reports on this source.", "你无权基于此数据源设计报表。"))
@@ -182,18 +284,34 @@ def preview():
 
 @report_builder_blueprint.route("/builder/reports/save", methods=["POST"])
 def save():
+    """Save a new report, or with ``edit=<key>`` an edited one: in place (``mode=in_place``, a new version of the stored
+    document) or as a new report (``mode=copy``)."""
     svc, actor = services(), acting()
     body, personal = body_from_form(request.form, actor)
+    editing, original = None, None
+    if request.form.get("edit"):
+        original, editing = editable_report(actor, request.form["edit"])
+        body["source"] = editing.source  # the source of an existing report does not change
+        body = merge_edit(original, body)
     entity = svc.store.catalog().entity(body["source"])
     if not may_design(actor, entity, personal):
         raise PermissionDenied(text("You may not save reports on this source: shared reports need the builder permission, personal ones the personal-report permission.",
                                     "你无权保存基于此数据源的报表：共享报表需要设计器权限，个人报表需要个人报表权限。"))
-    prefix = f"u{actor.id}_" if personal else "r_"
-    body["name"] = prefix + secrets.token_hex(4)
+    in_place = editing is not None and request.form.get("mode") == "in_place"
+    if in_place:
+        if (editing.owner is not None) != personal:
+            raise BadQuery(text("Saving in place keeps the report personal or shared as it is; save a copy to change that.",
+                                "原位保存不能改变报表的个人/共享属性，请另存为新报表。"))
+        app, body["name"] = editing.app, editing.name
+        if personal:
+            body["owner"] = editing.owner  # an administrator editing someone's personal report leaves it theirs
+    else:
+        app, body["name"] = entity.app, ("u{}_".format(actor.id) if personal else "r_") + secrets.token_hex(4)
+    comment = "report designer: edit in place" if in_place else (f"report designer: copy of {editing.key}" if editing else "report designer")
     try:
-        svc.store.save([RawDocument("report", entity.app, body, "designer")], actor_id=actor.id, comment="report designer")
+        svc.store.save([RawDocument("report", app, body, "designer")], actor_id=actor.id, comment=comment)
     except DefinitionError as exc:
         raise BadQuery(text("The report is not valid: {problems}", "报表定义无效：{problems}", problems="; ".join(m for _, _, m in exc.problems))) from None
     except CrmkitError:
         raise
-    return redirect(url_for("crmkit_reports.report_view", key=f"{entity.app}.{body['name']}"))
+    return redirect(url_for("crmkit_reports.report_view", key=f"{app}.{body['name']}"))

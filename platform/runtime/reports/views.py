@@ -82,8 +82,12 @@ def can_view_dashboard(svc, actor, d: DashboardDef, roles=None) -> bool:
 
 
 def visible_dashboards(svc, actor) -> list[DashboardDef]:
+    """The dashboards the actor may open (the sidebar lists them on every page: role names are read only when needed)."""
+    dashboards = list(svc.store.catalog().dashboards.values())
+    if actor.is_admin or not any(d.roles for d in dashboards):
+        return dashboards
     roles = role_names(svc, actor)
-    return [d for d in svc.store.catalog().dashboards.values() if can_view_dashboard(svc, actor, d, roles)]
+    return [d for d in dashboards if can_view_dashboard(svc, actor, d, roles)]
 
 
 def report_of(key: str) -> ReportDef:
@@ -182,11 +186,13 @@ def reports_index():
     for r in sorted(visible_reports(svc, actor), key=lambda r: r.label.get(locale)):
         title = translate("my_reports", locale) if r.owner is not None else (catalog.apps[r.app].title.get(locale) if r.app in catalog.apps else r.app)
         groups.setdefault(title, []).append(r)
+    from ...builder.dashboards import may_design_dashboards
     from ...builder.reports import sources
 
     designer_url = url_for("crmkit_report_builder.designer") if sources(actor) else None
+    dash_designer_url = url_for("crmkit_dashboard_builder.designer") if may_design_dashboards(actor) else None
     return render_template("crmkit/reports/index.html", groups=groups, dashboards=visible_dashboards(svc, actor), actor=actor,
-                           designer_url=designer_url)
+                           designer_url=designer_url, dash_designer_url=dash_designer_url)
 
 
 @reports_blueprint.route("/reports/<key>/")
@@ -205,6 +211,9 @@ def report_view(key):
     from ..workbench import WorkbenchService
 
     ctx.update(starred=actor.id is not None and WorkbenchService(svc.engine).is_favorite(actor.id, "report", report.key))
+    from ...builder.reports import can_edit
+
+    ctx.update(edit_url=url_for("crmkit_report_builder.edit", key=report.key) if can_edit(actor, report) else None)
     ctx.update(error=error, prompts=prompt_widgets(report, params, locale), params=params, drill=drill,
                can_export=svc.policy.allows(actor, svc.store.catalog().entity(report.source), "export"))
     status = 400 if error else 200
@@ -278,26 +287,37 @@ def report_export_download(job_id: int):
     return resp
 
 
-@reports_blueprint.route("/dashboards/<key>/")
-def dashboard_view(key):
-    svc, actor, locale = services(), acting(), current_locale()
-    dash = svc.store.catalog().dashboard(key)
-    if not can_view_dashboard(svc, actor, dash):
-        raise PermissionDenied(text("You may not open this dashboard.", "你无权查看此仪表板。"))
+def dashboard_widgets(svc, actor, dash: DashboardDef, locale: str) -> list[dict]:
+    """Every widget of the grid, each run through the query service with the viewer's own scope and field rights.
+    A widget whose report the viewer may not open becomes an "unavailable" tile carrying no data."""
     widgets = []
     roles = role_names(svc, actor)
+    catalog = svc.store.catalog()
     for w in dash.widgets:
-        report = svc.store.catalog().reports.get(w.report)
+        report = catalog.reports.get(w.report)
         if report is None or not can_view(svc, actor, report, roles):
+            widgets.append({"widget": w, "report": None, "unavailable": True, "title": w.title.get(locale) if w.title else ""})
             continue
-        entry = {"widget": w, "report": report, "title": (w.title or report.label).get(locale), "error": None}
+        entry = {"widget": w, "report": report, "title": (w.title or report.label).get(locale), "error": None, "unavailable": False}
         try:
             result = run_report(svc, actor, report, {}, locale=locale)
             entry.update(render_context(report, result, locale))
         except CrmkitError as exc:
             entry["error"] = localize(getattr(exc, "message", str(exc)), locale)
         widgets.append(entry)
+    return widgets
+
+
+@reports_blueprint.route("/dashboards/<key>/")
+def dashboard_view(key):
+    svc, actor, locale = services(), acting(), current_locale()
+    dash = svc.store.catalog().dashboard(key)
+    if not can_view_dashboard(svc, actor, dash):
+        raise PermissionDenied(text("You may not open this dashboard.", "你无权查看此仪表板。"))
+    widgets = dashboard_widgets(svc, actor, dash, locale)
+    from ...builder.dashboards import may_design_dashboards
     from ..workbench import WorkbenchService
 
     starred = actor.id is not None and WorkbenchService(svc.engine).is_favorite(actor.id, "dashboard", dash.key)
-    return render_template("crmkit/reports/dashboard.html", dashboard=dash, widgets=widgets, starred=starred)
+    edit_url = url_for("crmkit_dashboard_builder.edit", key=dash.key) if may_design_dashboards(actor) else None
+    return render_template("crmkit/reports/dashboard.html", dashboard=dash, widgets=widgets, starred=starred, edit_url=edit_url)

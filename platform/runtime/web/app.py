@@ -135,6 +135,9 @@ def _register(app: Flask, services: Services, csrf: CSRFProtect) -> None:
     from ...builder.reports import report_builder_blueprint
 
     app.register_blueprint(report_builder_blueprint)
+    from ...builder.dashboards import dashboard_builder_blueprint
+
+    app.register_blueprint(dashboard_builder_blueprint)
     csrf.exempt(api_blueprint)  # the API checks CSRF itself for cookie-authenticated calls
     app.register_blueprint(api_blueprint)
     _register_app_pages(app)

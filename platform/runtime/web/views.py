@@ -51,6 +51,9 @@ def login_required():
     return None
 
 
+MENU_DASHBOARDS = 12
+
+
 @web_blueprint.app_context_processor
 def shell_context():
     locale = current_locale()
@@ -73,9 +76,14 @@ def shell_context():
         if entries:
             ctx["nav"].append({"title": app_def.title.get(locale), "items": entries})
     if ctx["nav"]:  # anyone who reads an entity may open the report center (each report checks its own rights)
-        ctx["nav"].append({"title": translate("reports", locale), "items": [
-            {"label": translate("report_center", locale), "url": url_for("crmkit_reports.reports_index"),
-             "active": path.startswith("/reports/") or path.startswith("/dashboards/"), "icon": "list"}]})
+        from ..reports.views import visible_dashboards
+
+        items = [{"label": translate("report_center", locale), "url": url_for("crmkit_reports.reports_index"),
+                  "active": path.startswith("/reports/"), "icon": "list"}]
+        for dash in visible_dashboards(services(), actor)[:MENU_DASHBOARDS]:  # the dashboards assigned to the actor's roles
+            url = url_for("crmkit_reports.dashboard_view", key=dash.key)
+            items.append({"label": dash.label.get(locale), "url": url, "active": path.startswith(url), "icon": "dashboard"})
+        ctx["nav"].append({"title": translate("reports", locale), "items": items})
     if actor.is_admin:
         ctx["admin_nav"] = [
             {"label": translate("users", locale), "url": url_for("UserDBModelView.list"), "active": path.startswith("/users/"), "icon": "user"},
