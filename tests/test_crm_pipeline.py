@@ -344,3 +344,33 @@ def test_target_attainment_page_and_panel(crm_app):
     assert 'data-actual="150000.00"' in panel
     assert c.get("/crm/sales/targets?from=2026-13").status_code == 400
     assert c.get("/crm/sales/targets?from=2026-05&to=2026-04").status_code == 400
+
+
+def test_board_moves_follow_the_roles(crm_app):
+    """A read-only executive gets no move controls and cannot move by posting; a rep moves their own deal."""
+    from auth_support import STAFF_PASSWORD, add_user
+    from conftest import login
+    from crmkit.runtime.installer import seed_app_roles
+
+    s = crm_app.extensions["crmkit"]
+    with crm_app.app_context():
+        seed_app_roles(crm_app, s, ["crm", "crm_sales"])
+    rep = add_user(crm_app, "rep_a", role="CRM Sales Rep")
+    add_user(crm_app, "exec_a", role="CRM Executive")
+    acc = s.records.create("crm.account", {"name": "角色看板有限公司", "owner": rep}, SYSTEM)
+    oid = s.records.create(OPP, {"name": "角色商机", "account": acc, "owner": rep}, SYSTEM)
+    boss = crm_app.test_client()
+    login(boss, "exec_a", STAFF_PASSWORD)
+    html = boss.get(f"/e/{OPP}/kanban?by=stage").get_data(as_text=True)
+    assert "角色商机" in html and 'class="kanban-move"' not in html
+    row = s.queries.get(OPP, oid, SYSTEM)
+    resp = boss.post(f"/e/{OPP}/kanban/move", data={"csrf_token": csrf_from(html), "record_id": oid, "row_version": row["row_version"],
+                                                     "field": "stage", "value": "qualification"}, headers={"HX-Request": "true"})
+    assert resp.status_code == 409 and s.queries.get(OPP, oid, SYSTEM)["stage"] == "prospecting"
+    mine = crm_app.test_client()
+    login(mine, "rep_a", STAFF_PASSWORD)
+    html = mine.get(f"/e/{OPP}/kanban?by=stage").get_data(as_text=True)
+    assert 'class="kanban-move"' in html
+    resp = mine.post(f"/e/{OPP}/kanban/move", data={"csrf_token": csrf_from(html), "record_id": oid, "row_version": row["row_version"],
+                                                    "field": "stage", "value": "qualification"}, headers={"HX-Request": "true"})
+    assert resp.status_code == 200 and s.queries.get(OPP, oid, SYSTEM)["stage"] == "qualification"

@@ -57,7 +57,8 @@ def kanban(entity_key):
              for col in columns for r in col["rows"]}
     wf = owning_workflow(catalog, entity, field)
     if wf is not None:  # transitions decide per card who may move it where; the field itself is read-only
-        may_move, dialogs = True, column_fields(wf, entity, locale)
+        may_move = svc.policy.allows(actor, entity, "update") or any(not t.allowed.open for t in wf.transitions)
+        dialogs = column_fields(wf, entity, locale)
     else:
         may_move, dialogs = field.name in svc.policy.writable_fields(actor, entity) and svc.policy.allows(actor, entity, "update"), {}
     return render_template("crmkit/kanban.html", entity=entity, field=field, choices=choices, columns=columns, cards=cards,
