@@ -55,17 +55,25 @@ def test_duplicates_are_refused_on_create_and_update(crm):
     assert "parent" in exc.value.field_errors
 
 
-def test_lost_reason_required_and_probability_from_stage(crm):
+def test_stage_moves_by_workflow_with_probability_and_lost_reason(crm):
     a = crm.records.create("crm.account", {"name": "杭州云帆"}, SYSTEM)
-    oid = crm.records.create("crm_sales.opportunity", {"name": "CRM 项目", "account": a, "stage": "proposal", "amount": "100000"}, SYSTEM)
+    with pytest.raises(ValidationFailed) as exc:  # the stage is the workflow's: not settable on create or update
+        crm.records.create("crm_sales.opportunity", {"name": "CRM 项目", "account": a, "stage": "proposal"}, SYSTEM)
+    assert list(exc.value.field_errors) == ["stage"]
+    oid = crm.records.create("crm_sales.opportunity", {"name": "CRM 项目", "account": a, "amount": "100000"}, SYSTEM)
     opp = crm.queries.get("crm_sales.opportunity", oid, SYSTEM)
-    assert opp["probability"] == 50
+    assert (opp["stage"], opp["probability"], opp["weighted_amount"]) == ("prospecting", 10, decimal.Decimal("10000.00"))
+    crm.workflows.transition("crm_sales.opportunity", oid, "qualify", SYSTEM)
+    crm.workflows.transition("crm_sales.opportunity", oid, "propose", SYSTEM)
+    opp = crm.queries.get("crm_sales.opportunity", oid, SYSTEM)
+    assert (opp["stage"], opp["probability"], opp["weighted_amount"]) == ("proposal", 50, decimal.Decimal("50000.00"))
     with pytest.raises(ValidationFailed) as exc:
-        crm.records.update("crm_sales.opportunity", oid, {"stage": "lost"}, SYSTEM, expected_version=opp["row_version"])
+        crm.workflows.transition("crm_sales.opportunity", oid, "lose", SYSTEM)
     assert list(exc.value.field_errors) == ["lost_reason"]
     assert crm.queries.get("crm_sales.opportunity", oid, SYSTEM)["stage"] == "proposal"
-    crm.records.update("crm_sales.opportunity", oid, {"stage": "lost", "lost_reason": "预算冻结"}, SYSTEM, expected_version=opp["row_version"])
-    assert crm.queries.get("crm_sales.opportunity", oid, SYSTEM)["probability"] == 0
+    crm.workflows.transition("crm_sales.opportunity", oid, "lose", SYSTEM, values={"lost_reason": "预算冻结"})
+    opp = crm.queries.get("crm_sales.opportunity", oid, SYSTEM)
+    assert (opp["stage"], opp["probability"], opp["weighted_amount"], opp["won"]) == ("lost", 0, decimal.Decimal("0.00"), 0)
 
 
 def test_quote_total_follows_the_lines(crm):

@@ -11,13 +11,16 @@ from crmkit.runtime.packages import AppHooks, AppPackage
 
 from .dedupe import account_validator, contact_validator, lead_duplicate_validator
 from .demo import seed_customers, seed_sales, seed_service
+from .flow import contract_to_order, quote_to_contract
+from .forecast import target_validator
 from .leads import lead_validator, pool_job
 from .mail_in import poll_job
 from .mail_out import SEND_REPLY, message_validator, on_message_created, send_reply_job
 from .public import public_blueprint
 from .roles import seeder_for
+from .sales import document_validator, opportunity_validator
+from .sales_web import may_see_targets, sales_blueprint
 from .service_pages import can_read_tickets, service_blueprint
-from .sales import opportunity_validator, quote_validator
 from .tickets import refresh_job, ticket_validator
 
 HERE = Path(__file__).parent
@@ -32,7 +35,14 @@ sales_hooks = AppHooks()
 sales_hooks.validator("crm_sales.lead")(lead_duplicate_validator)
 sales_hooks.validator("crm_sales.lead")(lead_validator)
 sales_hooks.validator("crm_sales.opportunity")(opportunity_validator)
-sales_hooks.validator("crm_sales.quote")(quote_validator)
+for _doc in ("crm_sales.quote", "crm_sales.contract", "crm_sales.order"):
+    sales_hooks.validator(_doc)(document_validator)
+sales_hooks.validator("crm_sales.sales_target")(target_validator)
+sales_hooks.transition_action("quote_to_contract")(quote_to_contract)
+sales_hooks.transition_action("contract_to_order")(contract_to_order)
+sales_hooks.blueprint(sales_blueprint)
+sales_hooks.nav_link("crm_sales_pages.targets", en="Target attainment", zh="目标达成", icon="target", visible=may_see_targets)
+sales_hooks.detail_panel("crm_sales.sales_target", "crm_sales_pages.target_panel", en="Attainment", zh="达成情况")
 sales_hooks.job("crm_sales.lead_pool", pool_job, schedule=crontab(minute="15", hour="2"))
 sales_hooks.demo_seeder(seed_sales)
 sales_hooks.role_seeder(seeder_for("crm_sales"))

@@ -1,15 +1,20 @@
 """Demo data for the CRM templates: zh-CN companies, contacts, twelve months of leads, opportunities, activities
-and tickets, all written through the record service (so duplicate checks, SLA fields and totals apply)."""
+and tickets, all written through the record service (so duplicate checks, SLA fields and totals apply); the sales
+team, pipeline, quotes, contracts, orders and targets are in ``demo_sales``."""
 from __future__ import annotations
 
 import datetime as dt
 import random
+from zoneinfo import ZoneInfo
 
 from faker import Faker
 
 from crmkit.runtime.errors import ValidationFailed
 
 from .demo_agents import demo_agents
+from .demo_sales import seed_pipeline
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 SEED = 20261126
 PRODUCTS = [("CRM-STD", "CRM 标准版（年）", "software", "套", "29800"), ("CRM-PRO", "CRM 专业版（年）", "software", "套", "59800"),
@@ -85,31 +90,8 @@ def seed_sales(ctx) -> int:
         ctx.records.create("crm.activity", {"subject": rnd.choice(["首次电话沟通", "发送产品资料", "上门演示"]), "kind": rnd.choice(["call", "visit", "meeting"]),
                                             "status": "done", "due_at": _ago(rnd, today).isoformat(), "regarding_type": "lead", "regarding_id": lid}, ctx.actor)
         created += 1
-    for _ in range(max(5, ctx.size // 4)):
-        if not accounts:
-            break
-        stage = rnd.choices(["prospecting", "qualification", "proposal", "negotiation", "won", "lost"], [2, 3, 3, 2, 2, 1])[0]
-        close = (today + dt.timedelta(days=rnd.randint(-300, 90))).date()
-        opp = {"name": f"{rnd.choice(['CRM 项目', '客服系统', '门店会员', '年度续约'])} {close:%Y-%m}", "account": rnd.choice(accounts), "stage": stage,
-               "amount": str(rnd.randint(3, 120) * 10000), "expected_close": close.isoformat(), "competitors": rnd.sample(["纷享销客", "销售易", "Salesforce", "自研"], rnd.randint(0, 2))}
-        if stage == "lost":
-            opp["lost_reason"] = rnd.choice(["价格高于竞品", "客户预算冻结", "功能不满足定制需求"])
-        oid = ctx.records.create("crm_sales.opportunity", opp, ctx.actor)
-        created += 1
-        for _ in range(rnd.randint(1, 3)):
-            kind = rnd.choice(["call", "meeting", "visit", "task"])
-            due = _ago(rnd, today, 330) + dt.timedelta(days=30)
-            ctx.records.create("crm.activity", {"subject": rnd.choice(["需求调研会议", "方案演示", "商务报价沟通", "合同条款确认", "回访决策人"]), "kind": kind,
-                                                "status": "done" if due < today else "open", "due_at": due.isoformat(),
-                                                "remind_at": (due - dt.timedelta(hours=1)).isoformat(), "account": opp["account"],
-                                                "regarding_type": "opportunity", "regarding_id": oid}, ctx.actor)
-            created += 1
-        if stage in ("proposal", "negotiation", "won"):
-            lines = [{"product": pid, "quantity": str(rnd.randint(1, 5)), "unit_price": price, "discount": str(rnd.choice([0, 5, 10]))}
-                     for pid, price in rnd.sample(products, 2)]
-            ctx.records.create("crm_sales.quote", {"title": f"{opp['name']} 报价", "opportunity": oid, "account": opp["account"], "lines": lines,
-                                                   "status": "accepted" if stage == "won" else "sent"}, ctx.actor)
-            created += 1
+    if accounts:
+        created += seed_pipeline(ctx, rnd, accounts, products, today.astimezone(SHANGHAI).date())
     return created
 
 

@@ -119,7 +119,7 @@ def convert_lead(services, lead_id: int, actor, *, account_id: int | None = None
         opp_id = None
         if create_opportunity:
             opp = {**mapped(lead, "crm_sales.opportunity"), "name": f"{lead.get('company') or lead['name']} - {lead['name']}", "account": account_id,
-                   "contact": contact_id, "stage": "qualification", "owner": owner, "lead": lead_id}
+                   "contact": contact_id, "owner": owner, "lead": lead_id}
             opp.update(opportunity or {})
             opp_id = tx.create("crm_sales.opportunity", opp, actor)
         for a in activities:

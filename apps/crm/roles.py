@@ -27,6 +27,9 @@ def seeder_for(app_id: str):
             with services.engine.connect() as conn:
                 role_id = conn.execute(select(ab_role.c.id).where(ab_role.c.name == role_name)).scalar()
             if role_id is None:
+                # End the FAB session's read transaction first: on SQLite (WAL) a transaction whose snapshot predates
+                # the grants just written through the engine cannot write ("database is locked").
+                app.extensions["sqlalchemy"].session.commit()
                 role_id = sm.add_role(role_name).id
                 app.extensions["sqlalchemy"].session.commit()
             for key, spec in entities.items():

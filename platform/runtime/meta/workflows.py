@@ -84,6 +84,7 @@ class WorkflowDef:
     states: tuple[StateDef, ...]
     transitions: tuple[TransitionDef, ...]
     source: str = ""
+    field: str = ""  # a read-only single-select field that mirrors workflow_state ("" for none)
 
     @property
     def initial(self) -> StateDef:
@@ -97,6 +98,10 @@ class WorkflowDef:
 
     def from_state(self, state: str | None) -> list[TransitionDef]:
         return [t for t in self.transitions if state in t.sources]
+
+    def between(self, state: str | None, target: str) -> list[TransitionDef]:
+        """Transitions that lead from ``state`` to ``target`` (a board move names only the two columns)."""
+        return [t for t in self.from_state(state) if t.target == target]
 
 
 def transition_entity(entity: EntityDef, fields) -> EntityDef:
@@ -131,7 +136,7 @@ def compile_workflow(body: dict, source: str) -> WorkflowDef:
             comment=t.get("comment", "optional"), approval=approval, actions=actions,
         ))
     return WorkflowDef(entity=body["entity"], name=body["name"], label=Label.of(body["label"]), states=states,
-                       transitions=tuple(transitions), source=source)
+                       transitions=tuple(transitions), source=source, field=body.get("field", ""))
 
 
 def check_workflow(wf: WorkflowDef, entities: Mapping[str, EntityDef], field_types) -> list[tuple[str, str, str]]:
@@ -145,6 +150,8 @@ def check_workflow(wf: WorkflowDef, entities: Mapping[str, EntityDef], field_typ
     if entity.is_child:
         return [(src, "/entity", f"'{wf.entity}' is a child table; workflows belong to top-level entities")]
     out = []
+    if wf.field:
+        out.extend(_check_mirror(wf, entity))
     names: dict[str, int] = {}
     for i, s in enumerate(wf.states):
         if s.name in names:
@@ -195,4 +202,22 @@ def check_workflow(wf: WorkflowDef, entities: Mapping[str, EntityDef], field_typ
             except ExpressionError as exc:
                 where = f" (at character {exc.position})" if exc.position is not None else ""
                 out.append((src, f"{at}/guard", f"{exc.message}{where}"))
+    return out
+
+
+def _check_mirror(wf: WorkflowDef, entity: EntityDef) -> list[tuple[str, str, str]]:
+    """The mirrored field must be a read-only single select whose options include every state, so people cannot
+    write it and every state has a column on a board."""
+    f = entity.field_map.get(wf.field)
+    if f is None:
+        return [(wf.source, "/field", f"'{wf.field}' is not a field of {entity.key}")]
+    if f.type != "single_select":
+        return [(wf.source, "/field", f"'{wf.field}' is a {f.type} field; a workflow mirrors its state into a single-select field")]
+    out = []
+    if not f.read_only:
+        out.append((wf.source, "/field", f"'{wf.field}' must be read-only: only the workflow's transitions change it"))
+    options = {o["value"] for o in f.opt("options", ())}
+    missing = [s.name for s in wf.states if s.name not in options]
+    if missing:
+        out.append((wf.source, "/field", f"'{wf.field}' has no option for the state(s) {', '.join(missing)}"))
     return out

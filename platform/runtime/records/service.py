@@ -271,6 +271,11 @@ class RecordService:
                     if current.get(target) in (None, "") and target not in values:
                         values[target] = v
         values["workflow_state"] = state
+        wf = catalog.workflow_of(entity)
+        if wf is not None and wf.field:
+            values[wf.field] = state  # the mirrored field follows the state
+        # App validators see the transition like any update (e.g. values derived from the new stage).
+        self._run_validators(conn, catalog, entity, values, current, {}, actor)
         return self._update_row(conn, catalog, entity, current, values, {}, actor, request_id)
 
     def bulk_delete(self, entity_key: str, ids: Iterable[int], actor: Actor, *, request_id: str | None = None) -> int:
@@ -426,7 +431,10 @@ class RecordService:
         if parent_id is not None:
             row.update(parent_id=parent_id, sort_order=sort_order)
         elif catalog.workflow_of(entity) is not None:
-            row["workflow_state"] = catalog.workflow_of(entity).initial.name  # a new record starts in the initial state
+            wf = catalog.workflow_of(entity)
+            row["workflow_state"] = wf.initial.name  # a new record starts in the initial state
+            if wf.field:
+                row[wf.field] = values[wf.field] = wf.initial.name
         try:
             with conn.begin_nested():
                 record_id = conn.execute(table.insert().values(**row)).inserted_primary_key[0]

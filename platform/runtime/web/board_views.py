@@ -2,17 +2,19 @@
 
 Reads go through the query service (one query per column or per month), moves through the record
 service with the card's row version, so a card someone else changed meanwhile is refused, not overwritten.
+On a board grouped by a field a workflow owns, a move runs the workflow transition instead (``board_moves``).
 """
 from __future__ import annotations
 
 import calendar as cal
 import datetime as dt
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from ..errors import BadQuery, StaleRecord, ValidationFailed
+from ..errors import BadQuery, CrmkitError, StaleRecord, ValidationFailed
 from ..i18n_text import localize, text
 from ..meta.model import Label
+from .board_moves import column_fields, move_by_transition, owning_workflow
 from .entity_views import acting, entity_of
 from .i18n import current_locale
 
@@ -53,9 +55,14 @@ def kanban(entity_key):
 
     cards = {r["id"]: [(field_label(catalog, entity, c, locale), row_cell(catalog, entity, c, r, locale)) for c in shown]
              for col in columns for r in col["rows"]}
-    may_move = field.name in svc.policy.writable_fields(actor, entity) and svc.policy.allows(actor, entity, "update")
+    wf = owning_workflow(catalog, entity, field)
+    if wf is not None:  # transitions decide per card who may move it where; the field itself is read-only
+        may_move = svc.policy.allows(actor, entity, "update") or any(not t.allowed.open for t in wf.transitions)
+        dialogs = column_fields(wf, entity, locale)
+    else:
+        may_move, dialogs = field.name in svc.policy.writable_fields(actor, entity) and svc.policy.allows(actor, entity, "update"), {}
     return render_template("crmkit/kanban.html", entity=entity, field=field, choices=choices, columns=columns, cards=cards,
-                           may_move=may_move)
+                           may_move=may_move, workflow=wf, dialogs=dialogs)
 
 
 @board_blueprint.route("/e/<entity_key>/kanban/move", methods=["POST"])
@@ -69,13 +76,42 @@ def kanban_move(entity_key):
         record_id, version = int(f.get("record_id", "")), int(f.get("row_version", ""))
     except ValueError:
         raise BadQuery(text("The card to move is missing.", "缺少要移动的卡片。")) from None
+    wf = owning_workflow(svc.store.catalog(), entity, entity.field_map.get(field)) if field in entity.field_map else None
+    fragment = bool(request.headers.get("HX-Request"))
     try:
-        svc.records.update(entity.key, record_id, {field: f.get("value") or None}, actor, expected_version=version)
-    except (StaleRecord, ValidationFailed) as exc:
-        if request.headers.get("HX-Request"):
-            return localize(exc.message, current_locale()), exc.status
-        flash(localize(exc.message, current_locale()), "error")
+        if wf is not None:
+            values = {k[2:]: v for k, v in f.items() if k.startswith("v_") and v.strip()}
+            result, t = move_by_transition(svc, entity, wf, record_id, version, f.get("value", ""), actor, values, f.get("comment", ""))
+            message = (text("Sent for approval: {transition}. The card moves when it is approved.", "已提交审批：{transition}。审批通过后卡片才会移动。",
+                            transition=t.label) if result.pending_approval else text("Done: {transition}.", "已完成：{transition}。", transition=t.label))
+            if fragment:
+                return jsonify(state=result.state, row_version=result.row_version, pending_approval=result.pending_approval,
+                               message=localize(message, current_locale()))
+            flash(localize(message, current_locale()), "success")
+        else:
+            svc.records.update(entity.key, record_id, {field: f.get("value") or None}, actor, expected_version=version)
+    except CrmkitError as exc:
+        if wf is None and not isinstance(exc, (StaleRecord, ValidationFailed)):
+            raise
+        msg = _message(exc, entity)
+        if fragment:
+            return msg, exc.status
+        flash(msg, "error")
     return redirect(url_for("crmkit_boards.kanban", entity_key=entity.key, by=field)), 303
+
+
+def _message(exc, entity) -> str:
+    """One line for the board: a validation failure's messages, each after its field's label (a guard's message
+    is under ``_schema`` and stands alone)."""
+    locale = current_locale()
+    if not (isinstance(exc, ValidationFailed) and exc.field_errors):
+        return localize(exc.message, locale)
+    parts = []
+    for name, msgs in exc.field_errors.items():
+        f = entity.field_map.get(name)
+        prefix = f"{f.label.get(locale)}: " if f is not None else ""
+        parts.extend(prefix + localize(m, locale) for m in msgs)
+    return " ".join(parts)
 
 
 @board_blueprint.route("/e/<entity_key>/calendar")
