@@ -205,12 +205,6 @@ def on_order_written(conn: Connection, written) -> None:
         refresh_in(conn, written.records, written.tables, order.member, business_today(), actor=written.actor)
 
 
-def on_member_written(conn: Connection, written) -> None:
-    """A new member, or a changed join date or birthday: stage and age band right away (no write when nothing changed)."""
-    if written.verb == "created" or {"joined_on", "birthday"} & set(written.changes or {}):
-        refresh_in(conn, written.records, written.tables, written.record_id, business_today(), actor=written.actor)
-
-
 def check_setting(conn: Connection, written) -> None:
     """Churned must come after dormant, or no member could ever be dormant."""
     if written.verb not in ("created", "updated"):

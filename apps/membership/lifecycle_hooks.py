@@ -22,7 +22,6 @@ def register_lifecycle(hooks: AppHooks) -> AppHooks:
     from .workbench_defaults import install_workbench_defaults
 
     hooks.on_record_written("membership.order", lifecycle.on_order_written)  # after earning and levels
-    hooks.on_record_written("membership.member", lifecycle.on_member_written)
     hooks.on_record_written(lifecycle.SETTING, lifecycle.check_setting)
     hooks.action("lifecycle.coupon")(coupon_action)
     hooks.action("lifecycle.refresh")(lambda services, actor, payload: refresh(services, payload))
@@ -57,7 +56,8 @@ def coupon_action(services, actor, payload: dict) -> dict:
         raise ValidationFailed({"occurrence": [text("Give the occurrence (e.g. the join date).", "请提供触发依据（如入会日期）。")]})
     occurrence = occurrence.isoformat() if isinstance(occurrence, dt.date) else str(occurrence)
     member = int(payload["member"])
-    services.queries.get(lifecycle.MEMBER, member, actor)  # the actor must see the member
+    services.queries.get(lifecycle.MEMBER, member, actor)  # the actor must see the member, and may change members
+    services.policy.check(actor, services.store.catalog().entity(lifecycle.MEMBER), "update")
     tables = services.records.table_cache.tables(services.store.catalog())
     with services.engine.connect() as conn:
         template = lifecycle.setting(conn, tables).get(COUPON_KINDS[kind])
