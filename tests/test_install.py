@@ -34,7 +34,7 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     report = install(services, "membership", demo=True, demo_size=30, progress=messages.append)
     assert report.installed == ["membership"] and report.documents_changed
     steps = [s.op for s in report.plan.steps].count("create_table")
-    assert steps == 14, steps  # with the join application, card history, coupons and level history
+    assert steps == 15, steps  # with the join application, card history, coupons, level history and lifecycle parameters
     orders = services.queries.list("membership.order", SYSTEM, count="exact").total
     assert orders >= 15
     joined = services.queries.list("membership.member", SYSTEM, count="exact").total - 30  # approved demo applications
@@ -42,8 +42,9 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     applications = services.queries.list("membership.application", SYSTEM, count="exact").total
     coupons = services.queries.list("membership.coupon", SYSTEM, count="exact").total
     assert joined > 0 and applications >= 12 and coupons >= 30
-    # levels + members; plan and 3 items; stores; rewards; orders; coupon templates + coupons; applications, approved members, card history
-    assert report.seeded == 34 + 4 + 4 + 4 + orders + 3 + coupons + applications + joined + history, report.seeded
+    # levels + members; plan and 3 items; stores; rewards; orders; coupon templates + coupons; applications, approved members, card history;
+    # the lifecycle parameters
+    assert report.seeded == 34 + 4 + 4 + 4 + orders + 3 + coupons + applications + joined + history + 1, report.seeded
     assert any("Create table membership_member" in m for m in messages)
     assert any("Created app tables: " in m and "membership_pts_entry" in m for m in messages)
     assert installed_apps(services) == {"membership": "0.2.0"}
@@ -54,6 +55,7 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     assert [lv["code"] for lv in levels] == ["SILVER", "GOLD", "PLATINUM", "DIAMOND"]
     members = q.list("membership.member", SYSTEM, sort=["id"], limit=100, count="exact")
     assert members.total == 30 + joined
+    assert all(m["lifecycle_stage"] and m["rfm_segment"] for m in members.rows)  # the demo's last seeder computes every stage
     assert all(re.fullmatch(r"VIP\d{8}|MC\d{9}", m["card_no"]) for m in members.rows)
     assert len({m["card_no"] for m in members.rows}) == members.total
     level_names = {lv["id"]: lv["name"] for lv in levels}

@@ -33,6 +33,9 @@ def register(hooks: AppHooks) -> AppHooks:
 
     register_loyalty(hooks)
     register_joining(hooks)  # 入会 checks, card pool and card actions, roles, the public join form
+    from .lifecycle_hooks import register_lifecycle  # stages, RFM, ledger figures, lifecycle coupons, workbench defaults
+
+    register_lifecycle(hooks)
     return hooks
 
 

@@ -9,8 +9,10 @@ nothing (PermissionAdmin writes and audits only differences). Roles an administr
 - Marketing — levels, points plans, rewards; members read and export.
 - Store Manager — their store's members, applications and orders: row scope ``org_subtree`` (the member's org unit
   is its store's unit, see workflow_actions.create_member).
-- Auditor — read-only everywhere; personal fields of members and applications hidden (the platform's masking is
-  a property of the field for every user, so a per-role mask is a ``hidden`` field rule).
+- Auditor — read-only on every membership entity (coupons, level history and lifecycle parameters included), may
+  export members; personal fields of members and applications hidden. The platform's masking is a property of the
+  field for every reader (system reads included, so an SMS automation would get the masked mobile), so a per-role
+  mask is a ``hidden`` field rule; the member's name stays readable as the record title.
 
 Every role that may update members has the member's ``status`` read-only: card status changes go through the card
 actions (reason, history). Administrators can still edit it directly (bulk edits, imports of legacy data).
@@ -24,7 +26,8 @@ from crmkit.runtime.permissions.admin import PermissionAdmin, ab_permission, ab_
 from crmkit.runtime.policy import resource_name
 
 R, RW, RWD = ("read",), ("read", "create", "update"), ("read", "create", "update", "delete")
-ENTITIES = ("member", "application", "card_history", "level", "order", "store", "points_plan", "point_item", "reward_item")
+ENTITIES = ("member", "application", "card_history", "level", "order", "store", "points_plan", "point_item", "reward_item", "coupon",
+            "coupon_template", "level_change", "lifecycle_setting")
 PERSONAL = {"member": ("mobile", "id_number", "birthday", "email", "address"), "application": ("mobile", "id_number", "birthday")}
 # The card status changes only through the card actions (which need a reason and keep history) for the template's roles.
 CARD_STATUS_READ_ONLY = {"member": {"status": ("read_only", False)}}
@@ -39,7 +42,7 @@ ROLES: dict[str, dict] = {
                               "reward_item": RW, "order": R, "store": R}},
     "Store Manager": {"actions": {"member": RW, "application": RW, "order": RW, "card_history": ("read", "create"), "level": R, "store": R},
                       "scopes": {"member": "org_subtree", "application": "org_subtree", "order": "org_subtree"}},
-    "Auditor": {"actions": {e: R for e in ENTITIES}, "fields": PERSONAL},
+    "Auditor": {"actions": {**{e: R for e in ENTITIES}, "member": ("read", "export")}, "fields": PERSONAL},
 }
 
 

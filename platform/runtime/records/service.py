@@ -206,13 +206,16 @@ class RecordService:
         ``assigned`` presets read-only/sequence fields from trusted app code (a card number drawn from a card pool)."""
         return self._create_on(conn, entity_key, data, actor, request_id, assigned=assigned)
 
-    def update_within(self, conn: Connection, entity_key: str, record_id: int, data: Any, actor: Actor, *, request_id: str | None = None) -> int:
+    def update_within(self, conn: Connection, entity_key: str, record_id: int, data: Any, actor: Actor, *, request_id: str | None = None,
+                      assigned: dict | None = None) -> int:
         """``update`` inside the caller's transaction (an app's record listener changing another record). The row is
-        locked and read here, so there is no stale-version check; returns the new row version."""
+        locked and read here, so there is no stale-version check; returns the new row version. ``assigned`` sets
+        read-only fields that trusted app code computes (as in ``update``)."""
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "update")
         current = self._load_for_update(conn, catalog, entity, record_id, actor)
         values, children = self._clean(catalog, entity, data, actor, creating=False, current=current)
+        values.update(assigned or {})
         return self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
 
     def adjust_within(self, conn: Connection, entity_key: str, record_id: int, field_name: str, delta: int, actor: Actor, *,
