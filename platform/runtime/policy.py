@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Engine, Table, false, or_, select
+from sqlalchemy import Engine, FromClause, Table, false, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from .actor import Actor
@@ -100,7 +100,7 @@ class Policy:
         return row
 
     # --- rows ------------------------------------------------------------------------------
-    def row_filter(self, actor: Actor, entity: EntityDef, table: Table, catalog: Any = None) -> ColumnElement | None:
+    def row_filter(self, actor: Actor, entity: EntityDef, table: FromClause, catalog: Any = None) -> ColumnElement | None:
         """A clause limiting which rows the actor sees, or None for all rows (built into the caller's one query)."""
         scopes = self.access(actor, entity).scopes
         if scopes is None:
@@ -130,7 +130,7 @@ class Policy:
             return self.compile_custom(entity, table, tree, catalog)
         return false()
 
-    def compile_custom(self, entity: EntityDef, table: Table, tree: Any, catalog: Any = None) -> ColumnElement:
+    def compile_custom(self, entity: EntityDef, table: FromClause, tree: Any, catalog: Any = None) -> ColumnElement:
         from .fields import FilterContext
         from .query.filters import compile_filter
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from sqlalchemy import Numeric, Table, null, select, type_coerce
 from sqlalchemy.sql import FromClause
@@ -58,7 +58,9 @@ def computed_view(catalog: Catalog, entity: EntityDef, tables: Mapping[str, Tabl
     fields = [f for f in entity.fields if catalog.type_of(f).computed]
     if not fields:
         return ComputedView(table)
-    cols, python, helpers = [], {}, {}
+    cols: list[Any] = []
+    python: dict[str, Any] = {}
+    helpers: dict[str, Any] = {}
     for f in fields:
         compiled = field_expression(catalog, entity, f.name, timezone)
         try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from marshmallow import ValidationError
-from sqlalchemy import Engine, String, Table, and_, false, func, or_, select, tuple_, union_all
+from sqlalchemy import Engine, FromClause, String, and_, false, func, or_, select, tuple_, union_all
 from sqlalchemy.sql import ColumnElement
 
 from ..actor import Actor
@@ -305,7 +305,7 @@ class QueryService:
         return keys
 
     @staticmethod
-    def _order(table: Table, keys, reverse: bool):
+    def _order(table: FromClause, keys, reverse: bool):
         """NULLs sort as the smallest value: first ascending, last descending (SOQL's default). It is
         SQLite's native order, and PostgreSQL's sort indexes are built ``NULLS FIRST`` to match
         (storage.entity_tables.make_index), so one index serves both directions on both databases."""

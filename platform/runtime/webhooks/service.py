@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from ..actor import Actor
 from ..api.serialize import record_json
 from ..audit import record_event
-from ..db import read_transaction, write_transaction
+from ..db import inserted_id, read_transaction, write_transaction
 from ..errors import PermissionDenied, RecordNotFound, ValidationFailed
 from ..events import Event
 from ..i18n_text import text
@@ -69,7 +69,7 @@ class WebhookService:
         clean = self._clean(data)
         secret = "whsec_" + secrets.token_urlsafe(32)
         with write_transaction(self.engine) as conn:
-            hook_id = conn.execute(w.insert().values(**clean, secret=secret, active=True, created_at=_now(), created_by=actor.id)).inserted_primary_key[0]
+            hook_id = inserted_id(conn.execute(w.insert().values(**clean, secret=secret, active=True, created_at=_now(), created_by=actor.id)))
             record_event(conn, category="integration", action="webhook_create", actor_id=actor.id, subject=clean["name"],
                          changes={"webhook_id": hook_id, "url": clean["url"], "entity": clean["entity"], "events": clean["events"],
                                   "owner_role_id": clean["owner_role_id"], "owner_user_id": clean["owner_user_id"]})
@@ -104,8 +104,8 @@ class WebhookService:
         payload = {"event": TEST_EVENT, "webhook_id": hook["id"], "entity": hook["entity"], "sent_at": _now().isoformat(),
                    "message": "This is a test delivery from crmkit. / 这是 crmkit 的测试投递。"}
         with write_transaction(self.engine) as conn:
-            did = conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=TEST_EVENT, payload=payload, status=PENDING,
-                                                  created_at=_now())).inserted_primary_key[0]
+            did = inserted_id(conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=TEST_EVENT, payload=payload, status=PENDING,
+                                                  created_at=_now())))
             record_event(conn, category="integration", action="webhook_test", actor_id=actor.id, subject=hook["name"], changes={"webhook_id": hook["id"]})
         self._submit(did, actor)
         return self.delivery(did)
@@ -128,8 +128,8 @@ class WebhookService:
                 continue
             try:
                 with write_transaction(self.engine) as conn:
-                    did = conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=event.id, event_type=event.topic, payload=payload,
-                                                          status=PENDING, created_at=_now())).inserted_primary_key[0]
+                    did = inserted_id(conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=event.id, event_type=event.topic, payload=payload,
+                                                          status=PENDING, created_at=_now())))
             except IntegrityError:  # this event was handed to this webhook before (at-least-once dispatch)
                 with read_transaction(self.engine) as conn:
                     did = conn.execute(select(wd.c.id).where(wd.c.webhook_id == hook["id"], wd.c.event_id == event.id)).scalar_one()
@@ -146,8 +146,8 @@ class WebhookService:
         if payload is None:
             raise PermissionDenied(text("The webhook's owner may not see this record.", "该 Webhook 的所有者无权查看这条记录。"))
         with write_transaction(self.engine) as conn:
-            did = conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=event.topic[:64], payload=payload, status=PENDING,
-                                                  created_at=_now())).inserted_primary_key[0]
+            did = inserted_id(conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=event.topic[:64], payload=payload, status=PENDING,
+                                                  created_at=_now())))
         self._submit(did, actor)
         return self.delivery(did)
 
