@@ -108,7 +108,7 @@ class Policy:
         clauses = [self.scope_clause(s, actor, entity, table, catalog) for s in scopes]
         return or_(*clauses) if clauses else false()
 
-    def scope_clause(self, scope: ScopeRule, actor: Actor, entity: EntityDef, table: Table, catalog: Any = None) -> ColumnElement:
+    def scope_clause(self, scope: ScopeRule, actor: Actor, entity: EntityDef, table: FromClause, catalog: Any = None) -> ColumnElement:
         from .storage import platform_tables as pt
 
         if scope.scope == "all":
@@ -134,7 +134,10 @@ class Policy:
         from .fields import FilterContext
         from .query.filters import compile_filter
 
-        catalog = catalog if catalog is not None else self._catalog()
+        if catalog is None:
+            if self._catalog is None:
+                raise RuntimeError("A custom row scope needs the catalog: pass it, or build the Policy with catalog=...")
+            catalog = self._catalog()
         dialect = self.rules.engine.dialect.name if self.rules.engine is not None else "default"
         ctx = FilterContext(dialect, self.timezone, dt.datetime.now(dt.timezone.utc))
         stored = tuple(f.name for f in entity.fields if catalog.type_of(f).stored)

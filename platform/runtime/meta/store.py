@@ -76,7 +76,7 @@ class MetadataStore:
         return conn.execute(select(pt.meta_stamp.c.version).where(pt.meta_stamp.c.id == 1)).scalar_one()
 
     def raw_documents(self, conn: Connection) -> list[RawDocument]:
-        rows = conn.execute(select(pt.document.c.kind, pt.document.c.app, pt.document.c.key, pt.document.c.body)).all()
+        rows = list(conn.execute(select(pt.document.c.kind, pt.document.c.app, pt.document.c.key, pt.document.c.body)).all())
         rows.sort(key=lambda r: (KIND_ORDER[r.kind], r.key))
         return [RawDocument(r.kind, r.app, r.body, f"db:{r.kind}/{r.key}") for r in rows]
 

@@ -56,7 +56,7 @@ class PermissionAdmin:
         self.role_name(role_id)
         resource = resource_name(entity)
         with write_transaction(self.engine) as conn:
-            pvs = dict(conn.execute(
+            pvs: dict[Any, int] = dict(conn.execute(
                 select(ab_permission.c.name, ab_permission_view.c.id)
                 .join(ab_permission, ab_permission.c.id == ab_permission_view.c.permission_id)
                 .join(ab_view_menu, ab_view_menu.c.id == ab_permission_view.c.view_menu_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Numeric, Table, null, select, type_coerce
 from sqlalchemy.sql import FromClause
@@ -39,7 +39,7 @@ class ComputedView:
         """Fields a filter or sort may use: Python-only formulas are left out."""
         return tuple(n for n in names if n not in self.python)
 
-    def fill(self, rows: list[dict], raw: list[Mapping]) -> None:
+    def fill(self, rows: list[dict], raw: Sequence[Mapping]) -> None:
         for row, r in zip(rows, raw):
             record = dict(r)
             for path, label in self.helpers.items():

@@ -85,8 +85,8 @@ def aggregate(catalog: Catalog, tables: Mapping[str, Table], target_table: Table
         agg = func.count(st.c.id)
     else:
         col = st.c[f.opt("field")]
-        aggregate: Callable[[Any], Any] = {"sum": lambda c: func.coalesce(func.sum(c), 0), "min": func.min, "max": func.max, "avg": func.avg}[fn]
-        agg = aggregate(col)
+        aggregates: dict[str, Callable[[Any], Any]] = {"sum": lambda c: func.coalesce(func.sum(c), 0), "min": func.min, "max": func.max, "avg": func.avg}
+        agg = aggregates[fn](col)
     return select(agg).where(*conds).scalar_subquery()
 
 

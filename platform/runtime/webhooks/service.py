@@ -8,6 +8,8 @@ retried with the jobs' exponential backoff, and every attempt is logged on the d
 """
 from __future__ import annotations
 
+import builtins
+
 import datetime as dt
 import json
 import secrets
@@ -95,7 +97,7 @@ class WebhookService:
         with read_transaction(self.engine) as conn:
             return [dict(r) for r in conn.execute(select(w).order_by(w.c.id)).mappings()]
 
-    def deliveries(self, hook_id: int, *, limit: int = 100) -> list[dict]:
+    def deliveries(self, hook_id: int, *, limit: int = 100) -> builtins.list[dict]:
         with read_transaction(self.engine) as conn:
             return [dict(r) for r in conn.execute(select(wd).where(wd.c.webhook_id == hook_id).order_by(wd.c.id.desc()).limit(limit)).mappings()]
 
@@ -235,10 +237,9 @@ class WebhookService:
             events = [events]
         if not events or any(e not in EVENT_TYPES for e in events):
             errors["events"] = [text("Choose one or more events: {e}.", "请选择一个或多个事件：{e}。", e=", ".join(EVENT_TYPES))]
-        role_id = data.get("owner_role_id")
-        user_id = data.get("owner_user_id")
-        role_id = int(role_id) if str(role_id or "").isdigit() else None
-        user_id = int(user_id) if str(user_id or "").isdigit() else None
+        raw_role, raw_user = data.get("owner_role_id"), data.get("owner_user_id")
+        role_id = int(raw_role) if raw_role and isinstance(raw_role, (int, str)) and str(raw_role).isdigit() else None
+        user_id = int(raw_user) if raw_user and isinstance(raw_user, (int, str)) and str(raw_user).isdigit() else None
         if (role_id is None) == (user_id is None):
             errors["owner_role_id"] = [text("Choose the role (or user) whose permissions filter the payload.", "请选择角色（或用户），按其权限过滤推送内容。")]
         elif role_id is not None:
