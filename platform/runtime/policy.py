@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Engine, FromClause, Table, false, or_, select
+from sqlalchemy import Engine, FromClause, false, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from .actor import Actor
