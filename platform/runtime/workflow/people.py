@@ -84,14 +84,14 @@ def set_unit_managers(conn: Connection, unit_id: int, user_ids: Iterable[int]) -
         conn.execute(insert(org_unit_manager).values(org_unit_id=unit_id, user_id=uid))
 
 
-def delegators_of(conn: Connection, delegate_id: int, now: dt.datetime) -> list[int]:
-    """Users whose approvals ``delegate_id`` may decide right now."""
+def delegators_of(conn: Connection, delegate_id: int | None, now: dt.datetime) -> list[int]:
+    """Users whose approvals ``delegate_id`` may decide right now (none for a service actor, whose id is None)."""
     d = approval_delegation
     return sorted(set(conn.execute(select(d.c.user_id).where(
         d.c.delegate_id == delegate_id, d.c.starts_at <= now, d.c.ends_at > now, d.c.revoked_at.is_(None))).scalars()))
 
 
-def acts_for(conn: Connection, actor_id: int, assignee_id: int, now: dt.datetime) -> bool:
+def acts_for(conn: Connection, actor_id: int | None, assignee_id: int, now: dt.datetime) -> bool:
     return actor_id == assignee_id or assignee_id in delegators_of(conn, actor_id, now)
 
 
