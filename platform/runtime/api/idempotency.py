@@ -93,7 +93,7 @@ def before_post():
     try:
         with engine.begin() as conn:
             g.idempotency_id = inserted_id(conn.execute(t.insert().values(user_id=actor.id, key=key, request_hash=digest, created_at=now,
-                                                              expires_at=now + TTL)))
+                                                                          expires_at=now + TTL)))
     except IntegrityError:
         raise IdempotencyConflict(text("A request with this Idempotency-Key is still in progress; retry shortly.",
                                        "使用该 Idempotency-Key 的请求仍在处理中，请稍后重试。")) from None

@@ -14,7 +14,7 @@ n = pt.notification
 def create_notification(engine: Engine, user_id: int, title: str, body: str, url: str | None = None) -> int:
     with write_transaction(engine) as conn:
         return inserted_id(conn.execute(n.insert().values(user_id=user_id, title=(title or body)[:200], body=body, url=url,
-                                              created_at=dt.datetime.now(dt.timezone.utc))))
+                                                          created_at=dt.datetime.now(dt.timezone.utc))))
 
 
 def unread_count(engine: Engine, user_id: int) -> int:

@@ -39,7 +39,7 @@ def grant_consent(services, entity_key: str, record_id: Any, data: Any, actor: A
                      consent.c.purpose == purpose, consent.c.withdrawn_at.is_(None))
         conn.execute(consent.update().where(*open_rows).values(withdrawn_at=now, withdrawn_by=actor.id))
         cid = inserted_id(conn.execute(consent.insert().values(entity=entity_key, record_id=rid, channel=channel, purpose=purpose, version=version,
-                                                   granted_at=now, granted_by=actor.id)))
+                                                               granted_at=now, granted_by=actor.id)))
         record_event(conn, category="privacy", action="consent_grant", actor_id=actor.id, entity=entity_key, record_id=rid,
                      changes={"consent_id": cid, "channel": channel, "purpose": purpose, "version": version})
         row = conn.execute(select(consent).where(consent.c.id == cid)).mappings().one()

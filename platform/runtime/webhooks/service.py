@@ -107,7 +107,7 @@ class WebhookService:
                    "message": "This is a test delivery from crmkit. / 这是 crmkit 的测试投递。"}
         with write_transaction(self.engine) as conn:
             did = inserted_id(conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=TEST_EVENT, payload=payload, status=PENDING,
-                                                  created_at=_now())))
+                                                              created_at=_now())))
             record_event(conn, category="integration", action="webhook_test", actor_id=actor.id, subject=hook["name"], changes={"webhook_id": hook["id"]})
         self._submit(did, actor)
         return self.delivery(did)
@@ -131,7 +131,7 @@ class WebhookService:
             try:
                 with write_transaction(self.engine) as conn:
                     did = inserted_id(conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=event.id, event_type=event.topic, payload=payload,
-                                                          status=PENDING, created_at=_now())))
+                                                                      status=PENDING, created_at=_now())))
             except IntegrityError:  # this event was handed to this webhook before (at-least-once dispatch)
                 with read_transaction(self.engine) as conn:
                     did = conn.execute(select(wd.c.id).where(wd.c.webhook_id == hook["id"], wd.c.event_id == event.id)).scalar_one()
@@ -149,7 +149,7 @@ class WebhookService:
             raise PermissionDenied(text("The webhook's owner may not see this record.", "该 Webhook 的所有者无权查看这条记录。"))
         with write_transaction(self.engine) as conn:
             did = inserted_id(conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=event.topic[:64], payload=payload, status=PENDING,
-                                                  created_at=_now())))
+                                                              created_at=_now())))
         self._submit(did, actor)
         return self.delivery(did)
 
