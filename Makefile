@@ -8,12 +8,13 @@ VAR    ?= var
 PORT   ?= 8000
 export CRMKIT_VAR_DIR ?= $(abspath $(VAR))
 
-.PHONY: run test lint bench load install install-dev clean-var help
-.PHONY: run test lint bench bench-imports fuzz install install-dev clean-var help
+.PHONY: run test lint typecheck bench load install install-dev clean-var help
+.PHONY: run test lint typecheck bench bench-imports fuzz install install-dev clean-var help
 
 help:
 	@echo "make run    - install, initialise a SQLite demo database under $(VAR)/, print the admin login, serve on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install dev extras and run the test suite (CRMKIT_TEST_DATABASE_URL selects PostgreSQL)"
+	@echo "make typecheck - mypy on the runtime (crmkit.runtime), through a symlink tree under build/typecheck"
 	@echo "make bench  - run the benchmarks (BENCH_SIZE=100000, CRMKIT_DATABASE_URL selects the database)"
 	@echo "make load   - load test: gunicorn (4 workers) on PostgreSQL + Redis, 50 locust users for 2 minutes (LOAD_ARGS)"
 	@echo "make bench-imports - the import benchmark: engine vs raw load (BENCH_SIZE rows)"
@@ -56,6 +57,17 @@ test: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check .
+
+# mypy sees import names, not folders: build/typecheck/crmkit mirrors the package-dir mapping in pyproject.toml
+# (platform/ has no __init__.py on purpose, see docs/architecture.md). ln -sfn keeps it idempotent.
+TYPECHECK_TREE = build/typecheck/crmkit
+typecheck: install-dev
+	@mkdir -p $(TYPECHECK_TREE)
+	@ln -sfn ../../../platform/runtime $(TYPECHECK_TREE)/runtime
+	@ln -sfn ../../../platform/builder $(TYPECHECK_TREE)/builder
+	@ln -sfn ../../../apps $(TYPECHECK_TREE)/apps
+	@ln -sfn ../../../migrations $(TYPECHECK_TREE)/migrations
+	$(BIN)/mypy -p crmkit.runtime
 
 bench: install-dev
 	$(BIN)/python -m bench $(BENCH_ARGS)

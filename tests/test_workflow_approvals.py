@@ -166,3 +166,16 @@ def test_any_of_mode_completes_on_the_first_approval(services, chain):
     assert services.workflows.decide(boss_task["id"], "approve", people["boss"]) == "approved"
     assert state_of(services, LEVELS, level) == "active"
     assert pending_tasks(services, req) == [] and services.workflows.approval_count(people["qa1"]) == 0
+
+
+def test_a_pending_approval_can_be_decided_after_its_approval_is_removed_from_the_workflow(services, chain):
+    """Editing the workflow so the transition no longer needs approval must not strand open requests: the pending
+    decision completes the transition (it used to fail with AttributeError on the missing approval)."""
+    people, level = chain
+    request_id = services.workflows.transition(LEVELS, level, "activate", people["req"]).pending_approval
+    task = pending_tasks(services, request_id)[0]
+    without_approval = {**LEVEL_WORKFLOW, "transitions": [{k: v for k, v in t.items() if k != "approval"} for t in LEVEL_WORKFLOW["transitions"]]}
+    services.store.save([RawDocument("workflow", "membership", without_approval, "test/workflows/level.json")])
+    assert services.workflows.decide(task["id"], "approve", people[next(n for n in ("qa1", "qa2") if people[n].id == task["assignee_id"])]) == "approved"
+    assert request_status(services, request_id) == "approved" and pending_tasks(services, request_id) == []
+    assert state_of(services, LEVELS, level) == "active"

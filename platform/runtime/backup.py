@@ -112,7 +112,7 @@ def _backup_sqlite(engine: Engine, path: Path):
     try:
         target = sqlite3.connect(path)
         try:
-            source.driver_connection.backup(target)
+            source.driver_connection.backup(target)  # type: ignore[union-attr]  # SQLAlchemy types the DBAPI connection Optional
         finally:
             target.close()
     finally:
@@ -137,7 +137,7 @@ def _backup_postgres(engine: Engine, path: Path):
     pg_dump = _require("pg_dump")
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
         with conn.begin():
-            snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+            snapshot: str = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
             counts, stamps = table_counts(conn), _stamps(conn)
             # The snapshot lives as long as this transaction: pg_dump sees exactly what was counted.
             result = subprocess.run([pg_dump, "--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}",
@@ -193,7 +193,7 @@ def _restore_sqlite(engine: Engine, path: Path) -> None:
     source = sqlite3.connect(path)
     target = engine.raw_connection()
     try:
-        source.backup(target.driver_connection)
+        source.backup(target.driver_connection)  # type: ignore[arg-type]  # SQLAlchemy types the DBAPI connection Optional
     finally:
         target.close()
         source.close()

@@ -5,6 +5,7 @@ import json
 import os
 import secrets
 import sys
+from typing import NoReturn
 from pathlib import Path
 
 import click
@@ -30,7 +31,7 @@ def _app(settings: Settings | None = None):
     return create_app(settings)
 
 
-def _fail(message: str, code: int = 1):
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(click.style("Error: ", fg="red", bold=True) + message, err=True)
     sys.exit(code)
 

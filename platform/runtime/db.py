@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -57,6 +57,15 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             conn.info["crmkit_begin"] = "IMMEDIATE"
         with conn.begin():
             yield conn
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the row a single-row INSERT added. SQLAlchemy types ``inserted_primary_key`` as Optional
+    (it is None for statements that are not inserts), so this says what the callers know."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise TypeError("inserted_id() needs the result of an INSERT")
+    return key[0]
 
 
 @contextmanager

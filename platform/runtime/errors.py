@@ -5,6 +5,8 @@ a type without a message passed in uses its ``default_message``.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .i18n_text import localize, text
 
 
@@ -23,7 +25,7 @@ class CrmkitError(Exception):
 
     def to_dict(self, locale: str | None = None) -> dict:
         """The API error body; with ``locale``, messages in that language (English otherwise)."""
-        body = {"code": self.code, "message": self.message}
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details:
             body["details"] = self.details
         return localize(body, locale) if locale else body

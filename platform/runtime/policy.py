@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Engine, Table, false, or_, select
+from sqlalchemy import Engine, FromClause, false, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from .actor import Actor
@@ -104,7 +104,7 @@ class Policy:
         return row
 
     # --- rows ------------------------------------------------------------------------------
-    def row_filter(self, actor: Actor, entity: EntityDef, table: Table, catalog: Any = None) -> ColumnElement | None:
+    def row_filter(self, actor: Actor, entity: EntityDef, table: FromClause, catalog: Any = None) -> ColumnElement | None:
         """A clause limiting which rows the actor sees, or None for all rows (built into the caller's one query)."""
         scopes = self.access(actor, entity).scopes
         if scopes is None:
@@ -112,7 +112,7 @@ class Policy:
         clauses = [self.scope_clause(s, actor, entity, table, catalog) for s in scopes]
         return or_(*clauses) if clauses else false()
 
-    def scope_clause(self, scope: ScopeRule, actor: Actor, entity: EntityDef, table: Table, catalog: Any = None) -> ColumnElement:
+    def scope_clause(self, scope: ScopeRule, actor: Actor, entity: EntityDef, table: FromClause, catalog: Any = None) -> ColumnElement:
         from .storage import platform_tables as pt
 
         if scope.scope == "all":
@@ -134,11 +134,14 @@ class Policy:
             return self.compile_custom(entity, table, tree, catalog)
         return false()
 
-    def compile_custom(self, entity: EntityDef, table: Table, tree: Any, catalog: Any = None) -> ColumnElement:
+    def compile_custom(self, entity: EntityDef, table: FromClause, tree: Any, catalog: Any = None) -> ColumnElement:
         from .fields import FilterContext
         from .query.filters import compile_filter
 
-        catalog = catalog if catalog is not None else self._catalog()
+        if catalog is None:
+            if self._catalog is None:
+                raise RuntimeError("A custom row scope needs the catalog: pass it, or build the Policy with catalog=...")
+            catalog = self._catalog()
         dialect = self.rules.engine.dialect.name if self.rules.engine is not None else "default"
         ctx = FilterContext(dialect, self.timezone, dt.datetime.now(dt.timezone.utc))
         stored = tuple(f.name for f in entity.fields if catalog.type_of(f).stored)

@@ -54,7 +54,7 @@ def _token_user():
 
 
 def _api_key_user(token: str):
-    sm = current_app.appbuilder.sm
+    sm = current_app.appbuilder.sm  # type: ignore[attr-defined]  # Flask-AppBuilder sets app.appbuilder at run time
     user = user_for_key(sm.session, sm.user_model, token)
     if user is None:
         raise NotAuthenticated("The API key was not accepted: it is unknown, revoked or expired, or its user is inactive. "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Literal, overload
 
 from flask import request
 
@@ -15,6 +15,10 @@ MAX_DEPTH = 20
 INT64 = (-(2**63), 2**63 - 1)
 
 
+@overload
+def json_object(*, optional: Literal[False] = False) -> dict: ...
+@overload
+def json_object(*, optional: bool) -> dict | None: ...
 def json_object(*, optional: bool = False) -> dict | None:
     """The body as a JSON object; ``optional`` allows an empty body (→ None)."""
     raw = request.get_data(cache=True)  # raises 413 beyond request.max_content_length

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from ..db import inserted_id
 from ..errors import CrmkitError
 from ..i18n_text import text
 from ..imports.tables import idempotency_key
@@ -91,8 +92,8 @@ def before_post():
         return resp
     try:
         with engine.begin() as conn:
-            g.idempotency_id = conn.execute(t.insert().values(user_id=actor.id, key=key, request_hash=digest, created_at=now,
-                                                              expires_at=now + TTL)).inserted_primary_key[0]
+            g.idempotency_id = inserted_id(conn.execute(t.insert().values(user_id=actor.id, key=key, request_hash=digest, created_at=now,
+                                                                          expires_at=now + TTL)))
     except IntegrityError:
         raise IdempotencyConflict(text("A request with this Idempotency-Key is still in progress; retry shortly.",
                                        "使用该 Idempotency-Key 的请求仍在处理中，请稍后重试。")) from None

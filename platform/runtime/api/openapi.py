@@ -13,8 +13,8 @@ from .openapi_integration import add_idempotency, integration_paths, integration
 from .openapi_schemas import common_schemas, entity_schemas, filterable_fields, ref, schema_name, sortable_fields
 
 OPENAPI_VERSION = "3.1.0"
-READ_SECURITY = [{"bearerAuth": []}, {"cookieAuth": []}]
-WRITE_SECURITY = [{"bearerAuth": []}, {"cookieAuth": [], "csrfToken": []}]
+READ_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"cookieAuth": []}]
+WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"cookieAuth": [], "csrfToken": []}]
 ERRORS = {
     "400": ("BadRequest", "The body or a query parameter is not valid (codes bad_request, bad_query)."),
     "401": ("Unauthorized", "No valid bearer token or session (code unauthorized)."),

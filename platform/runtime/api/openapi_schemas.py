@@ -134,7 +134,7 @@ def entity_schemas(catalog: Catalog, entity: EntityDef) -> dict[str, dict]:
     if entity.is_child:
         input_props["id"] = {"type": "integer", "minimum": 1, "description": "Id of an existing row to keep or change; omit for a new row. Rows left out are removed."}
     required = [f.name for f in writable if f.required and f.default is None]
-    schemas = {
+    schemas: dict[str, dict] = {
         name: {"type": "object", "title": entity.label.en, "description": f"{entity.label.zh} / {entity.label.en}",
                "required": ["id", "row_version", "created_at", "updated_at"], "properties": record_props},
         schema_name(entity.key, "input"): {"type": "object", "title": f"New {entity.label.en}", "additionalProperties": False,

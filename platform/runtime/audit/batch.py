@@ -29,7 +29,7 @@ def record_events(conn: Connection, events: list[dict]) -> list[int]:
     row = conn.execute(claim).first()
     if row is None:
         conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH, anchor_seq=0, anchor_hash=GENESIS_HASH))
-        row = conn.execute(claim).first()
+        row = conn.execute(claim).one()
     last_seq, prev = int(row[0]), row[1]
     seq = last_seq - n
     rows, seqs = [], []

@@ -28,7 +28,7 @@ def _at(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def entry_hash(prev_hash: str, entry: Mapping[str, Any], payload_digest: str) -> str:
+def entry_hash(prev_hash: str, entry: Mapping[Any, Any], payload_digest: str) -> str:
     """The hash of one entry given the previous one; ``entry`` needs the CHAINED_FIELDS."""
     fields = [entry[k] if k != "at" else _at(entry[k]) for k in CHAINED_FIELDS]
     material = canonical_json([prev_hash, fields, payload_digest])

@@ -21,7 +21,7 @@ class LoginAuditMixin:
         return user
 
     def on_user_logout(self, user) -> None:
-        super().on_user_logout(user)
+        super().on_user_logout(user)  # type: ignore[misc]  # a mixin over Flask-AppBuilder's (untyped) security manager
         _record_login(user, getattr(user, "username", None), "logout")
 
 

@@ -34,13 +34,13 @@ def purge_before(engine: Engine, cutoff: dt.datetime, *, actor_id: int | None = 
                             .returning(audit_head.c.anchor_seq, audit_head.c.seq)).first()
         if head is None:
             return PurgeResult(0, 0, cutoff)
-        anchor_seq, _ = head
+        anchor_seq = head[0]
         # the first entry at or after the cutoff bounds the prefix (entries are appended in time order)
         first_kept = conn.execute(select(func.min(a.c.seq)).where(a.c.seq > anchor_seq, a.c.at >= cutoff)).scalar()
         last_seq = conn.execute(select(func.max(a.c.seq)).where(a.c.seq > anchor_seq, *([a.c.seq < first_kept] if first_kept else []))).scalar()
         if last_seq is None:
             return PurgeResult(0, anchor_seq, cutoff)
-        anchor_hash = conn.execute(select(a.c.hash).where(a.c.seq == last_seq)).scalar_one()
+        anchor_hash: str = conn.execute(select(a.c.hash).where(a.c.seq == last_seq)).scalar_one()
         deleted = conn.execute(delete(a).where(a.c.seq <= last_seq)).rowcount
         conn.execute(audit_head.update().where(audit_head.c.id == 1).values(anchor_seq=last_seq, anchor_hash=anchor_hash))
         record_event(conn, category="audit", action="purge", actor_id=actor_id,

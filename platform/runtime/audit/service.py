@@ -58,5 +58,5 @@ def _lock_head(conn: Connection) -> tuple[int, str]:
     row = conn.execute(claim).first()
     if row is None:  # a database created without the 0004 migration's seed row
         conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH, anchor_seq=0, anchor_hash=GENESIS_HASH))
-        row = conn.execute(claim).first()
+        row = conn.execute(claim).one()
     return int(row[0]), row[1]

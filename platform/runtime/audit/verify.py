@@ -7,6 +7,7 @@ erasure entry instead; that entry is itself chained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from sqlalchemy import Connection, select
 
@@ -42,12 +43,12 @@ class VerifyReport:
 
 def verify_chain(conn: Connection, *, max_problems: int = 100) -> VerifyReport:
     report = VerifyReport()
-    head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).mappings().first()
+    head: Mapping[Any, Any] | None = conn.execute(select(audit_head).where(audit_head.c.id == 1)).mappings().first()
     if head is None:
         head = {"seq": 0, "hash": GENESIS_HASH, "anchor_seq": 0, "anchor_hash": GENESIS_HASH}
     a = pt.audit
-    for r in conn.execute(select(a.c.id).where(a.c.seq.is_(None)).limit(max_problems)):
-        report.problems.append(Problem(None, r.id, "written outside the chain (no sequence number)"))
+    for orphan in conn.execute(select(a.c.id).where(a.c.seq.is_(None)).limit(max_problems)):
+        report.problems.append(Problem(None, orphan.id, "written outside the chain (no sequence number)"))
     expected, prev = head["anchor_seq"] + 1, head["anchor_hash"]
     report.first_seq = expected
     redacted: set[int] = set()

@@ -32,10 +32,10 @@ def _message() -> str:
 def init_app(app: Flask, settings: Settings) -> None:
     from flask_appbuilder.security.api import SecurityApi
 
-    sm = app.appbuilder.sm
+    sm = app.appbuilder.sm  # type: ignore[attr-defined]  # Flask-AppBuilder sets app.appbuilder at run time
     limit = sm.limiter.shared_limit(settings.login_rate_limit, scope=LIMIT_SCOPE, methods=["POST"],
                                     deduct_when=failed_login, error_message=_message)
     limit(sm.auth_view.blueprint)
-    for view in app.appbuilder.baseviews:
+    for view in app.appbuilder.baseviews:  # type: ignore[attr-defined]  # Flask-AppBuilder sets app.appbuilder at run time
         if isinstance(view, SecurityApi):
             limit(view.blueprint)

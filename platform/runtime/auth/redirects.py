@@ -8,12 +8,13 @@ browsers would read as another host.
 from __future__ import annotations
 
 import unicodedata
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from flask import Flask, redirect, request, url_for
 
 
-def is_safe_path(target: str | None) -> bool:
+def is_safe_path(target: str | None) -> TypeGuard[str]:
     if not target or not target.startswith("/") or target.startswith("//"):
         return False
     if "\\" in target:

@@ -43,7 +43,7 @@ def current_session_version(user) -> int:
     cached = g.get("crmkit_session_version")
     if cached is not None and cached[0] == user.id:
         return cached[1]
-    version = session_version(current_app.appbuilder.sm.session, user.id)
+    version = session_version(current_app.appbuilder.sm.session, user.id)  # type: ignore[attr-defined]  # Flask-AppBuilder sets app.appbuilder at run time
     g.crmkit_session_version = (user.id, version)
     return version
 
@@ -77,7 +77,7 @@ def stamp_problem(user, settings: Settings, now: float) -> str | None:
 
 
 def _login_endpoint() -> str:
-    return current_app.appbuilder.sm.auth_view.__class__.__name__ + ".login"
+    return current_app.appbuilder.sm.auth_view.__class__.__name__ + ".login"  # type: ignore[attr-defined]  # Flask-AppBuilder sets app.appbuilder at run time
 
 
 def _end_session(reason: str):

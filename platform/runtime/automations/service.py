@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..actor import SYSTEM, Actor
 from ..audit import record_event
-from ..db import read_transaction, write_transaction
+from ..db import inserted_id, read_transaction, write_transaction
 from ..errors import PermissionDenied, RecordNotFound, StaleRecord, ValidationFailed
 from ..events import Event
 from ..i18n_text import text
@@ -195,9 +195,9 @@ class AutomationService:
     def _claim(self, a: AutomationDef, record_id: int, occurrence: str, actor: Actor, started_by: Actor | None) -> int | None:
         try:
             with write_transaction(self.engine) as conn:
-                return conn.execute(ar.insert().values(
+                return inserted_id(conn.execute(ar.insert().values(
                     automation=a.key, entity=a.entity, record_id=record_id, occurrence=occurrence, trigger=a.trigger.type, status=RUNNING,
-                    actor_id=(started_by or actor).id, started_at=utcnow())).inserted_primary_key[0]
+                    actor_id=(started_by or actor).id, started_at=utcnow())))
         except IntegrityError:
             return None
 

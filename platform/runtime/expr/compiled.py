@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table
+from sqlalchemy import FromClause, Table
 from sqlalchemy.sql import ColumnElement
 
 from ..i18n_text import text
@@ -46,7 +46,7 @@ class CompiledExpression:
         ``record["link"]`` when that is a dict of the linked record's values."""
         return Evaluator(record, _now(now), ZoneInfo(self.timezone)).eval(self.tree)
 
-    def to_sql(self, table: Table, *, tables: Mapping[str, Table] | None = None, now: dt.datetime | None = None) -> ColumnElement:
+    def to_sql(self, table: FromClause, *, tables: Mapping[str, Table] | None = None, now: dt.datetime | None = None) -> ColumnElement:
         """A Core expression over ``table`` (``tables`` by entity key for lookups); raises ``NotSqlCompilable``."""
         return SqlCompiler(table, tables, _now(now), ZoneInfo(self.timezone)).top(self.tree)
 

@@ -12,11 +12,12 @@ from decimal import Decimal
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (Boolean, Date, Float, Integer, Numeric, String, Table, and_, case, cast, column, false, func, literal, not_, null, or_,
+from sqlalchemy import (Boolean, Date, Float, Integer, Numeric, String, FromClause, Table, and_, case, cast, column, false, func, literal, not_, null, or_,
                         select, true, type_coerce)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause
+from sqlalchemy.types import TypeEngine
 
 from ..i18n_text import text
 from ..storage.types import UTCDateTime
@@ -24,7 +25,7 @@ from .check import Bound
 from .errors import NotSqlCompilable
 from .evaluate import Evaluator
 
-RESULT_SQL_TYPES = {"number": Numeric(38, 10, asdecimal=True), "text": String(), "boolean": Boolean(), "date": Date(), "datetime": UTCDateTime()}
+RESULT_SQL_TYPES: dict[str, TypeEngine[Any]] = {"number": Numeric(38, 10, asdecimal=True), "text": String(), "boolean": Boolean(), "date": Date(), "datetime": UTCDateTime()}
 
 
 class Dialected(ColumnClause):
@@ -48,7 +49,7 @@ def not_sql(reason_en: str, reason_zh: str, b: Bound) -> NotSqlCompilable:
 
 
 class SqlCompiler:
-    def __init__(self, table: Table | None, tables: Mapping[str, Table] | None, now: dt.datetime, tz: ZoneInfo):
+    def __init__(self, table: FromClause | None, tables: Mapping[str, Table] | None, now: dt.datetime, tz: ZoneInfo):
         self.table = table
         self.tables = tables
         self.now = now
@@ -92,8 +93,8 @@ class SqlCompiler:
         if target is None:
             raise not_sql("A lookup through a link needs the linked table.", "跨关联取值需要关联表。", b)
         link = self.table.c[b.path[0]]
-        target = target.alias(f"lk_{b.path[0]}")
-        return select(target.c[b.path[1]]).where(target.c.id == link).scalar_subquery()
+        linked = target.alias(f"lk_{b.path[0]}")
+        return select(linked.c[b.path[1]]).where(linked.c.id == link).scalar_subquery()
 
     def op(self, b: Bound) -> ColumnElement:
         name = b.name
@@ -144,7 +145,7 @@ class SqlCompiler:
                     raise not_sql("CONCAT of a non-text value is computed only in Python (databases format numbers differently).",
                                   "CONCAT 连接非文本值时只能在 Python 中计算（各数据库的数字格式不同）。", b)
                 parts.append(func.coalesce(self.sql(a), ""))
-            out = parts[0]
+            out: ColumnElement[Any] = parts[0]
             for p in parts[1:]:
                 out = out.op("||")(p)
             return type_coerce(out, String())
@@ -168,8 +169,8 @@ class SqlCompiler:
                 return or_(x.is_(None), func.trim(x) == "")
             return x.is_(None)
         if name == "ROUND":
-            n = int(b.args[1].value) if len(b.args) == 2 else 0
-            return Dialected({"sqlite": func.round(args[0], n), "default": func.round(cast(args[0], Numeric), n)}, type_=Numeric())
+            places_n = int(b.args[1].value) if len(b.args) == 2 else 0
+            return Dialected({"sqlite": func.round(args[0], places_n), "default": func.round(cast(args[0], Numeric), places_n)}, type_=Numeric())
         if name == "ABS":
             return func.abs(args[0])
         if name in ("MIN", "MAX"):

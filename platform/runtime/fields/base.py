@@ -207,7 +207,7 @@ def flatten_messages(messages: Any) -> list[str]:
     """marshmallow messages as plain sentences; list items are named by position ("item 2: ...").
     ``Text`` messages stay ``Text``, so both languages survive."""
     if isinstance(messages, dict):
-        out = []
+        out: list[str] = []
         for key, sub in messages.items():
             for m in flatten_messages(sub):
                 if isinstance(key, int):

@@ -1,6 +1,7 @@
 """Choice types: single select, multi select (options with stable values) and free tags."""
 from __future__ import annotations
 
+from typing import Any
 
 from marshmallow import ValidationError, fields as mf
 from sqlalchemy import JSON, Integer, String, and_, exists, false, func, not_, or_, select
@@ -64,7 +65,9 @@ class OptionString(LocalizedString):
 
 def option_problems(f: FieldDef) -> list[str]:
     """Duplicate option values would make stored data ambiguous; duplicate labels would make imports ambiguous."""
-    out, values, labels = [], {}, {}
+    out: list[str] = []
+    values: dict[Any, int] = {}
+    labels: dict[str, int] = {}
     for i, o in enumerate(f.opt("options", ())):
         if o["value"] in values:
             out.append(f"option value '{o['value']}' is used twice (options {values[o['value']]} and {i}); every option needs its own value")

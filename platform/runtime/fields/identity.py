@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from marshmallow import ValidationError
 from sqlalchemy import String
@@ -78,7 +79,7 @@ class IdNumberType(FieldType):
     def derived_values(self, f: FieldDef, value: str | None) -> dict:
         if not value:
             return {}
-        out = {}
+        out: dict[str, Any] = {}
         if f.opt("derive_gender"):
             out[f.opt("derive_gender")] = id_number_gender(value)
         if f.opt("derive_birthday"):

@@ -6,42 +6,47 @@ here (or a subclass of one) only lists the keys its marshmallow base adds.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields as mf, validate
 
 from ..i18n_text import Text
 
-FIELD_MESSAGES = {
+# marshmallow's type for a field's ``default_error_messages`` (a ``Text`` is a str).
+Messages = dict[str, str | list[Any] | dict[Any, Any]]
+
+FIELD_MESSAGES: Messages = {
     "required": Text("Missing data for required field.", "缺少必填数据。"),
     "null": Text("Field may not be null.", "此项不能为空值。"),
     "validator_failed": Text("Invalid value.", "值无效。"),
 }
-STRING_MESSAGES = {
+STRING_MESSAGES: Messages = {
     **FIELD_MESSAGES,
     "invalid": Text("Not a valid string.", "请输入文本。"),
     "invalid_utf8": Text("Not a valid utf-8 string.", "文本不是有效的 UTF-8 编码。"),
 }
-NUMBER_MESSAGES = {
+NUMBER_MESSAGES: Messages = {
     **FIELD_MESSAGES,
     "invalid": Text("Not a valid number.", "请输入数字。"),
     "too_large": Text("Number too large.", "数值过大。"),
     "special": Text("Special numeric values (nan or infinity) are not permitted.", "不能使用 NaN 或无穷大等特殊数值，请输入普通数字。"),
 }
-INTEGER_MESSAGES = {**NUMBER_MESSAGES, "invalid": Text("Not a valid integer.", "请输入整数。")}
-LIST_MESSAGES = {**FIELD_MESSAGES, "invalid": Text("Not a valid list.", "请提供一组值（列表）。")}
-BOOLEAN_MESSAGES = {**FIELD_MESSAGES, "invalid": Text("Not a valid boolean.", "请选择是或否。")}
-DATE_MESSAGES = {
+INTEGER_MESSAGES: Messages = {**NUMBER_MESSAGES, "invalid": Text("Not a valid integer.", "请输入整数。")}
+LIST_MESSAGES: Messages = {**FIELD_MESSAGES, "invalid": Text("Not a valid list.", "请提供一组值（列表）。")}
+BOOLEAN_MESSAGES: Messages = {**FIELD_MESSAGES, "invalid": Text("Not a valid boolean.", "请选择是或否。")}
+DATE_MESSAGES: Messages = {
     **FIELD_MESSAGES,
     "invalid": Text("Not a valid date.", "请输入有效日期，格式为 YYYY-MM-DD。"),
     "invalid_awareness": Text("Not a valid date.", "请输入有效日期，格式为 YYYY-MM-DD。"),
     "format": Text('"{input}" cannot be formatted as a date.', "“{input}”无法格式化为日期。"),
 }
-DATETIME_MESSAGES = {
+DATETIME_MESSAGES: Messages = {
     **FIELD_MESSAGES,
     "invalid": Text("Not a valid datetime.", "请输入有效的日期时间，格式为 YYYY-MM-DD HH:MM。"),
     "invalid_awareness": Text("Not a valid datetime.", "请输入有效的日期时间，格式为 YYYY-MM-DD HH:MM。"),
     "format": Text('"{input}" cannot be formatted as a datetime.', "“{input}”无法格式化为日期时间。"),
 }
-SCHEMA_MESSAGES = {
+SCHEMA_MESSAGES: dict[str, str] = {
     "unknown": Text("Unknown field.", "没有这个字段。"),
     "type": Text("Invalid input type.", "输入类型无效。"),
 }

@@ -187,8 +187,8 @@ class PercentType(DecimalType):
         return f"{decimal.Decimal(value):.{s}f}%"
 
 
-TRUE_WORDS = {"1", "true", "yes", "y", "on", "是", "对", "✓", "t"}
-FALSE_WORDS = {"0", "false", "no", "n", "off", "否", "错", "✗", "f"}
+TRUE_WORDS: set[object] = {"1", "true", "yes", "y", "on", "是", "对", "✓", "t"}
+FALSE_WORDS: set[object] = {"0", "false", "no", "n", "off", "否", "错", "✗", "f"}
 
 
 class LooseBoolean(mf.Boolean):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from marshmallow import ValidationError, fields as mf, validate
 from sqlalchemy import String, Text
@@ -36,7 +37,7 @@ class TrimmedString(LocalizedString):
 
 
 class _TextBase(FieldType):
-    operators = TEXT_OPERATORS
+    operators: ClassVar[tuple[str, ...]] = TEXT_OPERATORS
     default_max = 255
 
     def max_length(self, f: FieldDef) -> int:

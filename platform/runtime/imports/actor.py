@@ -15,7 +15,7 @@ def actor_by_id(engine: Engine, user_id: int, *, admin_role: str = "Admin", loca
         username = conn.execute(select(fab_tables.ab_user.c.username).where(fab_tables.ab_user.c.id == user_id)).scalar()
     if grants is None or not grants.active:
         raise PermissionDenied(f"User #{user_id} does not exist or is disabled.")
-    return Actor(id=user_id, username=username, is_admin=admin_role in grants.role_names, permissions=grants.permissions,
+    return Actor(id=user_id, username=username or "", is_admin=admin_role in grants.role_names, permissions=grants.permissions,
                  org_unit_id=grants.org_unit_id, locale=locale, role_ids=grants.role_ids)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from sqlalchemy import Engine, select
 
 from ..actor import Actor
+from ..db import inserted_id
 from ..errors import CrmkitError, ValidationFailed
 from ..i18n_text import Text, text
 from ..records.batch import ItemResult
@@ -103,11 +104,11 @@ class ImportEngine:
         self._check_options(catalog, entity, mapping, mode, key)
         batch_size = max(1, min(int(batch_size), MAX_BATCH))
         with self.engine.begin() as conn:
-            return conn.execute(import_run.insert().values(
+            return inserted_id(conn.execute(import_run.insert().values(
                 entity=entity.key, file_path=str(path), file_name=(file_name or path.name)[:255], file_sha256=file_sha256(path),
                 sheet=source.sheet, mapping=mapping, mode=mode, key_field=key or None, batch_size=batch_size, status="pending",
                 checkpoint=0, created_by=actor.id, created_at=now(), updated_at=now(),
-            )).inserted_primary_key[0]
+            )))
 
     def create_draft(self, path: str | Path, entity_key: str, actor: Actor, *, file_name: str, sheet: str | None = None) -> int:
         """A run the wizard is still setting up (status ``draft``): the file is readable, the mapping is a first guess."""
@@ -120,11 +121,11 @@ class ImportEngine:
         source = open_table(path, sheet=sheet, file_name=file_name)
         mapping = {h: f for h, f in auto_map(source.headers, catalog, entity).items() if f}
         with self.engine.begin() as conn:
-            return conn.execute(import_run.insert().values(
+            return inserted_id(conn.execute(import_run.insert().values(
                 entity=entity.key, file_path=str(path), file_name=file_name[:255], file_sha256=file_sha256(path), sheet=source.sheet,
                 mapping=mapping, mode="insert", key_field=None, batch_size=DEFAULT_BATCH, status="draft", checkpoint=0,
                 created_by=actor.id, created_at=now(), updated_at=now(),
-            )).inserted_primary_key[0]
+            )))
 
     def configure(self, run_id: int, *, mapping: dict | None = None, mode: str | None = None, key: str | None = "", ready: bool = False) -> dict:
         """Change a draft's mapping and/or options; ``ready`` checks them all (before a dry run or the start)."""
@@ -135,7 +136,7 @@ class ImportEngine:
         catalog = self.services.store.catalog()
         entity = catalog.entity(info["entity"])
         source = open_table(info["file_path"], sheet=info["sheet"], file_name=info["file_name"])
-        values = {}
+        values: dict[str, Any] = {}
         if mapping is not None:
             values["mapping"] = check_mapping(mapping, source.headers, catalog, entity)
         if mode is not None:

@@ -63,7 +63,9 @@ def auto_map(headers: list[str], catalog: Catalog, entity: EntityDef) -> dict[st
 def check_mapping(mapping: dict[str, str | None], headers: list[str], catalog: Catalog, entity: EntityDef) -> dict[str, str]:
     """Keep the mapped pairs; refuse unknown headers/fields and a field fed by two columns."""
     allowed = {f.name for f in importable_fields(catalog, entity)}
-    out, errors, used = {}, {}, {}
+    out: dict[str, str] = {}
+    errors: dict[str, list] = {}
+    used: dict[str, str] = {}
     for h, fname in (mapping or {}).items():
         if not fname:
             continue

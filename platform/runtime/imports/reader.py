@@ -209,7 +209,8 @@ def _cell_text(value: Any) -> str:
 
 def unique_headers(headers: list[str]) -> list[str]:
     """Blank headers become "Column N"; repeated ones get " (2)", " (3)"."""
-    out, seen = [], {}
+    out: list[str] = []
+    seen: dict[str, int] = {}
     for i, h in enumerate(headers[:MAX_COLUMNS], start=1):
         h = h.lstrip("\ufeff").strip() or f"Column {i}"
         n = seen.get(h, 0) + 1

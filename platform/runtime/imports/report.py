@@ -21,7 +21,7 @@ ERROR_HEADER = {"zh": "错误信息", "en": "Errors"}
 def report_rows(engine: Engine, run_id: int, locale: str = "zh", *, kinds=("error", "skip")) -> Iterator[list[str]]:
     """Header row, then one row per problem row (original cells + messages)."""
     with engine.connect() as conn:
-        run = conn.execute(select(import_run).where(import_run.c.id == run_id)).mappings().first()
+        run = conn.execute(select(import_run).where(import_run.c.id == run_id)).mappings().one()
     lang = "zh" if (locale or "").startswith("zh") else "en"
     try:
         headers = open_table(run["file_path"], sheet=run["sheet"], file_name=run["file_name"]).headers

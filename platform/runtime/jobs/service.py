@@ -17,13 +17,13 @@ import threading
 import time
 import traceback
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..actor import Actor
-from ..db import read_transaction, write_transaction
+from ..db import inserted_id, read_transaction, write_transaction
 from ..errors import RecordNotFound, ValidationFailed
 from ..i18n_text import text
 from ..storage import platform_tables as pt
@@ -99,7 +99,7 @@ class JobService:
                     return existing
             try:
                 with conn.begin_nested():
-                    job_id = conn.execute(pt.job.insert().values(**values)).inserted_primary_key[0]
+                    job_id = inserted_id(conn.execute(pt.job.insert().values(**values)))
             except IntegrityError:
                 return conn.execute(select(pt.job.c.id).where(pt.job.c.dedupe_key == dedupe_key)).scalar_one()
         self._enqueue(job_id, delay)
@@ -121,6 +121,13 @@ class JobService:
         with read_transaction(self.engine) as conn:
             row = conn.execute(select(pt.job).where(pt.job.c.id == job_id)).mappings().first()
         return dict(row) if row else None
+
+    def require(self, job_id: int) -> dict:
+        """A job that must exist (one being run): its row, or RecordNotFound."""
+        job = self.get(job_id)
+        if job is None:
+            raise RecordNotFound(text("Job #{id} does not exist.", "任务 #{id} 不存在。", id=job_id))
+        return job
 
     def get_for(self, job_id: Any, actor: Actor) -> dict:
         """A job the actor may see: admins see every job, users their own."""
@@ -152,7 +159,7 @@ class JobService:
             conn.execute(pt.job.update().where(pt.job.c.id == job["id"], pt.job.c.status == QUEUED)
                          .values(status=CANCELLED, cancel_requested=True, finished_at=now, message="cancelled"))
             conn.execute(pt.job.update().where(pt.job.c.id == job["id"], pt.job.c.status == RUNNING).values(cancel_requested=True))
-        return self.get(job["id"])
+        return self.get_for(job_id, actor)
 
     # -- running ------------------------------------------------------------------------------------
     def claim(self, job_id: int, worker: str) -> bool:
@@ -172,7 +179,7 @@ class JobService:
         worker = worker or worker_name()
         if not self.claim(job_id, worker):
             return None
-        job = self.get(job_id)
+        job = self.require(job_id)
         ctx = _Context(self, job, worker)
         beat = _Heartbeat(self, job_id, worker, ctx)
         beat.start()
@@ -229,7 +236,7 @@ class JobService:
         """Run the due queued jobs in this process, oldest first (the CLI's ``--once`` and tests)."""
         now = utcnow()
         with read_transaction(self.engine) as conn:
-            ids = conn.execute(select(pt.job.c.id).where(pt.job.c.status == QUEUED, or_(pt.job.c.run_after.is_(None), pt.job.c.run_after <= now))
+            ids: Sequence[int] = conn.execute(select(pt.job.c.id).where(pt.job.c.status == QUEUED, or_(pt.job.c.run_after.is_(None), pt.job.c.run_after <= now))
                                .order_by(pt.job.c.id).limit(limit)).scalars().all()
         return sum(1 for jid in ids if self.execute(jid, worker=worker) is not None)
 
@@ -238,12 +245,12 @@ class JobService:
         now = now or utcnow()
         stale = now - dt.timedelta(seconds=self.lease_seconds)
         with write_transaction(self.engine) as conn:
-            dead = conn.execute(select(pt.job.c.id).where(pt.job.c.status == RUNNING, pt.job.c.heartbeat_at < stale)).scalars().all()
+            dead: Sequence[int] = conn.execute(select(pt.job.c.id).where(pt.job.c.status == RUNNING, pt.job.c.heartbeat_at < stale)).scalars().all()
             if dead:
                 conn.execute(pt.job.update().where(pt.job.c.id.in_(dead), pt.job.c.status == RUNNING, pt.job.c.heartbeat_at < stale)
                              .values(status=QUEUED, worker=None, heartbeat_at=None, run_after=None,
                                      message="requeued: the worker stopped (lease expired)"))
-            lost = conn.execute(select(pt.job.c.id).where(
+            lost: Sequence[int] = conn.execute(select(pt.job.c.id).where(
                 pt.job.c.status == QUEUED, *([pt.job.c.id.notin_(dead)] if dead else []),
                 or_(and_(pt.job.c.run_after.is_(None), pt.job.c.created_at < stale), pt.job.c.run_after < stale))).scalars().all()
         for jid in [*dead, *lost]:

@@ -5,7 +5,7 @@ import datetime as dt
 
 from sqlalchemy import Engine, func, select
 
-from ..db import read_transaction, write_transaction
+from ..db import inserted_id, read_transaction, write_transaction
 from ..storage import platform_tables as pt
 
 n = pt.notification
@@ -13,8 +13,8 @@ n = pt.notification
 
 def create_notification(engine: Engine, user_id: int, title: str, body: str, url: str | None = None) -> int:
     with write_transaction(engine) as conn:
-        return conn.execute(n.insert().values(user_id=user_id, title=(title or body)[:200], body=body, url=url,
-                                              created_at=dt.datetime.now(dt.timezone.utc))).inserted_primary_key[0]
+        return inserted_id(conn.execute(n.insert().values(user_id=user_id, title=(title or body)[:200], body=body, url=url,
+                                                          created_at=dt.datetime.now(dt.timezone.utc))))
 
 
 def unread_count(engine: Engine, user_id: int) -> int:

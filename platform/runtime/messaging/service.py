@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from ..actor import Actor
 from ..audit import record_event
-from ..db import read_transaction, write_transaction
+from ..db import inserted_id, read_transaction, write_transaction
 from ..errors import ValidationFailed
 from ..i18n_text import text
 from ..jobs import JobRegistry, JobService, RetryLater
@@ -95,10 +95,10 @@ class MessagingService:
         row = dict(headers=headers or None, channel=channel, recipient=to.strip(), template_key=template, subject=rendered_subject, body=rendered_body, html=html,
                    entity=entity, record_id=record_id, purpose=purpose, created_at=_now(), actor_id=actor.id if actor else None)
         with write_transaction(self.engine) as conn:
-            consented = subject_ref is None or has_consent(conn, entity, record_id, channel, purpose)
+            consented = subject_ref is None or has_consent(conn, *subject_ref, channel, purpose)
             row.update(status=QUEUED if consented else REFUSED,
                        error=None if consented else f"no {channel} consent from {entity}#{record_id}" + (f" for '{purpose}'" if purpose else ""))
-            delivery_id = conn.execute(pt.message_delivery.insert().values(**row)).inserted_primary_key[0]
+            delivery_id = inserted_id(conn.execute(pt.message_delivery.insert().values(**row)))
         if consented:
             job_id = self.jobs.submit(SEND_JOB, {"delivery_id": delivery_id}, actor=actor, dedupe_key=f"message:{delivery_id}")
             with write_transaction(self.engine) as conn:
@@ -145,7 +145,7 @@ class MessagingService:
         try:
             ref = provider.send(message)
         except Exception as exc:
-            last = ctx.attempt >= self.jobs.get(ctx.job_id)["max_attempts"]
+            last = ctx.attempt >= self.jobs.require(ctx.job_id)["max_attempts"]
             self._update(delivery_id, status=FAILED if last else QUEUED, provider=provider.name, error=f"{type(exc).__name__}: {exc}"[:2000])
             raise
         status = LOGGED if provider.name == "log" else SENT

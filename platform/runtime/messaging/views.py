@@ -35,7 +35,8 @@ def notification_list():
 @notifications_blueprint.route("/<int:notification_id>/read", methods=["POST"])
 def read_one(notification_id: int):
     actor = require_actor()
-    mark_read(_engine(), actor.id, notification_id)
+    if actor.id is not None:  # a logged-in user always has an id; only service actors (webhooks) have none
+        mark_read(_engine(), actor.id, notification_id)
     return _after()
 
 

@@ -96,8 +96,13 @@ def compile_documents(docs: Iterable[RawDocument], field_types: FieldTypeRegistr
 
     validator = validator or DefinitionValidator(field_types)
     problems: list[tuple[str, str, str]] = []
-    apps, entities, forms, views, workflows = {}, {}, {}, {}, {}
-    reports, dashboards = {}, {}
+    apps: dict = {}
+    entities: dict = {}
+    forms: dict = {}
+    views: dict = {}
+    workflows: dict = {}
+    reports: dict = {}
+    dashboards: dict = {}
     automations: dict = {}
     docs = list(docs)
     for d in docs:
@@ -172,7 +177,8 @@ def compile_analytics(d: RawDocument, reports: dict, dashboards: dict) -> None:
 
 def check_entity(e: EntityDef, entities: dict, field_types: FieldTypeRegistry) -> list:
     out = []
-    names, ids = {}, {}
+    names: dict[str, int] = {}
+    ids: dict[str, int] = {}
     for i, f in enumerate(e.fields):
         at = f"/fields/{i}"
         if f.name in names:

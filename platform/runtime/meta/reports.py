@@ -161,14 +161,14 @@ def check_report(r: ReportDef, entities, field_types: FieldTypeRegistry) -> list
             out.append((src, f"/sort/{i}/by", f"sort by '{s.field}': name a measure or a group field of this report"))
         elif s.field in names and r.measure(s.field).agg not in BASE_AGGS:
             out.append((src, f"/sort/{i}/by", f"'{s.field}' is computed after the query; sort by a count, sum, avg, min or max measure"))
-    for i, p in enumerate(r.prompts):
-        f = source.field_map.get(p.field) or SYSTEM_COLUMNS.get(p.field)
-        if f is None:
-            out.append((src, f"/prompts/{i}/field", f"'{p.field}' is not a field of {source.key}"))
-        elif p.type == "date_range" and f.type not in ("date", "datetime"):
-            out.append((src, f"/prompts/{i}/field", f"a date range prompt needs a date field; '{p.field}' is {f.type}"))
-        elif p.type == "value" and f.type not in ("link", "single_select", "boolean", "user", "org_unit", "text", "integer"):
-            out.append((src, f"/prompts/{i}/field", f"a value prompt needs a link, select, boolean, user, org unit, text or integer field; '{p.field}' is {f.type}"))
+    for i, prompt in enumerate(r.prompts):
+        pf = source.field_map.get(prompt.field) or SYSTEM_COLUMNS.get(prompt.field)
+        if pf is None:
+            out.append((src, f"/prompts/{i}/field", f"'{prompt.field}' is not a field of {source.key}"))
+        elif prompt.type == "date_range" and pf.type not in ("date", "datetime"):
+            out.append((src, f"/prompts/{i}/field", f"a date range prompt needs a date field; '{prompt.field}' is {pf.type}"))
+        elif prompt.type == "value" and pf.type not in ("link", "single_select", "boolean", "user", "org_unit", "text", "integer"):
+            out.append((src, f"/prompts/{i}/field", f"a value prompt needs a link, select, boolean, user, org unit, text or integer field; '{prompt.field}' is {pf.type}"))
     if r.filter:
         out.extend((src, f"/filter{p}", msg) for p, msg in filter_problems(r.filter, source, field_types))
     if r.output == "chart" and r.chart is None:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Connection, Engine, select
 
 from ..audit import record_event
-from ..db import write_transaction
+from ..db import inserted_id, write_transaction
 from ..fields import FieldTypeRegistry
 from ..storage import platform_tables as pt
 from .catalog import Catalog
@@ -76,7 +76,7 @@ class MetadataStore:
         return conn.execute(select(pt.meta_stamp.c.version).where(pt.meta_stamp.c.id == 1)).scalar_one()
 
     def raw_documents(self, conn: Connection) -> list[RawDocument]:
-        rows = conn.execute(select(pt.document.c.kind, pt.document.c.app, pt.document.c.key, pt.document.c.body)).all()
+        rows = list(conn.execute(select(pt.document.c.kind, pt.document.c.app, pt.document.c.key, pt.document.c.body)).all())
         rows.sort(key=lambda r: (KIND_ORDER[r.kind], r.key))
         return [RawDocument(r.kind, r.app, r.body, f"db:{r.kind}/{r.key}") for r in rows]
 
@@ -148,7 +148,7 @@ class MetadataStore:
                     continue
                 diff = json_diff(row.body if row else None, d.body) if row else [{"path": "/", "old": None, "new": "created"}]
                 if row is None:
-                    doc_id = conn.execute(pt.document.insert().values(kind=d.kind, app=d.app, key=key, body=d.body, version=1, updated_at=now, updated_by=actor_id)).inserted_primary_key[0]
+                    doc_id = inserted_id(conn.execute(pt.document.insert().values(kind=d.kind, app=d.app, key=key, body=d.body, version=1, updated_at=now, updated_by=actor_id)))
                     version = 1
                 else:
                     doc_id, version = row.id, row.version + 1

@@ -166,11 +166,11 @@ def check_workflow(wf: WorkflowDef, entities: Mapping[str, EntityDef], field_typ
         if t.name in seen:
             out.append((src, f"{at}/name", f"transition '{t.name}' is defined twice (also /transitions/{seen[t.name]})"))
         seen.setdefault(t.name, i)
-        for j, s in enumerate(t.sources):
-            if s not in names:
-                out.append((src, f"{at}/from" + (f"/{j}" if len(t.sources) > 1 else ""), f"'{s}' is not a state of this workflow"))
-            elif wf.states[names[s]].final:
-                out.append((src, f"{at}/from", f"'{s}' is a final state; no transition can leave it"))
+        for j, source in enumerate(t.sources):
+            if source not in names:
+                out.append((src, f"{at}/from" + (f"/{j}" if len(t.sources) > 1 else ""), f"'{source}' is not a state of this workflow"))
+            elif wf.states[names[source]].final:
+                out.append((src, f"{at}/from", f"'{source}' is a final state; no transition can leave it"))
         if t.target not in names:
             out.append((src, f"{at}/to", f"'{t.target}' is not a state of this workflow"))
         for j, tf in enumerate(t.fields):

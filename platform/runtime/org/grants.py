@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, select, true, union
+from sqlalchemy import BindParameter, Connection, and_, bindparam, select, true, union
 
 from ..permissions.rules import stamp_query
 from ..storage.platform_tables import meta_stamp
@@ -58,7 +58,7 @@ def _entity_permissions():
 def _grants_statement(admin_role: str):
     """Built once per admin role name with the user id as a bound parameter: building this select (several
     subqueries) costs more than running it, and a stable statement also hits SQLAlchemy's compiled cache."""
-    user_id = bindparam("grants_user_id")
+    user_id: BindParameter[int] = bindparam("grants_user_id")
     roles = user_roles_select(user_id)
     perms = _entity_permissions()
     stamp = stamp_query().add_columns(
@@ -83,8 +83,11 @@ def resolve_grants(conn: Connection, user_id: int, admin_role: str = "Admin") ->
     rows = conn.execute(_grants_statement(admin_role), {"grants_user_id": user_id}).all()
     if not rows:
         return None
-    role_ids, role_names, permissions = set(), set(), set()
-    for _active, _unit, role_id, role_name, action, resource, *_stamp in rows:
+    role_ids: set[int] = set()
+    role_names: set[str] = set()
+    permissions: set[tuple[str, str]] = set()
+    for row in rows:  # (active, org unit, role id, role name, action, resource, *policy stamp, meta version)
+        role_id, role_name, action, resource = row[2], row[3], row[4], row[5]
         if role_id is not None:
             role_ids.add(role_id)
             role_names.add(role_name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, delete, exists, func, insert, literal, select, update
 
@@ -96,7 +96,7 @@ class OrgService:
         with self.engine.connect() as c:
             rows = c.execute(select(post).order_by(post.c.name, post.c.id)).all()
             roles: dict[int, list[int]] = {}
-            for pid, rid in c.execute(select(post_role.c.post_id, post_role.c.role_id).order_by(post_role.c.role_id)):
+            for pid, rid in c.execute(select(post_role.c.post_id, post_role.c.role_id).order_by(post_role.c.role_id)).tuples():
                 roles.setdefault(pid, []).append(rid)
         return [Post(id=r.id, org_unit_id=r.org_unit_id, name=r.name, code=r.code, description=r.description or "",
                      role_ids=tuple(roles.get(r.id, ()))) for r in rows]
@@ -116,12 +116,12 @@ class OrgService:
         with self.engine.connect() as c:
             users = c.execute(select(ab_user.c.id, ab_user.c.username, ab_user.c.first_name, ab_user.c.last_name, ab_user.c.active)
                               .order_by(ab_user.c.username)).all()
-            units = dict(c.execute(select(user_org.c.user_id, user_org.c.org_unit_id)).all())
+            units: dict[int, int] = dict(c.execute(select(user_org.c.user_id, user_org.c.org_unit_id)).all())
             posts: dict[int, list[int]] = {}
-            for uid, pid in c.execute(select(user_post.c.user_id, user_post.c.post_id)):
+            for uid, pid in c.execute(select(user_post.c.user_id, user_post.c.post_id)).tuples():
                 posts.setdefault(uid, []).append(pid)
             roles: dict[int, list[int]] = {}
-            for uid, rid in c.execute(select(ab_user_role.c.user_id, ab_user_role.c.role_id)):
+            for uid, rid in c.execute(select(ab_user_role.c.user_id, ab_user_role.c.role_id)).tuples():
                 roles.setdefault(uid, []).append(rid)
         return [{"id": u.id, "username": u.username, "name": f"{u.first_name or ''} {u.last_name or ''}".strip(), "active": bool(u.active),
                  "org_unit_id": units.get(u.id), "post_ids": sorted(posts.get(u.id, [])), "role_ids": sorted(roles.get(u.id, []))}
@@ -131,17 +131,17 @@ class OrgService:
         with self.engine.connect() as c:
             self._require_user(c, user_id)
             unit = c.execute(select(user_org.c.org_unit_id).where(user_org.c.user_id == user_id)).scalar()
-            posts = c.execute(select(user_post.c.post_id).where(user_post.c.user_id == user_id).order_by(user_post.c.post_id)).scalars().all()
-            roles = c.execute(select(ab_user_role.c.role_id).where(ab_user_role.c.user_id == user_id).order_by(ab_user_role.c.role_id)).scalars().all()
+            posts: Sequence[int] = c.execute(select(user_post.c.post_id).where(user_post.c.user_id == user_id).order_by(user_post.c.post_id)).scalars().all()
+            roles: Sequence[int] = c.execute(select(ab_user_role.c.role_id).where(ab_user_role.c.user_id == user_id).order_by(ab_user_role.c.role_id)).scalars().all()
         return Membership(user_id=user_id, org_unit_id=unit, post_ids=tuple(posts), role_ids=tuple(roles))
 
     def unit_counts(self) -> dict[int, dict[str, int]]:
         """Per unit: direct members and posts (for the tree page)."""
         out: dict[int, dict[str, int]] = {}
         with self.engine.connect() as c:
-            for uid, n in c.execute(select(user_org.c.org_unit_id, func.count()).group_by(user_org.c.org_unit_id)):
+            for uid, n in c.execute(select(user_org.c.org_unit_id, func.count()).group_by(user_org.c.org_unit_id)).tuples():
                 out.setdefault(uid, {"members": 0, "posts": 0})["members"] = n
-            for uid, n in c.execute(select(post.c.org_unit_id, func.count()).where(post.c.org_unit_id.is_not(None)).group_by(post.c.org_unit_id)):
+            for uid, n in c.execute(select(post.c.org_unit_id, func.count()).where(post.c.org_unit_id.is_not(None)).group_by(post.c.org_unit_id)).tuples():
                 out.setdefault(uid, {"members": 0, "posts": 0})["posts"] = n
         return out
 
@@ -153,7 +153,7 @@ class OrgService:
             parent = self._parent(conn, parent_id, errors)
             self._code_free(conn, org_unit, code, None, errors)
             _raise(errors)
-            new_id = conn.execute(insert(org_unit).values(name=name, code=code, kind=kind, parent_id=parent_id, path="/")
+            new_id: int = conn.execute(insert(org_unit).values(name=name, code=code, kind=kind, parent_id=parent_id, path="/")
                                   .returning(org_unit.c.id)).scalar_one()
             path = child_path(parent.path if parent else None, new_id)
             conn.execute(update(org_unit).where(org_unit.c.id == new_id).values(path=path))
@@ -226,7 +226,7 @@ class OrgService:
             self._code_free(conn, post, code, None, errors)
             roles = self._roles(conn, role_ids, errors)
             _raise(errors)
-            post_id = conn.execute(insert(post).values(name=name, code=code, org_unit_id=org_unit_id, description=description)
+            post_id: int = conn.execute(insert(post).values(name=name, code=code, org_unit_id=org_unit_id, description=description)
                                    .returning(post.c.id)).scalar_one()
             if roles:
                 conn.execute(insert(post_role), [{"post_id": post_id, "role_id": r} for r in roles])
@@ -256,7 +256,7 @@ class OrgService:
     def delete_post(self, actor: Actor, post_id: int) -> None:
         before = self.post(post_id)
         with write_transaction(self.engine) as conn:
-            holders = conn.execute(select(user_post.c.user_id).where(user_post.c.post_id == post_id)).scalars().all()
+            holders: Sequence[int] = conn.execute(select(user_post.c.user_id).where(user_post.c.post_id == post_id)).scalars().all()
             conn.execute(delete(user_post).where(user_post.c.post_id == post_id))
             conn.execute(delete(post_role).where(post_role.c.post_id == post_id))
             conn.execute(delete(post).where(post.c.id == post_id))
@@ -360,7 +360,7 @@ class OrgService:
             errors.setdefault(field, []).append(text("Pick entries from the list.", "请从列表中选择。"))
             return []
         wanted = sorted(set(ids))
-        found = set(conn.execute(select(table.c.id).where(table.c.id.in_(wanted))).scalars()) if wanted else set()
+        found: set[int] = set(conn.execute(select(table.c.id).where(table.c.id.in_(wanted))).scalars()) if wanted else set()
         for i in wanted:
             if i not in found:
                 errors.setdefault(field, []).append(missing.format(id=i))

@@ -52,12 +52,12 @@ user_post = Table(
 )
 
 # Flask-AppBuilder's security tables, as FAB defines them (its own Table objects, so inserts get FAB's id sequences).
-ab_user = fab_models.User.__table__
-ab_role = fab_models.Role.__table__
-ab_user_role = fab_models.assoc_user_role
-ab_permission = fab_models.Permission.__table__
-ab_view_menu = fab_models.ViewMenu.__table__
-ab_permission_view = fab_models.PermissionView.__table__
-ab_permission_view_role = fab_models.assoc_permissionview_role
-ab_user_group = fab_models.assoc_user_group
-ab_group_role = fab_models.assoc_group_role
+ab_user: Table = fab_models.User.__table__
+ab_role: Table = fab_models.Role.__table__
+ab_user_role: Table = fab_models.assoc_user_role
+ab_permission: Table = fab_models.Permission.__table__
+ab_view_menu: Table = fab_models.ViewMenu.__table__
+ab_permission_view: Table = fab_models.PermissionView.__table__
+ab_permission_view_role: Table = fab_models.assoc_permissionview_role
+ab_user_group: Table = fab_models.assoc_user_group
+ab_group_role: Table = fab_models.assoc_group_role

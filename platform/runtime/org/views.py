@@ -53,7 +53,10 @@ def admins_only():
 
 
 def _actor() -> Actor:
-    return current_actor()
+    actor = current_actor()
+    if actor is None:  # the blueprint's before_request sends anonymous users to the login page first
+        raise PermissionDenied(text("Log in first.", "请先登录。"))
+    return actor
 
 
 # --- form parsing ---------------------------------------------------------------------

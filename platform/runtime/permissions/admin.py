@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from flask_appbuilder.security.sqla import models as fab_models
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, Table, delete, select
 
 from ..audit import record_event
 from ..db import write_transaction
@@ -19,11 +19,11 @@ from ..meta.model import EntityDef
 from .rules import RuleCache, bump_stamp
 from .tables import FIELD_ACCESS, SCOPES, field_rule, row_scope
 
-ab_role = fab_models.Role.__table__
-ab_permission = fab_models.Permission.__table__
-ab_view_menu = fab_models.ViewMenu.__table__
-ab_permission_view = fab_models.PermissionView.__table__
-ab_permission_view_role = fab_models.assoc_permissionview_role
+ab_role: Table = fab_models.Role.__table__
+ab_permission: Table = fab_models.Permission.__table__
+ab_view_menu: Table = fab_models.ViewMenu.__table__
+ab_permission_view: Table = fab_models.PermissionView.__table__
+ab_permission_view_role: Table = fab_models.assoc_permissionview_role
 
 
 class PermissionAdmin:
@@ -56,7 +56,7 @@ class PermissionAdmin:
         self.role_name(role_id)
         resource = resource_name(entity)
         with write_transaction(self.engine) as conn:
-            pvs = dict(conn.execute(
+            pvs: dict[Any, int] = dict(conn.execute(
                 select(ab_permission.c.name, ab_permission_view.c.id)
                 .join(ab_permission, ab_permission.c.id == ab_permission_view.c.permission_id)
                 .join(ab_view_menu, ab_view_menu.c.id == ab_permission_view.c.view_menu_id)

@@ -18,18 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from flask_appbuilder.security.sqla import models as fab_models
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Table, func, select
 
 from ..actor import Actor
 from ..meta.model import EntityDef
 from .masking import mask_style
 from .tables import field_rule, policy_stamp, row_scope
 
-ab_role = fab_models.Role.__table__
-ab_permission = fab_models.Permission.__table__
-ab_view_menu = fab_models.ViewMenu.__table__
-ab_permission_view = fab_models.PermissionView.__table__
-ab_permission_view_role = fab_models.assoc_permissionview_role
+ab_role: Table = fab_models.Role.__table__
+ab_permission: Table = fab_models.Permission.__table__
+ab_view_menu: Table = fab_models.ViewMenu.__table__
+ab_permission_view: Table = fab_models.PermissionView.__table__
+ab_permission_view_role: Table = fab_models.assoc_permissionview_role
 
 ACCESS_RANK = {"hidden": 0, "read_only": 1, "editable": 2}
 REQUEST_KEY = "crmkit_policy_rules"
@@ -81,14 +81,14 @@ def stamp_query():
 
 
 def load_rules(conn: Connection, stamp: tuple) -> RuleSet:
-    names = dict(conn.execute(select(ab_role.c.id, ab_role.c.name)).all())
+    names: dict[int, str] = dict(conn.execute(select(ab_role.c.id, ab_role.c.name)).all())
     perms: dict[int, set] = {}
     q = (select(ab_permission_view_role.c.role_id, ab_permission.c.name, ab_view_menu.c.name)
          .join(ab_permission_view, ab_permission_view.c.id == ab_permission_view_role.c.permission_view_id)
          .join(ab_permission, ab_permission.c.id == ab_permission_view.c.permission_id)
          .join(ab_view_menu, ab_view_menu.c.id == ab_permission_view.c.view_menu_id)
          .where(ab_view_menu.c.name.like("entity:%")))
-    for role_id, action, resource in conn.execute(q):
+    for role_id, action, resource in conn.execute(q).tuples():
         perms.setdefault(role_id, set()).add((action, resource))
     fields: dict[tuple[int, str], dict[str, FieldRule]] = {}
     for r in conn.execute(select(field_rule)).mappings():
@@ -207,14 +207,15 @@ def effective_access(rules: RuleSet, actor: Actor, entity: EntityDef, catalog_ve
             if entity.is_child:
                 scopes = None  # child rows are reached only through a visible parent
             else:
-                found_scopes = []
+                found_scopes: list[ScopeRule] = []
                 for r in roles:
                     s = rules.scopes.get((r, entity.key))
                     if s is None or s.scope == "all":
-                        found_scopes = None
+                        scopes = None  # one role sees every row
                         break
                     found_scopes.append(s)
-                scopes = None if found_scopes is None else tuple(found_scopes)
+                else:
+                    scopes = tuple(found_scopes)
             access = EntityAccess(readable=tuple(readable), writable=tuple(writable), unmaskable=frozenset(unmaskable),
                                   scopes=scopes, roles=roles)
     if len(rules.memo) > 4096:

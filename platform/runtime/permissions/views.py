@@ -117,8 +117,8 @@ def role_entity(role_id: int, entity_key: str):
             bad = {n: [f"Choose one of: {', '.join(FIELD_ACCESS)}."] for n, (a, _) in rules.items() if a not in FIELD_ACCESS}
             if bad:
                 raise ValidationFailed(bad)
-            admin.set_field_rules(role_id, entity, rules, actor_id=actor.id)
-            admin.set_row_scope(role_id, entity, form_scope, tree, actor_id=actor.id)
+            admin.set_field_rules(role_id, entity, rules, actor_id=actor.id if actor else None)
+            admin.set_row_scope(role_id, entity, form_scope, tree, actor_id=actor.id if actor else None)
             flash(translate("saved"), "success")
             return redirect(url_for("crmkit_permissions.role_entity", role_id=role_id, entity_key=entity.key), 303)
         except ValidationFailed as exc:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ..actor import Actor
 from ..audit import record_event
-from ..db import read_transaction, write_transaction
+from ..db import inserted_id, read_transaction, write_transaction
 from ..errors import RecordNotFound, ValidationFailed
 from ..i18n_text import text
 from .tables import consent
@@ -38,8 +38,8 @@ def grant_consent(services, entity_key: str, record_id: Any, data: Any, actor: A
         open_rows = (consent.c.entity == entity_key, consent.c.record_id == rid, consent.c.channel == channel,
                      consent.c.purpose == purpose, consent.c.withdrawn_at.is_(None))
         conn.execute(consent.update().where(*open_rows).values(withdrawn_at=now, withdrawn_by=actor.id))
-        cid = conn.execute(consent.insert().values(entity=entity_key, record_id=rid, channel=channel, purpose=purpose, version=version,
-                                                   granted_at=now, granted_by=actor.id)).inserted_primary_key[0]
+        cid = inserted_id(conn.execute(consent.insert().values(entity=entity_key, record_id=rid, channel=channel, purpose=purpose, version=version,
+                                                               granted_at=now, granted_by=actor.id)))
         record_event(conn, category="privacy", action="consent_grant", actor_id=actor.id, entity=entity_key, record_id=rid,
                      changes={"consent_id": cid, "channel": channel, "purpose": purpose, "version": version})
         row = conn.execute(select(consent).where(consent.c.id == cid)).mappings().one()
@@ -86,7 +86,7 @@ def _clean(data: Any) -> tuple[str, str, str]:
         errors["version"] = [text("Give the version of the consent text (1-32 characters), e.g. 2024-01.", "请填写同意书版本（1-32 个字符），例如 2024-01。")]
     if errors:
         raise ValidationFailed(errors)
-    return channel, purpose.strip(), version.strip()
+    return str(channel), str(purpose).strip(), str(version).strip()
 
 
 def _public(r) -> dict:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime, Integer, String, and_, case, cast, func, literal, or_, select
@@ -82,7 +82,7 @@ class Aggregator:
         self.dialect = queries.engine.dialect.name
         self.timezone = queries.timezone
         self._joins: dict[tuple[str, ...], Any] = {}
-        self._from = None
+        self._from: Any = None  # a FromClause once the base table is chosen, joined as paths are resolved
 
     # --- paths --------------------------------------------------------------------------
     def resolve(self, source: EntityDef, path: str, *, purpose: str) -> ResolvedPath:
@@ -182,7 +182,8 @@ class Aggregator:
             return func.count(target)
         if m.agg == "count_distinct":
             return func.count(target.distinct())
-        return {"sum": func.sum, "avg": func.avg, "min": func.min, "max": func.max}[m.agg](target)
+        aggregates: dict[str, Callable[[Any], ColumnElement[Any]]] = {"sum": func.sum, "avg": func.avg, "min": func.min, "max": func.max}
+        return aggregates[m.agg](target)
 
     # --- the statement ------------------------------------------------------------------
     def build(self, entity_key: str, groups: Sequence[GroupSpec], measures: Sequence[MeasureSpec], *, filter: Any = None,
@@ -271,7 +272,8 @@ def run_aggregate(queries, actor: Actor, entity_key: str, groups, measures, *, f
     truncated = len(raw) > cap
     raw = raw[:cap]
     n_keys = len(resolved)
-    rows, totals = [], {}
+    rows: list = []
+    totals: dict = {}
     for r in raw:
         values = {}
         for name, v in zip(labels[n_keys:], r[n_keys:]):

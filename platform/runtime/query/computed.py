@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Numeric, Table, null, select, type_coerce
 from sqlalchemy.sql import FromClause
@@ -39,7 +39,7 @@ class ComputedView:
         """Fields a filter or sort may use: Python-only formulas are left out."""
         return tuple(n for n in names if n not in self.python)
 
-    def fill(self, rows: list[dict], raw: list[Mapping]) -> None:
+    def fill(self, rows: list[dict], raw: Sequence[Mapping]) -> None:
         for row, r in zip(rows, raw):
             record = dict(r)
             for path, label in self.helpers.items():
@@ -58,7 +58,9 @@ def computed_view(catalog: Catalog, entity: EntityDef, tables: Mapping[str, Tabl
     fields = [f for f in entity.fields if catalog.type_of(f).computed]
     if not fields:
         return ComputedView(table)
-    cols, python, helpers = [], {}, {}
+    cols: list[Any] = []
+    python: dict[str, Any] = {}
+    helpers: dict[str, Any] = {}
     for f in fields:
         compiled = field_expression(catalog, entity, f.name, timezone)
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, true
+from sqlalchemy import FromClause, and_, or_, true
 from sqlalchemy.sql import ColumnElement
 
 from ..errors import BadQuery
@@ -41,7 +41,7 @@ def resolve_field(catalog: Catalog, entity: EntityDef, name: Any, readable: tupl
     return f
 
 
-def compile_filter(catalog: Catalog, entity: EntityDef, table: Table, tree: Any, ctx: FilterContext, readable: tuple[str, ...]) -> ColumnElement:
+def compile_filter(catalog: Catalog, entity: EntityDef, table: FromClause, tree: Any, ctx: FilterContext, readable: tuple[str, ...]) -> ColumnElement:
     count = [0]
 
     def walk(node: Any, depth: int) -> ColumnElement:

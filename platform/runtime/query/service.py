@@ -6,12 +6,14 @@ and loads related labels in one query per related table.
 """
 from __future__ import annotations
 
+import builtins
+
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from marshmallow import ValidationError
-from sqlalchemy import Engine, String, Table, and_, false, func, or_, select, tuple_, union_all
+from sqlalchemy import Engine, FromClause, String, and_, false, func, or_, select, tuple_, union_all
 from sqlalchemy.sql import ColumnElement
 
 from ..actor import Actor
@@ -65,7 +67,7 @@ class QueryService:
 
     # --- lists ------------------------------------------------------------------------
     def list(self, entity_key: str, actor: Actor, *, filter: Any = None, sort: Iterable[str] | None = None, search: str | None = None,
-             fields: Iterable[str] | None = None, cursor: str | None = None, limit: int = 25, deleted: bool = False,
+             fields: Iterable[str] | None = None, cursor: str | None = None, limit: int = 25, deleted: bool | Literal["include"] = False,
              count: str = "capped", labels: bool = True) -> Page:
         catalog = self.catalog()
         entity = catalog.entity(entity_key)
@@ -185,7 +187,7 @@ class QueryService:
                 row[f.name] = rows
         return row
 
-    def history(self, entity_key: str, record_id: int, actor: Actor, limit: int = 100) -> list[dict]:
+    def history(self, entity_key: str, record_id: int, actor: Actor, limit: int = 100) -> builtins.list[dict]:
         """The audit timeline of one record, newest first, with actor names."""
         catalog = self.catalog()
         entity = catalog.entity(entity_key)
@@ -207,7 +209,7 @@ class QueryService:
             out.append({"at": r["at"], "action": r["action"], "actor_id": r["actor_id"], "actor": names.get(r["actor_id"], "system"), "changes": changes})
         return out
 
-    def options(self, entity_key: str, actor: Actor, search: str | None = None, limit: int = 20) -> list[tuple[int, str]]:
+    def options(self, entity_key: str, actor: Actor, search: str | None = None, limit: int = 20) -> builtins.list[tuple[int, str]]:
         """(id, title) pairs for pickers and autocomplete, through the same list path."""
         catalog = self.catalog()
         entity = catalog.entity(entity_key)
@@ -256,7 +258,7 @@ class QueryService:
                              periods=periods, keys_equal=keys_equal)
 
     # --- building blocks --------------------------------------------------------------------
-    def _out_fields(self, catalog, entity, readable, fields) -> list[FieldDef]:
+    def _out_fields(self, catalog, entity, readable, fields) -> builtins.list[FieldDef]:
         stored = [f for f in entity.fields if (catalog.type_of(f).stored or catalog.type_of(f).computed) and f.name in readable]
         if fields is None:
             return stored
@@ -267,7 +269,7 @@ class QueryService:
             raise BadQuery(text("Unknown or unreadable fields: {names}.", "字段不存在或你无权读取：{names}。", names=", ".join(map(str, unknown))))
         return [by_name[n] for n in wanted if n in by_name]
 
-    def _where(self, catalog, entity, table, actor, comparable, tree, search, deleted, readable=None) -> list[ColumnElement]:
+    def _where(self, catalog, entity, table, actor, comparable, tree, search, deleted, readable=None) -> builtins.list[ColumnElement]:
         """``comparable``: fields the actor may filter on; ``readable`` adds masked ones, which search matches only exactly."""
         readable = comparable if readable is None else readable
         # deleted: False → live rows, True → the recycle bin, "include" → both (sync tombstones)
@@ -292,7 +294,7 @@ class QueryService:
                 conds.append(or_(false(), *[_like(c, term, self.engine.dialect.name) for c in cols], *[c == term for c in exact]))
         return conds
 
-    def _sort_keys(self, catalog, entity, readable, sort) -> list[tuple[str, bool]]:
+    def _sort_keys(self, catalog, entity, readable, sort) -> builtins.list[tuple[str, bool]]:
         if sort is None or (isinstance(sort, (list, tuple)) and not sort):
             view = catalog.view(entity)
             keys = [(s.field, s.descending) for s in view.default_sort if s.field in NOT_NULL_SORT or s.field in readable] or [("created_at", True)]
@@ -319,7 +321,7 @@ class QueryService:
         return keys
 
     @staticmethod
-    def _order(table: Table, keys, reverse: bool):
+    def _order(table: FromClause, keys, reverse: bool):
         """NULLs sort as the smallest value: first ascending, last descending (SOQL's default). It is
         SQLite's native order, and PostgreSQL's sort indexes are built ``NULLS FIRST`` to match
         (storage.entity_tables.make_index), so one index serves both directions on both databases."""
@@ -333,7 +335,7 @@ class QueryService:
             out.append(expr)
         return out
 
-    def _keyset(self, catalog, entity, table, keys, values, direction) -> list[ColumnElement]:
+    def _keyset(self, catalog, entity, table, keys, values, direction) -> builtins.list[ColumnElement]:
         """The rows after (or before) the cursor, as alternatives to OR together: each one a conjunction
         an index can serve (so the caller can run them as separate index-ordered selects)."""
         if len(values) != len(keys):
@@ -382,7 +384,7 @@ class QueryService:
         except (ValueError, TypeError, OverflowError, ValidationError):
             raise BadQuery(BAD_CURSOR) from None
 
-    def _cursor_values(self, catalog, entity, row, keys) -> list:
+    def _cursor_values(self, catalog, entity, row, keys) -> builtins.list:
         """The sort values of a fetched (raw) row, as JSON."""
         out = []
         for name, _ in keys:
@@ -408,7 +410,7 @@ class QueryService:
         row["_labels"] = {}
         return row
 
-    def _attach_labels(self, conn, catalog: Catalog, out_fields, rows: list[dict], locale: str, actor: Actor | None = None) -> None:
+    def _attach_labels(self, conn, catalog: Catalog, out_fields, rows: builtins.list[dict], locale: str, actor: Actor | None = None) -> None:
         """One query per related table for the whole page, never one per row.
 
         A linked record's title shows only when the actor may read that entity and its title field (masked if masked)."""
@@ -460,7 +462,7 @@ class QueryService:
     def _visible_changes(self, catalog, entity, changes: dict, readable, actor) -> dict:
         """An audit entry's changes without unreadable fields, masked fields masked (child rows likewise)."""
         masked = self.policy.masked_fields(entity)
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in changes.items():
             if k not in readable:
                 continue

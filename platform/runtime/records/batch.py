@@ -239,7 +239,8 @@ def _validators(service, conn, catalog, entity, values, current, children, actor
 
 
 def _present(conn, col, values: set, *where) -> set:
-    out, vals = set(), list(values)
+    out: set = set()
+    vals = list(values)
     for start in range(0, len(vals), 500):
         out.update(r[0] for r in conn.execute(select(col).where(col.in_(vals[start:start + 500]), *where)))
     return out

@@ -10,7 +10,7 @@ before the UPDATE so concurrent writers cannot count from stale snapshots (SQLit
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from sqlalchemy import Connection, Table, func, select
 
@@ -85,7 +85,8 @@ def aggregate(catalog: Catalog, tables: Mapping[str, Table], target_table: Table
         agg = func.count(st.c.id)
     else:
         col = st.c[f.opt("field")]
-        agg = {"sum": lambda c: func.coalesce(func.sum(c), 0), "min": func.min, "max": func.max, "avg": func.avg}[fn](col)
+        aggregates: dict[str, Callable[[Any], Any]] = {"sum": lambda c: func.coalesce(func.sum(c), 0), "min": func.min, "max": func.max, "avg": func.avg}
+        agg = aggregates[fn](col)
     return select(agg).where(*conds).scalar_subquery()
 
 

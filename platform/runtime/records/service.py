@@ -19,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 
 from ..actor import Actor
 from ..audit import record_event
-from ..db import write_transaction
+from ..db import inserted_id, write_transaction
 from ..errors import CrmkitError, PermissionDenied, RecordNotFound, StaleRecord, StorageUnavailable, ValidationFailed
+from ..fields.files import AttachmentType
 from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef
@@ -154,7 +155,7 @@ class RecordService:
         with self._write() as conn:
             self._soft_delete(conn, catalog, entity, record_id, actor, expected_version, request_id)
 
-    def restore(self, entity_key: str, record_id: int, actor: Actor, *, request_id: str | None = None) -> None:
+    def restore(self, entity_key: str, record_id: Any, actor: Actor, *, request_id: str | None = None) -> None:
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "delete")
         table = self._table(catalog, entity)
@@ -244,7 +245,7 @@ class RecordService:
                             .values({field_name: new_value, "row_version": table.c.row_version + 1, "updated_at": utcnow(), "updated_by": actor.id}))
         if done.rowcount != 1:
             return None
-        after = conn.execute(select(column).where(table.c.id == record_id)).scalar_one()
+        after: Any = conn.execute(select(column).where(table.c.id == record_id)).scalar_one()  # an int or a Decimal
         changes: dict = {field_name: [after - delta, after]}
         if note:
             changes.update(note)
@@ -395,7 +396,7 @@ class RecordService:
                 if not conn.execute(select(exists().where(ref.c.id == value))).scalar():
                     kind = Text("org unit", "组织") if f.type == "org_unit" else Text("user", "用户")
                     errors.setdefault(name, []).append(text("There is no {kind} with id {id}.", "编号为 {id} 的{kind}不存在，请重新选择。", kind=kind, id=value))
-            elif f.type == "attachment":
+            elif f.type == "attachment" and isinstance(ft, AttachmentType):
                 rows = {r.id: r for r in conn.execute(select(pt.stored_file).where(pt.stored_file.c.id.in_(value)))}
                 missing = [v for v in value if v not in rows]
                 if missing:
@@ -440,10 +441,10 @@ class RecordService:
                 row[wf.field] = values[wf.field] = wf.initial.name
         try:
             with conn.begin_nested():
-                record_id = conn.execute(table.insert().values(**row)).inserted_primary_key[0]
+                record_id = inserted_id(conn.execute(table.insert().values(**row)))
         except IntegrityError as exc:
             raise _integrity(entity, exc) from None
-        changes = {k: [None, _json(catalog, entity, k, v)] for k, v in values.items()}
+        changes: dict[str, Any] = {k: [None, _json(catalog, entity, k, v)] for k, v in values.items()}
         for field_name, rows in children.items():
             changes[field_name] = self._write_children(conn, catalog, entity, entity.field(field_name), record_id, rows, actor, request_id, existing={})
         if parent_id is None:
@@ -529,7 +530,7 @@ class RecordService:
         changed = {k: v for k, v in values.items() if _differs(current.get(k), v)}
         self._check_references(conn, catalog, entity, changed, current["id"])
         check_rules(conn, catalog, self.table_cache.tables(catalog), entity, {**current, **values})
-        changes = {k: [_json(catalog, entity, k, current.get(k)), _json(catalog, entity, k, v)] for k, v in changed.items()}
+        changes: dict[str, Any] = {k: [_json(catalog, entity, k, current.get(k)), _json(catalog, entity, k, v)] for k, v in changed.items()}
         for field_name, rows in children.items():
             child_changes = self._write_children(conn, catalog, entity, entity.field(field_name), current["id"], rows, actor, request_id, existing=None)
             if any(child_changes.values()):
@@ -581,7 +582,7 @@ class RecordService:
             plan.append((i, cur, cleaned))
         if errors:
             raise ValidationFailed(errors)
-        out = {"added": [], "changed": {}, "removed": []}
+        out: dict[str, Any] = {"added": [], "changed": {}, "removed": []}
         kept = set()
         for i, cur, cleaned in plan:
             if cur is None:
@@ -714,7 +715,7 @@ def _ids(ids) -> list[int]:
         raise ValidationFailed({"ids": [text("Select at least one record.", "请至少选择一条记录。")]})
     if len(out) > MAX_BULK:
         raise ValidationFailed({"ids": [text("At most {n} records at once.", "一次最多处理 {n} 条记录。", n=MAX_BULK)]})
-    return out
+    return [i for i in out if i is not None]
 
 
 def _integrity(entity: EntityDef, exc: IntegrityError) -> CrmkitError:

@@ -14,8 +14,7 @@ def bucket_range(bucket: str, key: str) -> tuple[dt.date, dt.date]:
         start = dt.date(y, m, 1)
         return start, dt.date(y + (m == 12), m % 12 + 1, 1)
     if bucket == "quarter":
-        y, q = key.split("-Q")
-        y, q = int(y), int(q)
+        y, q = map(int, key.split("-Q"))
         start = dt.date(y, 3 * q - 2, 1)
         return start, (dt.date(y + 1, 1, 1) if q == 4 else dt.date(y, 3 * q + 1, 1))
     if bucket == "year":
@@ -50,8 +49,8 @@ def bucket_label(bucket: str, key: str, locale: str) -> str:
             y, m = map(int, key.split("-"))
             return f"{y}年{m}月" if zh else dt.date(y, m, 1).strftime("%b %Y")
         if bucket == "quarter":
-            y, q = key.split("-Q")
-            return f"{y}年第{q}季度" if zh else f"Q{q} {y}"
+            year, quarter = key.split("-Q")
+            return f"{year}年第{quarter}季度" if zh else f"Q{quarter} {year}"
         return f"{key}年" if zh else str(key)
     except (ValueError, AttributeError):
         return str(key)

@@ -40,24 +40,24 @@ def chart_option(services, result: ReportResult, locale: str, url_for_row: Calla
     row_urls = [url_for_row(r) for r in result.rows]
     opt: dict = {"color": PALETTE, "tooltip": {"trigger": "item" if kind in ("pie", "donut", "funnel") else "axis"},
                  "animationDuration": 400}
-    formats = {}
+    formats: dict = {}
     if kind in ("pie", "donut", "funnel"):
-        data = []
+        data: list = []
         for r, label in zip(result.rows, cats):
-            item = {"name": label, "value": _f(r.values.get(first.name))}
+            item: dict[str, Any] = {"name": label, "value": _f(r.values.get(first.name))}
             color = colors.get(r.cells[0].key) if r.cells else None
             if color:
                 item["itemStyle"] = {"color": color}
             data.append(item)
-        series = {"type": "funnel" if kind == "funnel" else "pie", "name": result.measure_labels[0], "data": data,
+        pie: dict[str, Any] = {"type": "funnel" if kind == "funnel" else "pie", "name": result.measure_labels[0], "data": data,
                   "label": {"show": True, "formatter": "{b} {d}%" if kind != "funnel" else "{b} {c}"}}
         if kind == "donut":
-            series["radius"] = ["45%", "72%"]
+            pie["radius"] = ["45%", "72%"]
         elif kind == "pie":
-            series["radius"] = "70%"
+            pie["radius"] = "70%"
         else:
-            series.update({"left": "10%", "width": "80%", "sort": "descending", "gap": 2})
-        opt["series"] = [series]
+            pie.update({"left": "10%", "width": "80%", "sort": "descending", "gap": 2})
+        opt["series"] = [pie]
         opt["legend"] = {"bottom": 0, "type": "scroll"}
         return {"option": opt, "urls": row_urls, "mode": "item", "formats": formats}
     opt.update({"grid": {"left": 56, "right": 24, "top": 40, "bottom": 48, "containLabel": True},
@@ -69,7 +69,7 @@ def chart_option(services, result: ReportResult, locale: str, url_for_row: Calla
         series, urls = [], []
         for c in result.columns:
             data = [_f(result.pivot.get((tuple(x.key for x in r.cells), c.key), {}).get(m.name)) for r in result.rows]
-            s = {"type": "line" if line else "bar", "name": c.label, "data": data}
+            s: dict[str, Any] = {"type": "line" if line else "bar", "name": c.label, "data": data}
             if kind == "stacked_bar" or kind == "area":
                 s["stack"] = "total"
             if kind == "area":

@@ -213,7 +213,7 @@ def run_report(services, actor: Actor, report: ReportDef, params: dict | None = 
     if expand:
         shown = list(report.groups)
     else:
-        shown = report.groups[len(drill):len(drill) + 1]
+        shown = list(report.groups[len(drill):len(drill) + 1])
     across = report.output == "pivot" or report.chart in ("bar", "stacked_bar", "line", "area")
     if report.columns is not None and across and (expand or len(drill) < len(report.groups)):
         grouped = list(shown) + [report.columns]
@@ -227,7 +227,7 @@ def run_report(services, actor: Actor, report: ReportDef, params: dict | None = 
         p = resolve_path(catalog.entities, entity, g.field, catalog.field_types)
         fixed.append((GroupSpec(g.field, g.bucket), key_from_json(p, g, key)))
     sort = [(s.field, s.descending) for s in report.sort if s.field in {m.name for m in report.measures} or s.field in {g.field for g in shown}]
-    periods = ()
+    periods: tuple[Period, ...] = ()
     if report.chart == "kpi" and report.compare and rng is not None:
         tree = {"and": [p for p in parts if not _is_range_of(p, rng_field.name, rng)]} if parts else None
         tree = tree if tree and tree["and"] else None
@@ -247,10 +247,10 @@ def derived(report: ReportDef, values: dict, totals: dict, suffix: str = "") -> 
     out = dict(values)
     for m in report.measures:
         if m.agg == "ratio":
-            num, den = values.get(m.numerator + suffix), values.get(m.denominator + suffix)
+            num, den = values.get(f"{m.numerator}{suffix}"), values.get(f"{m.denominator}{suffix}")
             out[m.name + suffix] = (decimal.Decimal(num) / decimal.Decimal(den)) if num is not None and den else None
         elif m.agg == "percent_of_total":
-            v, t = values.get(m.of + suffix), totals.get(m.of + suffix)
+            v, t = values.get(f"{m.of}{suffix}"), totals.get(f"{m.of}{suffix}")
             out[m.name + suffix] = (decimal.Decimal(v) * 100 / decimal.Decimal(t)) if v is not None and t else None
     return out
 
@@ -312,7 +312,7 @@ def shape(services, actor, report, agg: AggregateResult, shown, grouped, drill, 
             totals = t2
         change = (decimal.Decimal(cur) - decimal.Decimal(prev)) * 100 / decimal.Decimal(prev) if cur is not None and prev else None
         compare = {"current": cur, "previous": prev, "change": change}
-    crumbs = [(report.label.get(locale), [])]
+    crumbs: list[tuple[str, list]] = [(report.label.get(locale), [])]
     entity = catalog.entity(report.source)
     from ..meta.reports import resolve_path
 

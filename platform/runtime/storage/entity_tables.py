@@ -43,7 +43,7 @@ def system_columns(entity: EntityDef, catalog: Catalog) -> list[Column]:
         Column("deleted_by", Integer),
         Column("workflow_state", String(64)),
     ]
-    if entity.is_child:
+    if entity.is_child and entity.parent:
         parent = catalog.entities[entity.parent]
         cols += [
             Column("parent_id", BigInteger, ForeignKey(f"{parent.table_name}.id", ondelete="CASCADE"), nullable=False),
@@ -64,7 +64,7 @@ def field_column(f: FieldDef, catalog: Catalog) -> Column | None:
 def entity_indexes(entity: EntityDef, catalog: Catalog) -> list[tuple[str, tuple[str, ...], bool]]:
     """(name, columns, unique) for every index an entity table should have."""
     t = entity.table_name
-    out = [(index_name(t, ("created_at", "id")), ("created_at", "id"), False)]
+    out: list[tuple[str, tuple[str, ...], bool]] = [(index_name(t, ("created_at", "id")), ("created_at", "id"), False)]
     if entity.is_child:
         out.append((index_name(t, ("parent_id", "sort_order")), ("parent_id", "sort_order"), False))
     title = entity.field(entity.title_field)

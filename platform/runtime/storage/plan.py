@@ -36,6 +36,12 @@ class Step:
     blocked: str | None = None   # why the step cannot run until the data changes (no confirmation helps)
     touches: tuple[str, ...] = ()  # every column name the step refers to (storage.publish orders steps by them)
 
+    def apply(self, conn: Connection) -> None:
+        """Run the step; every step the planner emits has ``run`` bound."""
+        if self.run is None:
+            raise RuntimeError(f"step {self.op} on {self.table} was not bound to a run function")
+        self.run(conn)
+
     @property
     def needs_confirmation(self) -> bool:
         return self.destructive or self.lossy
@@ -162,6 +168,12 @@ def _not_matching(col, pattern: str, dialect: str):
         return (func.trim(col, "0123456789.-") != "") | (func.trim(col) == "")
     return cast(cast(col, Integer), _text_type()) != col
 
+def _run_sql(sql: str) -> Callable[[Connection], None]:
+    """A step's ``run`` that executes one fixed statement."""
+    def run(conn: Connection) -> None:
+        conn.execute(text(sql))
+    return run
+
 
 class Planner:
     """Compares the desired catalog with the live database and the recorded applied state."""
@@ -200,7 +212,7 @@ class Planner:
                 steps += self._diff_indexes(conn, insp, entity, table, live_name, dropped)
             for entity_id, prev in applied_entities.items():
                 if entity_id not in desired_ids and prev.table_name in live_tables:
-                    n = conn.execute(text(f'SELECT count(*) FROM "{prev.table_name}"')).scalar_one()
+                    n: int = conn.execute(text(f'SELECT count(*) FROM "{prev.table_name}"')).scalar_one()
                     steps.append(self._drop_table(entity_id, prev.table_name, n))
         return Plan(steps + self._fill_rollups(steps, tables))
 
@@ -358,7 +370,7 @@ class Planner:
             ops = Operations(MigrationContext.configure(conn))
             if conn.dialect.name == "sqlite":
                 for ix in inspect(conn).get_indexes(table_name):
-                    if column in ix["column_names"]:
+                    if column in ix["column_names"] and ix["name"]:
                         ops.drop_index(ix["name"], table_name=table_name)
                 with ops.batch_alter_table(table_name) as batch:
                     batch.drop_column(column)
@@ -389,7 +401,7 @@ class Planner:
         for name, ix in live.items():
             if name.startswith(("ix_", "uq_")) and name not in desired and not dropped_columns & set(ix["column_names"]):
                 steps.append(Step("drop_index", live_name, f"Drop index {name} on {live_name}", sql=f'DROP INDEX "{name}"',
-                                  run=lambda conn, n=name: conn.execute(text(f'DROP INDEX "{n}"'))))
+                                  run=_run_sql(f'DROP INDEX "{name}"')))
         return steps
 
     def _create_index(self, table_name: str, table: Table, name: str, cols, unique: bool) -> Step:
@@ -468,10 +480,10 @@ def apply_plan(engine: Engine, plan: Plan, *, confirm: bool = False, progress: C
         if step.outside_transaction:
             with engine.connect() as conn:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                step.run(conn)
+                step.apply(conn)
         else:
             from ..db import write_transaction
 
             with write_transaction(engine) as conn:
-                step.run(conn)
+                step.apply(conn)
     return len(plan.steps)

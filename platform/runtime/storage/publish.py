@@ -58,11 +58,15 @@ def publish_documents(store, engine: Engine, docs: list[RawDocument], *, confirm
         done[0] += 1
         if progress:
             progress(done[0], total, step)
-        step.run(conn)
+        step.apply(conn)
+
+    def run_switch(conn) -> None:
+        for s in switch:
+            run(s, conn)
 
     for step in expand:
         _run_alone(engine, step, run)
-    stamp = store.save(docs, actor_id=actor_id, comment=comment, within=lambda conn: [run(s, conn) for s in switch])
+    stamp = store.save(docs, actor_id=actor_id, comment=comment, within=run_switch)
     for step in contract:
         _run_alone(engine, step, run)
     return stamp, plan

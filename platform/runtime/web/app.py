@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, *, testing: bool = False) -> Fl
         # Client address and scheme from the proxies' X-Forwarded-* headers (rate limits, audit, Secure
         # cookies), trusting exactly as many hops as configured: more would let clients forge their address.
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]  # Flask's documented way to wrap WSGI middleware
 
     db = SQLA()
     db.init_app(app)

@@ -7,6 +7,7 @@ else, including htmx history restores, gets the full page.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 
@@ -85,7 +86,7 @@ class ListState:
                    per_page=args.get("per_page", "")[:4], conditions=conditions_from_args(args))
 
     def params(self, **over) -> dict:
-        p = {"q": self.q or None, "sort": self.sort or None, "saved": self.saved or None, "per_page": self.per_page or None,
+        p: dict[str, Any] = {"q": self.q or None, "sort": self.sort or None, "saved": self.saved or None, "per_page": self.per_page or None,
              "match": "any" if self.match == "any" and self.conditions else None, "cursor": None}
         if self.conditions:
             p.update(ff=[c.field for c in self.conditions], fo=[c.op for c in self.conditions], fv=[c.value for c in self.conditions])

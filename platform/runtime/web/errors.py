@@ -69,9 +69,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if wants_json():
-            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request", 401: "unauthorized"}.get(exc.code, "http_error")
+            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request", 401: "unauthorized"}.get(exc.code or 0, "http_error")
             return jsonify({"code": code, "message": api_message(exc)}), exc.code, _allow_header(exc)
-        title = {404: "not_found", 403: "forbidden"}.get(exc.code, "bad_request")
+        title = {404: "not_found", 403: "forbidden"}.get(exc.code or 0, "bad_request")
         return render_template("crmkit/error.html", status=exc.code, title=translate(title), message=exc.description,
                                hint=translate(f"{title}_hint") if title != "bad_request" else ""), exc.code
 

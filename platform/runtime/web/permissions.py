@@ -15,7 +15,7 @@ def sync_entity_permissions(app: Flask, services: Services) -> int:
         catalog = services.store.catalog()
     except SQLAlchemyError:
         return 0  # platform tables not created yet (`crmkit init` has not run)
-    sm = app.appbuilder.sm
+    sm = app.appbuilder.sm  # type: ignore[attr-defined]  # Flask-AppBuilder sets app.appbuilder at run time
     added = 0
     admin = sm.find_role(app.config["AUTH_ROLE_ADMIN"])
     for entity in catalog.entities.values():

@@ -7,6 +7,7 @@ re-renders it with status 409 and a reload hint, success redirects to the detail
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, flash, make_response, redirect, render_template, request, url_for
@@ -45,8 +46,7 @@ def link_choices_for(actor):
             found = []
         missing = [i for i in current if i not in {x for x, _ in found}]
         if missing:
-            found = resolve_titles(target, missing, actor).items() | set(found)
-            found = sorted(found, key=lambda p: p[1])
+            found = sorted(resolve_titles(target, missing, actor).items() | set(found), key=lambda p: p[1])
         return list(found)
 
     return choices
@@ -163,7 +163,7 @@ def render_detail(entity: EntityDef, record_id: int):
     unmaskable = set(svc.policy.masked_fields(entity)) & set(svc.policy.unmaskable_fields(actor, entity))
     sections = []
     for s in form.sections:
-        items = []
+        items: list[dict[str, Any]] = []
         for ff in s.fields:
             f = entity.field_map.get(ff.field)
             if f is None or f.name not in record:

@@ -6,10 +6,11 @@ QueryService.options (through the ``link_choices`` callback the view passes in).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable
 
 from ..fields.choice import option_color
+from ..fields.text import _TextBase
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef, FormDef, FormField, Label
 from .display import Cell
@@ -30,12 +31,12 @@ class Widget:
     help: str = ""
     placeholder: str = ""
     span: int = 1
-    errors: list = field(default_factory=list)
-    choices: list = field(default_factory=list)  # (value, label, colour)
-    attrs: dict = field(default_factory=dict)
+    errors: list = dc_field(default_factory=list)
+    choices: list = dc_field(default_factory=list)  # (value, label, colour)
+    attrs: dict = dc_field(default_factory=dict)
     shown: Cell | None = None  # read-only rendering
-    columns: list = field(default_factory=list)  # child table: column widgets' labels
-    rows: list = field(default_factory=list)  # child table: (key, [Widget])
+    columns: list = dc_field(default_factory=list)  # child table: column widgets' labels
+    rows: list = dc_field(default_factory=list)  # child table: (key, [Widget])
     link_target: str = ""
     hidden: bool = False  # visible_if is not true (web/rules_ui.py)
     ruled: bool = False  # has visible_if/required_if: re-rendered live, its input kept as typed (hx-preserve)
@@ -92,7 +93,7 @@ def build_widget(catalog: Catalog, f: FieldDef, name: str, value: Any, locale: s
             w.attrs["accept"] = ",".join(accept)
         if f.opt("max_files", 1) != 1:
             w.attrs["multiple"] = True
-    elif f.type in ("text", "long_text", "email", "url", "phone") and ft.max_length(f):
+    elif f.type in ("text", "long_text", "email", "url", "phone") and isinstance(ft, _TextBase) and ft.max_length(f):
         w.attrs["maxlength"] = ft.max_length(f)
     return w
 

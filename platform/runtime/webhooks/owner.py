@@ -29,4 +29,4 @@ def owner_actor(conn: Connection, hook: dict) -> Actor | None:
         .where(ab_permission_view_role.c.role_id == role.id, ab_view_menu.c.name.like(ENTITY_RESOURCE_PREFIX + "%"))
     ).all()
     return Actor(id=None, username=f"webhook:{hook['id']}", is_admin=role.name == ADMIN_ROLE,
-                 permissions=frozenset((a, r) for a, r in perms), role_ids=frozenset({role.id}))
+                 permissions=frozenset((p[0], p[1]) for p in perms), role_ids=frozenset({role.id}))

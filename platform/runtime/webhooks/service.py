@@ -8,6 +8,8 @@ retried with the jobs' exponential backoff, and every attempt is logged on the d
 """
 from __future__ import annotations
 
+import builtins
+
 import datetime as dt
 import json
 import secrets
@@ -23,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from ..actor import Actor
 from ..api.serialize import record_json
 from ..audit import record_event
-from ..db import read_transaction, write_transaction
+from ..db import inserted_id, read_transaction, write_transaction
 from ..errors import PermissionDenied, RecordNotFound, ValidationFailed
 from ..events import Event
 from ..i18n_text import text
@@ -69,7 +71,7 @@ class WebhookService:
         clean = self._clean(data)
         secret = "whsec_" + secrets.token_urlsafe(32)
         with write_transaction(self.engine) as conn:
-            hook_id = conn.execute(w.insert().values(**clean, secret=secret, active=True, created_at=_now(), created_by=actor.id)).inserted_primary_key[0]
+            hook_id = inserted_id(conn.execute(w.insert().values(**clean, secret=secret, active=True, created_at=_now(), created_by=actor.id)))
             record_event(conn, category="integration", action="webhook_create", actor_id=actor.id, subject=clean["name"],
                          changes={"webhook_id": hook_id, "url": clean["url"], "entity": clean["entity"], "events": clean["events"],
                                   "owner_role_id": clean["owner_role_id"], "owner_user_id": clean["owner_user_id"]})
@@ -95,7 +97,7 @@ class WebhookService:
         with read_transaction(self.engine) as conn:
             return [dict(r) for r in conn.execute(select(w).order_by(w.c.id)).mappings()]
 
-    def deliveries(self, hook_id: int, *, limit: int = 100) -> list[dict]:
+    def deliveries(self, hook_id: int, *, limit: int = 100) -> builtins.list[dict]:
         with read_transaction(self.engine) as conn:
             return [dict(r) for r in conn.execute(select(wd).where(wd.c.webhook_id == hook_id).order_by(wd.c.id.desc()).limit(limit)).mappings()]
 
@@ -104,8 +106,8 @@ class WebhookService:
         payload = {"event": TEST_EVENT, "webhook_id": hook["id"], "entity": hook["entity"], "sent_at": _now().isoformat(),
                    "message": "This is a test delivery from crmkit. / 这是 crmkit 的测试投递。"}
         with write_transaction(self.engine) as conn:
-            did = conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=TEST_EVENT, payload=payload, status=PENDING,
-                                                  created_at=_now())).inserted_primary_key[0]
+            did = inserted_id(conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=TEST_EVENT, payload=payload, status=PENDING,
+                                                              created_at=_now())))
             record_event(conn, category="integration", action="webhook_test", actor_id=actor.id, subject=hook["name"], changes={"webhook_id": hook["id"]})
         self._submit(did, actor)
         return self.delivery(did)
@@ -128,8 +130,8 @@ class WebhookService:
                 continue
             try:
                 with write_transaction(self.engine) as conn:
-                    did = conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=event.id, event_type=event.topic, payload=payload,
-                                                          status=PENDING, created_at=_now())).inserted_primary_key[0]
+                    did = inserted_id(conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=event.id, event_type=event.topic, payload=payload,
+                                                                      status=PENDING, created_at=_now())))
             except IntegrityError:  # this event was handed to this webhook before (at-least-once dispatch)
                 with read_transaction(self.engine) as conn:
                     did = conn.execute(select(wd.c.id).where(wd.c.webhook_id == hook["id"], wd.c.event_id == event.id)).scalar_one()
@@ -146,8 +148,8 @@ class WebhookService:
         if payload is None:
             raise PermissionDenied(text("The webhook's owner may not see this record.", "该 Webhook 的所有者无权查看这条记录。"))
         with write_transaction(self.engine) as conn:
-            did = conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=event.topic[:64], payload=payload, status=PENDING,
-                                                  created_at=_now())).inserted_primary_key[0]
+            did = inserted_id(conn.execute(wd.insert().values(webhook_id=hook["id"], event_id=None, event_type=event.topic[:64], payload=payload, status=PENDING,
+                                                              created_at=_now())))
         self._submit(did, actor)
         return self.delivery(did)
 
@@ -235,10 +237,9 @@ class WebhookService:
             events = [events]
         if not events or any(e not in EVENT_TYPES for e in events):
             errors["events"] = [text("Choose one or more events: {e}.", "请选择一个或多个事件：{e}。", e=", ".join(EVENT_TYPES))]
-        role_id = data.get("owner_role_id")
-        user_id = data.get("owner_user_id")
-        role_id = int(role_id) if str(role_id or "").isdigit() else None
-        user_id = int(user_id) if str(user_id or "").isdigit() else None
+        raw_role, raw_user = data.get("owner_role_id"), data.get("owner_user_id")
+        role_id = int(raw_role) if raw_role and isinstance(raw_role, (int, str)) and str(raw_role).isdigit() else None
+        user_id = int(raw_user) if raw_user and isinstance(raw_user, (int, str)) and str(raw_user).isdigit() else None
         if (role_id is None) == (user_id is None):
             errors["owner_role_id"] = [text("Choose the role (or user) whose permissions filter the payload.", "请选择角色（或用户），按其权限过滤推送内容。")]
         elif role_id is not None:

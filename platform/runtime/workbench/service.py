@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, Sequence
 
 from sqlalchemy import Engine, delete, select
 
@@ -25,12 +26,12 @@ class WorkbenchService:
         """(kind, target) pairs in the order added, and whether they are the user's own (False: role defaults)."""
         with self.engine.connect() as conn:
             own = conn.execute(select(pt.favorite.c.kind, pt.favorite.c.target).where(pt.favorite.c.user_id == user_id)
-                               .order_by(pt.favorite.c.id)).all()
+                               .order_by(pt.favorite.c.id)).tuples().all()
             if own:
                 return [(k, t) for k, t in own], True
             if not role_ids:
                 return [], True
-            rows = conn.execute(select(pt.workbench_default.c.favorites).where(pt.workbench_default.c.role_id.in_(list(role_ids)))
+            rows: Sequence[Any] = conn.execute(select(pt.workbench_default.c.favorites).where(pt.workbench_default.c.role_id.in_(list(role_ids)))
                                 .order_by(pt.workbench_default.c.role_id)).scalars().all()
         seen, out = set(), []
         for favs in rows:
@@ -81,7 +82,7 @@ class WorkbenchService:
         """Entity key → watched record ids, newest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(pt.watch.c.entity, pt.watch.c.record_id).where(pt.watch.c.user_id == user_id)
-                                .order_by(pt.watch.c.id.desc())).all()
+                                .order_by(pt.watch.c.id.desc())).tuples().all()
         out: dict[str, list[int]] = {}
         for e, rid in rows:
             out.setdefault(e, []).append(rid)
@@ -90,7 +91,7 @@ class WorkbenchService:
     # --- role defaults ------------------------------------------------------------------------
     def role_defaults(self) -> dict[int, list[dict]]:
         with self.engine.connect() as conn:
-            return {r: list(f or []) for r, f in conn.execute(select(pt.workbench_default.c.role_id, pt.workbench_default.c.favorites)).all()}
+            return {r: list(f or []) for r, f in conn.execute(select(pt.workbench_default.c.role_id, pt.workbench_default.c.favorites)).tuples().all()}
 
     def set_role_default(self, role_id: int, favorites: list[tuple[str, str]], *, actor_id: int | None) -> None:
         items = [{"kind": k, "target": t} for k, t in favorites if k in FAVORITE_KINDS][:MAX_FAVORITES]

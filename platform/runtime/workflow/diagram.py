@@ -62,6 +62,10 @@ def render_svg(nodes: list[Node], edges: list[Edge], *, title: str = "") -> str:
              '<defs><marker id="wf-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
              '<path d="M0 0L10 5L0 10z" fill="#64748b"/></marker></defs>']
     seen: dict[tuple[str, str], int] = {}
+    sx: float
+    sy: float
+    tx: float
+    ty: float
     for e in edges:
         if e.source not in pos or e.target not in pos:
             continue
@@ -123,7 +127,7 @@ def diagram_of(body: dict, locale: str) -> str:
     for t in body.get("transitions", []):
         if not isinstance(t, dict):
             continue
-        sources = t.get("from") if isinstance(t.get("from"), list) else [t.get("from")]
+        sources = t["from"] if isinstance(t.get("from"), list) else [t.get("from")]
         for s in sources:
             edges.append(Edge(str(s), str(t.get("to")), label(t.get("label"), t.get("name", "")), bool(t.get("approval"))))
     return render_svg(nodes, edges, title=label(body.get("label"), body.get("name", "")))

@@ -5,7 +5,7 @@ Every function takes the caller's connection, so lookups run inside the transiti
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select
 
@@ -31,14 +31,14 @@ def _active(ids: Iterable[int], conn: Connection) -> list[int]:
 def users_with_role(conn: Connection, name: str) -> list[int]:
     """Users holding the role directly or through a post (岗位) that carries it."""
     role_ids = select(ab_role.c.id).where(ab_role.c.name == name).scalar_subquery()
-    direct = conn.execute(select(ab_user_role.c.user_id).where(ab_user_role.c.role_id == role_ids)).scalars().all()
-    via_post = conn.execute(select(user_post.c.user_id).join(post_role, post_role.c.post_id == user_post.c.post_id)
+    direct: Sequence[int] = conn.execute(select(ab_user_role.c.user_id).where(ab_user_role.c.role_id == role_ids)).scalars().all()
+    via_post: Sequence[int] = conn.execute(select(user_post.c.user_id).join(post_role, post_role.c.post_id == user_post.c.post_id)
                             .where(post_role.c.role_id == role_ids)).scalars().all()
     return _active(list(direct) + list(via_post), conn)
 
 
 def users_with_post(conn: Connection, code: str) -> list[int]:
-    ids = conn.execute(select(user_post.c.user_id).join(post, post.c.id == user_post.c.post_id).where(post.c.code == code)).scalars().all()
+    ids: Sequence[int] = conn.execute(select(user_post.c.user_id).join(post, post.c.id == user_post.c.post_id).where(post.c.code == code)).scalars().all()
     return _active(ids, conn)
 
 
@@ -84,14 +84,14 @@ def set_unit_managers(conn: Connection, unit_id: int, user_ids: Iterable[int]) -
         conn.execute(insert(org_unit_manager).values(org_unit_id=unit_id, user_id=uid))
 
 
-def delegators_of(conn: Connection, delegate_id: int, now: dt.datetime) -> list[int]:
-    """Users whose approvals ``delegate_id`` may decide right now."""
+def delegators_of(conn: Connection, delegate_id: int | None, now: dt.datetime) -> list[int]:
+    """Users whose approvals ``delegate_id`` may decide right now (none for a service actor, whose id is None)."""
     d = approval_delegation
     return sorted(set(conn.execute(select(d.c.user_id).where(
         d.c.delegate_id == delegate_id, d.c.starts_at <= now, d.c.ends_at > now, d.c.revoked_at.is_(None))).scalars()))
 
 
-def acts_for(conn: Connection, actor_id: int, assignee_id: int, now: dt.datetime) -> bool:
+def acts_for(conn: Connection, actor_id: int | None, assignee_id: int, now: dt.datetime) -> bool:
     return actor_id == assignee_id or assignee_id in delegators_of(conn, actor_id, now)
 
 

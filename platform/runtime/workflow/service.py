@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, func, or_, select, update
 
 from ..actor import Actor
 from ..audit import record_event
-from ..db import write_transaction
+from ..db import inserted_id, write_transaction
 from ..errors import PermissionDenied, RecordNotFound, ValidationFailed
 from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
@@ -235,9 +235,9 @@ class WorkflowService:
         r = approval_request
         conn.execute(update(r).where(r.c.entity == entity.key, r.c.record_id == current["id"], r.c.status == "returned")
                      .values(status="resubmitted"))
-        req_id = conn.execute(r.insert().values(entity=entity.key, record_id=current["id"], workflow=wf.name, transition=t.name, from_state=state,
+        req_id = inserted_id(conn.execute(r.insert().values(entity=entity.key, record_id=current["id"], workflow=wf.name, transition=t.name, from_state=state,
                                                 status="pending", mode=t.approval.mode, step=0, field_values=_jsonable(values), comment=comment,
-                                                requested_by=actor.id, requested_at=now)).inserted_primary_key[0]
+                                                requested_by=actor.id, requested_at=now)))
         seen = set()
         for i, ids in assignees.items():
             for uid in ids:
@@ -284,8 +284,8 @@ class WorkflowService:
             if decision != "approve":
                 self._close(conn, req["id"], status, now)
                 return status
-            steps = t.approval.steps
-            last = t.approval.mode == "any" or task["step"] >= len(steps) - 1
+            steps = t.approval.steps if t.approval else ()  # the approval may have been removed from the workflow since the request
+            last = t.approval is None or t.approval.mode == "any" or task["step"] >= len(steps) - 1
             if not last:
                 nxt = task["step"] + 1
                 conn.execute(update(approval_task).where(approval_task.c.request_id == req["id"], approval_task.c.step == task["step"],
@@ -322,8 +322,8 @@ class WorkflowService:
             now = utcnow()
             conn.execute(update(approval_task).where(approval_task.c.id == task["id"]).values(status="delegated", decided_by=actor.id, decided_at=now,
                                                                                                comment=_text(comment)))
-            new_id = conn.execute(approval_task.insert().values(request_id=req["id"], step=task["step"], assignee_id=to_id, status="pending",
-                                                                delegated_from=task["assignee_id"], created_at=now)).inserted_primary_key[0]
+            new_id = inserted_id(conn.execute(approval_task.insert().values(request_id=req["id"], step=task["step"], assignee_id=to_id, status="pending",
+                                                                delegated_from=task["assignee_id"], created_at=now)))
             catalog, entity, wf = self.workflow(req["entity"])
             self._log(conn, entity, wf, req["record_id"], "delegated", req["transition"], None, None, actor, _text(comment), {"to": to_id}, req["id"], now)
             record_event(conn, category="record", action="approval_delegate", actor_id=actor.id, entity=entity.key, record_id=req["record_id"],
@@ -342,8 +342,8 @@ class WorkflowService:
             if errors:
                 raise ValidationFailed(errors)
             now = utcnow()
-            did = conn.execute(approval_delegation.insert().values(user_id=actor.id, delegate_id=to_id, starts_at=starts_at, ends_at=ends_at,
-                                                                   note=_text(note)[:500] or None, created_at=now)).inserted_primary_key[0]
+            did = inserted_id(conn.execute(approval_delegation.insert().values(user_id=actor.id, delegate_id=to_id, starts_at=starts_at, ends_at=ends_at,
+                                                                   note=_text(note)[:500] or None, created_at=now)))
             record_event(conn, category="record", action="approval_delegation", actor_id=actor.id, subject=f"delegation:{did}",
                          changes={"delegate_id": to_id, "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat()}, at=now)
             return did
@@ -372,11 +372,12 @@ class WorkflowService:
         if not actor.is_admin:
             raise PermissionDenied(text("Only administrators can set org managers.", "只有管理员可以设置组织负责人。"))
         uid = _user_id(unit_id)
-        ids = [_user_id(u) for u in user_ids]
+        raw_ids = [_user_id(u) for u in user_ids]
+        ids = [i for i in raw_ids if i is not None]
         with write_transaction(self.engine) as conn:
             if uid is None or conn.execute(select(pt.org_unit.c.id).where(pt.org_unit.c.id == uid)).first() is None:
                 raise RecordNotFound(text("There is no org unit with id {id}.", "没有编号为 {id} 的组织单元。", id=unit_id))
-            if None in ids or len(people.usernames(conn, ids)) != len(set(ids)):
+            if len(ids) != len(raw_ids) or len(people.usernames(conn, ids)) != len(set(ids)):
                 raise ValidationFailed({"managers": [text("Choose existing users.", "请选择已存在的用户。")]})
             before = people.unit_managers(conn, uid)
             people.set_unit_managers(conn, uid, ids)
@@ -385,7 +386,7 @@ class WorkflowService:
 
     # --- inboxes ---------------------------------------------------------------------------
     def _assignee_clause(self, conn, actor: Actor):
-        ids = [actor.id] + people.delegators_of(conn, actor.id, utcnow())
+        ids: list[int | None] = [actor.id, *people.delegators_of(conn, actor.id, utcnow())]
         return approval_task.c.assignee_id.in_(ids)
 
     def approvals(self, actor: Actor, *, limit: int = 200) -> list[dict]:
@@ -450,8 +451,8 @@ class WorkflowService:
                 scope = self.policy.row_filter(actor, entity, table, catalog)
                 if scope is not None:
                     q = q.where(scope)
-                for row in conn.execute(q).mappings():
-                    row = dict(row)
+                for mapping in conn.execute(q).mappings():
+                    row = dict(mapping)
                     state = row.get("workflow_state") or wf.initial.name
                     allowed = [t for t in wf.from_state(state) if self._allowed(conn, entity, t, row, actor, owner_only_if_open=True, roles=roles)]
                     if allowed:
