@@ -125,7 +125,7 @@ class SavedFilterService:
                     raise ValidationFailed({"name": [text("You can keep at most {n} saved filters here; delete one first.",
                                                           "这里最多保存 {n} 个筛选，请先删除一些。", n=MAX_PER_USER)]})
                 self._name_free(conn, actor, entity.key, name, None)
-                fid = conn.execute(t.insert().values(entity=entity.key, owner_id=actor.id, name=name, filter=filter, sort=sort,
+                fid: int = conn.execute(t.insert().values(entity=entity.key, owner_id=actor.id, name=name, filter=filter, sort=sort,
                                                      created_at=now, updated_at=now).returning(t.c.id)).scalar_one()
                 if roles:
                     conn.execute(pt.saved_filter_role.insert(), [{"filter_id": fid, "role_id": r} for r in roles])
@@ -133,6 +133,7 @@ class SavedFilterService:
                              subject=filter_key(fid), changes={"name": name, "filter": filter, "sort": sort, "role_ids": list(roles)})
         except IntegrityError:  # a concurrent save took the name between the check and the insert
             raise ValidationFailed({"name": [_TAKEN(name)]}) from None
+        assert actor.id is not None  # a signed-in user saves filters
         return UserFilter(fid, entity.key, actor.id, name, filter, sort, tuple(roles), now)
 
     def update(self, actor: Actor, entity_key: str, filter_id: Any, *, name: str, role_ids: Iterable[Any]) -> UserFilter:
@@ -155,7 +156,7 @@ class SavedFilterService:
                              subject=current.key, changes={"name": [current.name, name], "role_ids": [list(current.role_ids), list(roles)]})
         except IntegrityError:
             raise ValidationFailed({"name": [_TAKEN(name)]}) from None
-        return UserFilter(current.id, entity.key, actor.id, name, current.filter, current.sort, tuple(roles), now)
+        return UserFilter(current.id, entity.key, current.owner_id, name, current.filter, current.sort, tuple(roles), now)
 
     def delete(self, actor: Actor, entity_key: str, filter_id: Any) -> None:
         current = self.own(actor, entity_key, filter_id)
@@ -168,7 +169,8 @@ class SavedFilterService:
     def roles(self) -> list[tuple[int, str]]:
         """Every role (id, name), for choosing whom to share with."""
         with self.engine.connect() as conn:
-            return [(i, n) for i, n in conn.execute(select(ab_role.c.id, ab_role.c.name).order_by(ab_role.c.name))]
+            rows = conn.execute(select(ab_role.c.id, ab_role.c.name).order_by(ab_role.c.name)).tuples()
+            return [(int(i), str(n)) for i, n in rows]
 
     # --- helpers ------------------------------------------------------------------------------
     def _shareable(self, actor: Actor, entity, role_ids: Iterable[Any], before: tuple[int, ...]) -> tuple[int, ...]:
@@ -187,7 +189,7 @@ class SavedFilterService:
                 "只有拥有{entity}设计权限的用户（或管理员）才能把筛选共享给角色；请保存为仅自己可见。", entity=entity.label))
         if ids:
             with self.engine.connect() as conn:
-                known = set(conn.execute(select(ab_role.c.id).where(ab_role.c.id.in_(ids))).scalars())
+                known: set[int] = set(conn.execute(select(ab_role.c.id).where(ab_role.c.id.in_(ids))).scalars())
             missing = [i for i in ids if i not in known]
             if missing:
                 raise ValidationFailed({"role_ids": [text("There is no role with id {id}.", "没有编号为 {id} 的角色。", id=missing[0])]})

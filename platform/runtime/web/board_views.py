@@ -106,7 +106,7 @@ def _message(exc, entity) -> str:
     locale = current_locale()
     if not (isinstance(exc, ValidationFailed) and exc.field_errors):
         return localize(exc.message, locale)
-    parts = []
+    parts: list[str] = []
     for name, msgs in exc.field_errors.items():
         f = entity.field_map.get(name)
         prefix = f"{f.label.get(locale)}: " if f is not None else ""

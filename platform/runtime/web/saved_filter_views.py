@@ -25,7 +25,8 @@ def _services():
 
 def saved_groups(view: ViewDef, actor: Actor, locale: str) -> list[tuple[str, list[tuple[str, str]]]]:
     """The list page's saved-filter menu: (group label, [(value for ?saved=, label)]) for the view's, mine, shared."""
-    mine, shared = [], []
+    mine: list[tuple[str, str]] = []
+    shared: list[tuple[str, str]] = []
     for f in _services().saved_filters.visible(actor, view.entity):
         (mine if f.owner_id == actor.id else shared).append((f.key, f.name + (translate("sf_shared_mark", locale) if f.role_ids and f.owner_id == actor.id else "")))
     groups = [(translate("sf_group_view", locale), [(s.name, s.label.get(locale)) for s in view.filters]),
@@ -120,7 +121,7 @@ def register_saved_filter_routes(bp):
     def after_change(entity: EntityDef, actor: Actor, error: str | None, message: str | None):
         if is_fragment_request():
             return render_manage(entity, actor, error=error, message=message, fragment=True), 422 if error else 200
-        flash(error or message, "error" if error else "success")
+        flash(error or message or "", "error" if error else "success")
         return redirect(url_for("crmkit_web.saved_filter_manage", entity_key=entity.key), 303)
 
     def render_manage(entity: EntityDef, actor: Actor, *, error=None, message=None, fragment=False):
