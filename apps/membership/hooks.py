@@ -33,6 +33,9 @@ def register(hooks: AppHooks) -> AppHooks:
 
     register_loyalty(hooks)
     register_joining(hooks)  # 入会 checks, card pool and card actions, roles, the public join form
+    from .activity_hooks import register_activities
+
+    register_activities(hooks)  # segments, member care, activities (after the roles: it grants on them)
     return hooks
 
 
