@@ -171,9 +171,7 @@ def check_in(services, activity_id: int, actor: Actor, *, card_no: str | None = 
                 values["registered_at"] = now.isoformat()
             reg_id = reg["id"]
             services.records.update(REG, reg_id, values, actor, expected_version=reg["row_version"], assigned=assigned)
-    except (StaleRecord, ValidationFailed) as exc:  # checked in by another desk a moment ago
-        if isinstance(exc, ValidationFailed) and "reg_key" not in exc.field_errors:
-            raise
+    except (StaleRecord, ValidationFailed):  # checked in by another desk a moment ago: say so; anything else stands
         again = _registration(services, activity_id, member["id"])
         if again is not None:
             _refuse_twice(again, member)

@@ -35,7 +35,8 @@ def seed_activities(ctx) -> int:
     ctx.records.create("membership.care", {"name": "本月生日关怀", "segment": seg_sh, "channel": "sms",
                                            "body": "{{ name }}您好，祝您生日快乐！本月到店可领取生日礼包。"}, actor)
     created += 4
-    members = [r for r in ctx.queries.list("membership.member", actor, fields=["card_no", "mobile"], sort=["id"], limit=400, labels=False,
+    members = [r for r in ctx.queries.list("membership.member", actor, filter={"field": "status", "op": "eq", "value": "active"},
+                                           fields=["card_no", "mobile"], sort=["id"], limit=200, labels=False,
                                            count="none").rows]
     today = dt.datetime.now(CN).replace(hour=14, minute=0, second=0, microsecond=0)
     for n, (title, kind, days, budget, cost, points, share) in enumerate(PLANS):
