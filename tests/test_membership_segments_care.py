@@ -143,3 +143,27 @@ def test_scheduled_care_waits_for_its_time(services):
     assert c["status"] == "running" and c["job_id"]
     with services.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(pt.job).where(pt.job.c.kind == care.SEND_JOB)).scalar_one() == 1
+
+
+def test_segment_built_with_the_filter_builder_is_saved_and_reopens(client, services, csrf_token):
+    levels, members = seed_members(services, 40)
+    month = dt.datetime.now(CN).month
+    params = {"ff": ["level", "address", "birthday_this_month"], "fo": ["eq", "contains", "eq"], "fv": [str(levels["GOLD"]), "上海", "true"],
+              "match": "all"}
+    expected = {m["id"] for m in members if m["level"] == levels["GOLD"] and "上海" in (m.get("address") or "")
+                and m.get("birthday") and dt.date.fromisoformat(m["birthday"]).month == month}
+    page = client.get("/membership/activity/segment/build", query_string=params).get_data(as_text=True)
+    assert f'data-segment-count="{len(expected)}"' in page and 'name="ff"' in page
+    saved = client.post("/membership/activity/segment/build", data={**params, "name": "上海金卡本月生日", "csrf_token": csrf_token})
+    assert saved.status_code == 302
+    seg = services.queries.list(segments.SEGMENT, SYSTEM, filter={"field": "name", "op": "eq", "value": "上海金卡本月生日"}, limit=1).rows[0]
+    assert set(segments.member_ids(services, seg["id"], SYSTEM)) == expected
+    reopened = client.get(f"/membership/activity/segment/build?segment={seg['id']}").get_data(as_text=True)
+    assert f'data-segment-count="{len(expected)}"' in reopened and "上海" in reopened
+    panel = client.get(f"/membership/activity/segment/{seg['id']}/panel").get_data(as_text=True)
+    assert f"<span data-segment-count>{len(expected)}</span>" in panel
+    bad = client.post("/membership/activity/segment/build", data={"ff": ["level"], "fo": ["contains"], "fv": ["x"], "name": "坏",
+                                                                  "csrf_token": csrf_token})
+    assert bad.status_code == 422 and "data-segment-error" in bad.get_data(as_text=True)
+    assert client.post("/membership/activity/segment/build", data={**params, "name": "无令牌"}).status_code == 400
+    assert count_rows(services, segments.SEGMENT) == 1

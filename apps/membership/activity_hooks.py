@@ -38,6 +38,8 @@ def register_activities(hooks: AppHooks) -> AppHooks:
     hooks.detail_panel(activities.ACTIVITY, "membership_activity.activity_panel", en="Check-in & evaluation", zh="签到与评估")
     hooks.detail_panel(segments.SEGMENT, "membership_activity.segment_panel", en="Members", zh="分群会员")
     hooks.detail_panel(care.CARE, "membership_activity.care_panel", en="Sending", zh="发送")
+    hooks.nav_link("membership_activity.segment_build", en="Build a segment", zh="设置会员分群", icon="filter",
+                   visible=lambda services, actor: services.policy.allows(actor, services.store.catalog().entity(segments.SEGMENT), "create"))
     return hooks
 
 

@@ -103,3 +103,6 @@ def care_start(record_id: int):
 def care_panel(record_id: int):
     actor, services = require_actor(), _services()
     return render_template("membership/care_panel.html", record_id=record_id, error=None, res=None, c=services.queries.get(care.CARE, record_id, actor))
+
+
+from . import segment_builder  # noqa: E402,F401 - its routes join this blueprint
