@@ -191,6 +191,12 @@ def test_roles_grant_activities_to_marketing_and_check_in_to_the_front_desk(app,
     aid = make_activity(services)
     assert activities.check_in(services, aid, desk, card_no=ms[0]["card_no"])["member"] == ms[0]["id"]
     assert _reg(services, aid, ms[0]["id"])["checked_in_by"] == desk.id
+    from crmkit.runtime.errors import PermissionDenied
+
+    with pytest.raises(PermissionDenied):  # the desk checks in; awarding is the activity manager's
+        activities.award_points(services, aid, desk)
+    assert activities.award_points(services, aid, marketing)["posted"] == 1
+    assert ledger(services).balances(ms[0]["id"])["reward"]["wallet"] == 50
 
 
 def test_activity_panel_checks_in_and_shows_errors(client, services, csrf_token):

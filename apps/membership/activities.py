@@ -199,8 +199,9 @@ def points_key(activity_id: int, member_id: int) -> str:
 
 
 def award_points(services, activity_id: int, actor: Actor) -> dict:
-    """Post the activity's points to every attendee through the ledger, once per activity and member."""
-    services.policy.check(actor, services.store.catalog().entity(MEMBER), "update")
+    """Post the activity's points to every attendee through the ledger, once per activity and member. The right to
+    do it is the right to manage the activity (Marketing): the amount is the activity's, the members are its attendees."""
+    services.policy.check(actor, services.store.catalog().entity(ACTIVITY), "update")
     act = services.queries.get(ACTIVITY, activity_id, actor)
     points = int(act.get("points") or 0)
     if points <= 0:

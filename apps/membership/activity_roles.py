@@ -1,9 +1,10 @@
-"""Role grants for segments, member care and activities, added to the template's roles (``roles.ROLES``) at install.
+"""Role grants for segments, member care and activities, added to the template's roles (``roles.ROLES``) at install,
+as a second role setup after ``roles.install_roles`` (which creates the roles).
 
-Marketing manages segments, care campaigns and activities; the front desk checks members in (registrations) and
-reads activities; store managers do the same for their store's members (row scope on registrations follows the
-member's org unit is not needed: a registration is created by the desk that checks in); membership managers read
-all; the auditor reads. Like ``roles.install_roles`` this aligns to exactly what is listed, so it is idempotent."""
+Marketing manages segments, care campaigns and activities (and their registrations) and reads the care log; the
+front desk and store managers read activities and segments and create/update registrations (check-in);
+membership managers and the auditor read them all. Like ``install_roles`` it sets exactly what is listed, so
+installing again changes nothing."""
 from __future__ import annotations
 
 from crmkit.runtime.permissions.admin import PermissionAdmin
