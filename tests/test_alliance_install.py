@@ -66,5 +66,10 @@ def test_cli_install_with_demo_data(empty_database_url, tmp_path):
         status = run_report(s, SYSTEM, catalog.report("alliance.merchants_by_status"), {}, locale="zh")
         assert sum(row.values["merchants"] for row in status.rows) == 30
         assert "alliance.overview" in catalog.dashboards
+        # joint activities: three merchants on each demo membership activity; the activity reports show the demo
+        activities = s.queries.list("membership.activity", SYSTEM, count="exact").total
+        assert activities == 4 and s.queries.list("alliance.activity_merchant", SYSTEM, count="exact").total == 3 * activities
+        for name in ("membership.activity_statistics", "membership.activity_costs"):
+            assert run_report(s, SYSTEM, catalog.report(name), {}, locale="zh").rows, name
     finally:
         s.engine.dispose()

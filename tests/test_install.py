@@ -34,7 +34,7 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     report = install(services, "membership", demo=True, demo_size=30, progress=messages.append)
     assert report.installed == ["membership"] and report.documents_changed
     steps = [s.op for s in report.plan.steps].count("create_table")
-    assert steps == 15, steps  # with the join application, card history, coupons, level history and lifecycle parameters
+    assert steps == 20, steps  # with the join application, card history, coupons, level history, lifecycle parameters, segments, care and activities
     orders = services.queries.list("membership.order", SYSTEM, count="exact").total
     assert orders >= 15
     joined = services.queries.list("membership.member", SYSTEM, count="exact").total - 30  # approved demo applications
@@ -42,9 +42,14 @@ def test_install_with_demo_data_creates_levels_and_valid_members(services):
     applications = services.queries.list("membership.application", SYSTEM, count="exact").total
     coupons = services.queries.list("membership.coupon", SYSTEM, count="exact").total
     assert joined > 0 and applications >= 12 and coupons >= 30
+    activity_records = sum(services.queries.list(f"membership.{e}", SYSTEM, count="exact").total
+                           for e in ("segment", "care", "activity", "activity_registration"))
+    attended = services.queries.list("membership.activity_registration", SYSTEM, filter={"field": "status", "op": "eq", "value": "attended"},
+                                     count="exact").total
+    assert activity_records >= 4 + 4 + 60 and attended > 0  # segments and a care campaign, 4 activities, their registrations
     # levels + members; plan and 3 items; stores; rewards; orders; coupon templates + coupons; applications, approved members, card history;
     # the lifecycle parameters
-    assert report.seeded == 34 + 4 + 4 + 4 + orders + 3 + coupons + applications + joined + history + 1, report.seeded
+    assert report.seeded == 34 + 4 + 4 + 4 + orders + 3 + coupons + applications + joined + history + 1 + activity_records, report.seeded
     assert any("Create table membership_member" in m for m in messages)
     assert any("Created app tables: " in m and "membership_pts_entry" in m for m in messages)
     assert installed_apps(services) == {"membership": "0.2.0"}

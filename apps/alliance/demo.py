@@ -63,6 +63,21 @@ def seed_demo(ctx) -> int:
             ctx.records.create("alliance.offer", {"merchant": mid, **offer}, ctx.actor)
             created += 1
     created += _usage(ctx, services, rnd, merchants, members, start, today)
+    return created + _joint_activities(ctx, rnd, [m for m, state in merchants if state == "formal"])
+
+
+def _joint_activities(ctx, rnd: random.Random, formal: list[int]) -> int:
+    """联合活动: three formal merchants on each demo membership activity, with their results once it is over."""
+    created = 0
+    acts = ctx.queries.list("membership.activity", ctx.actor, fields=["status"], sort=["id"], limit=10, count="none", labels=False).rows
+    for act in acts:
+        for mid in rnd.sample(formal, min(3, len(formal))):
+            done = act["status"] == "closed"
+            ctx.records.create("alliance.activity_merchant", {
+                "activity": act["id"], "merchant": mid, "status": "participating" if done or rnd.random() < 0.5 else "invited",
+                "contribution": str(rnd.choice([500, 800, 1000])), **({"members_served": rnd.randint(8, 30), "redemptions": rnd.randint(3, 20)}
+                                                                      if done else {})}, ctx.actor)
+            created += 1
     return created
 
 

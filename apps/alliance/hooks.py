@@ -33,6 +33,13 @@ def register(hooks: AppHooks) -> AppHooks:
     from .web import portal_blueprint
 
     hooks.blueprint(portal_blueprint)
+    from .joint_activities import LINK, join_key
+    from .web.joint import joint_blueprint
+
+    hooks.validator(LINK)(join_key)
+    hooks.action("activity.attach_merchant")(attach_merchant)
+    hooks.blueprint(joint_blueprint)
+    hooks.detail_panel("membership.activity", "alliance_joint.activity_merchants", en="Alliance merchants", zh="联盟商家")
     hooks.nav_link("alliance_portal.home", en="Merchant counter", zh="商家柜台", icon="check-circle", visible=is_staff)
     return hooks
 
@@ -73,6 +80,13 @@ def remind(services, actor, payload: dict) -> dict:
     """Periodic job: a follow-up task for every formal merchant whose contract ends within ``days`` (default 30)."""
     today = dt.date.fromisoformat(payload["today"]) if payload.get("today") else None
     return {"reminders": contract_reminders(services, actor, today=today, days=int(payload.get("days", 30)))}
+
+
+def attach_merchant(services, actor, payload: dict) -> dict:
+    """``{"activity": id, "merchant": id, "status"?: "invited" | "participating" | "declined"}``: a joint activity (联合活动)."""
+    from .joint_activities import attach
+
+    return {"link": attach(services, int(payload["activity"]), int(payload["merchant"]), actor, status=payload.get("status", "invited"))}
 
 
 def setup_roles(services, actor, payload: dict) -> dict:

@@ -11,10 +11,11 @@ from crmkit.runtime.db import write_transaction
 from .staff import FINANCE_ROLE, MANAGER_ROLE, SHARED_ROLE, ensure_role
 
 ALL = {"read", "create", "update", "delete", "export", "report"}
-ENTITIES = ("merchant", "offer", "redemption", "purchase", "settlement", "review", "complaint", "contact_log", "rating_change")
+ENTITIES = ("merchant", "offer", "redemption", "purchase", "settlement", "review", "complaint", "contact_log", "rating_change", "activity_merchant")
 GRANTS = {
     MANAGER_ROLE: {**{f"alliance.{e}": ALL for e in ENTITIES}, "alliance.redemption": {"read", "export", "report"},
-                   "alliance.purchase": {"read", "export", "report"}, "alliance.rating_change": {"read", "report"}, "membership.level": {"read"}},
+                   "alliance.purchase": {"read", "export", "report"}, "alliance.rating_change": {"read", "report"}, "membership.level": {"read"},
+                   "membership.activity": {"read"}},
     FINANCE_ROLE: {"alliance.merchant": {"read"}, "alliance.offer": {"read"}, "alliance.redemption": {"read", "export", "report"},
                    "alliance.purchase": {"read", "export", "report"}, "alliance.settlement": {"read", "export", "report"}},
     SHARED_ROLE: {},

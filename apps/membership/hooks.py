@@ -36,6 +36,9 @@ def register(hooks: AppHooks) -> AppHooks:
     from .lifecycle_hooks import register_lifecycle  # stages, RFM, ledger figures, lifecycle coupons, workbench defaults
 
     register_lifecycle(hooks)
+    from .activity_hooks import register_activities
+
+    register_activities(hooks)  # segments, member care, activities (after the roles: it grants on them)
     return hooks
 
 
