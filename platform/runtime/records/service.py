@@ -305,10 +305,13 @@ class RecordService:
     def _table(self, catalog: Catalog, entity: EntityDef) -> Table:
         return self.table_cache.tables(catalog)[entity.key]
 
-    def _clean(self, catalog, entity, data, actor, *, creating: bool, current: dict | None = None) -> tuple[dict, dict]:
-        data, seen = self._guard_input(catalog, entity, data, actor, current)
+    def _clean(self, catalog, entity, data, actor, *, creating: bool, current: dict | None = None, access=None) -> tuple[dict, dict]:
+        """``access``: the actor's ``policy.access`` for the entity when the caller already has it (a batch asks once)."""
+        if access is None and actor is not None:
+            access = self.policy.access(actor, entity)
+        data, seen = self._guard_input(catalog, entity, data, actor, current, access)
         values = validate_input(catalog, entity, data, self.schemas, creating=creating,
-                                writable=self.policy.writable_fields(actor, entity), current=seen)
+                                writable=access.writable if access is not None else self.policy.writable_fields(actor, entity), current=seen)
         children = {}
         for f in entity.fields:
             if f.type == "child_table" and f.name in values:
@@ -422,7 +425,7 @@ class RecordService:
                                         "Ask an administrator to widen your row scope.",
                                         "这条{entity}将超出你可查看的记录范围，因此未创建。请联系管理员扩大你的数据范围。", entity=entity.label))
 
-    def _guard_input(self, catalog, entity, data, actor, current: dict | None) -> tuple[Any, dict | None]:
+    def _guard_input(self, catalog, entity, data, actor, current: dict | None, access=None) -> tuple[Any, dict | None]:
         """Refuse hidden fields outright and treat an unchanged masked value as unchanged (mass-assignment guard).
 
         Returns the input to validate and the record as the actor sees it (masked, hidden fields left out), so the
@@ -436,7 +439,7 @@ class RecordService:
             data = {k: v for k, v in data.items() if k != "workflow_state"}
         if not isinstance(data, dict) or actor is None:
             return data, current
-        access = self.policy.access(actor, entity)
+        access = access or self.policy.access(actor, entity)
         readable = set(access.readable)
         masked = self.policy.masked_fields(entity)
         errors = {}
