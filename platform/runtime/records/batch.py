@@ -28,7 +28,7 @@ from ..storage import fab_tables, platform_tables as pt
 from ..storage.bulk_insert import insert_rows
 from .rollups import refresh_after_write
 from .rules import check_rules
-from .service import _differs, _integrity, _json, utcnow
+from .service import _differs, _integrity, _json, json_converters, utcnow
 
 MODES = ("insert", "update", "upsert")
 UNIQUE_TAKEN = lambda entity: text("This value is already used by another {entity}.", "该值已被其他{entity}使用。", entity=entity.label)  # noqa: E731
@@ -307,10 +307,13 @@ def _do_creates(service, conn, catalog, entity, table, creates, results, events,
                 for k, v in enumerate(need):
                     v[f.name] = catalog.type_of(f).format(f, n + k)
     now = utcnow()
+    workflow = catalog.workflow_of(entity)
     groups: dict[frozenset, list[tuple[int, dict]]] = defaultdict(list)
     for i, v in plain:
         row = dict(v, created_at=now, updated_at=now, created_by=actor.id, updated_by=actor.id, owner_id=actor.id,
                    org_unit_id=actor.org_unit_id, row_version=1)
+        if workflow is not None:
+            row["workflow_state"] = workflow.initial.name  # as RecordService._insert: a new record starts in the initial state
         groups[frozenset(row)].append((i, row))
     new_ids = []
     for group in groups.values():
@@ -328,8 +331,9 @@ def _do_creates(service, conn, catalog, entity, table, creates, results, events,
             results[i].action, results[i].id = "created", rid
             new_ids.append(rid)
     tables = service.table_cache.tables(catalog)
+    to_json = json_converters(catalog, entity)
     for i, v in plain:
-        changes = {k: [None, _json(catalog, entity, k, x)] for k, x in v.items()}
+        changes = {k: [None, x if x is None or k not in to_json else to_json[k](x)] for k, x in v.items()}  # = service._json
         refresh_after_write(conn, catalog, tables, entity, results[i].id, changes)
         events.append((results[i].id, "create", changes))
     for i, v, c in creates:
