@@ -26,7 +26,7 @@ from ..errors import PermissionDenied, ValidationFailed
 from ..i18n_text import Text, text
 from ..storage import fab_tables, platform_tables as pt
 from ..storage.bulk_insert import insert_rows
-from .rollups import refresh_after_write
+from .rollups import refresh_after_write, rollups_by_source
 from .rules import check_rules
 from .service import _differs, _integrity, _json, json_converters, utcnow
 
@@ -332,9 +332,11 @@ def _do_creates(service, conn, catalog, entity, table, creates, results, events,
             new_ids.append(rid)
     tables = service.table_cache.tables(catalog)
     to_json = json_converters(catalog, entity)
+    feeds_rollups = any(f.type == "rollup" for f in entity.fields) or entity.key in rollups_by_source(catalog)
     for i, v in plain:
         changes = {k: [None, x if x is None or k not in to_json else to_json[k](x)] for k, x in v.items()}  # = service._json
-        refresh_after_write(conn, catalog, tables, entity, results[i].id, changes)
+        if feeds_rollups:  # otherwise refresh_after_write has nothing to do; asked once per batch, not per record
+            refresh_after_write(conn, catalog, tables, entity, results[i].id, changes)
         events.append((results[i].id, "create", changes))
     for i, v, c in creates:
         if c:  # child rows: the single-record path, which writes its own audit entry and event
