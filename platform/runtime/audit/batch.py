@@ -1,7 +1,7 @@
 """``record_events``: many audit entries in one statement, chained exactly as ``record_event`` would chain them.
 
 The chain head is claimed once for the whole batch (``seq`` advanced by the number of entries), the hashes are
-computed in order in Python, and the rows go in with one executemany. Verification cannot tell the difference.
+computed in order in Python, and the rows go in with one COPY (PostgreSQL) or executemany. Verification cannot tell the difference.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import datetime as dt
 from sqlalchemy import Connection
 
 from ..storage import platform_tables as pt
+from ..storage.bulk_insert import insert_rows
 from .chain import entry_hash, payload_hash
 from .service import CATEGORIES
 from .tables import GENESIS_HASH, audit_head
@@ -47,6 +48,6 @@ def record_events(conn: Connection, events: list[dict]) -> list[int]:
         rows.append({**entry, "changes": changes, "payload_hash": digest, "prev_hash": prev, "hash": h, "redacted": False})
         seqs.append(seq)
         prev = h
-    conn.execute(pt.audit.insert(), rows)
+    insert_rows(conn, pt.audit, rows)
     conn.execute(audit_head.update().where(audit_head.c.id == 1).values(hash=prev))
     return seqs

@@ -71,6 +71,18 @@ class FieldType:
         """The marshmallow field validating API/form input into the Python value."""
         raise NotImplementedError
 
+    def field_for(self, f: FieldDef) -> mf.Field:
+        """``marshmallow_field(f)``, built once per field definition: definitions are immutable and a standalone
+        marshmallow field keeps no state between calls, while building one (validators, messages) costs more than
+        using it. Imports deserialize several values per row, so this is per-row work saved."""
+        cache = self.__dict__.setdefault("_field_cache", {})
+        hit = cache.get(id(f))
+        if hit is None or hit[0] is not f:
+            if len(cache) > 4096:  # old catalogs' definitions: drop them rather than grow without bound
+                cache.clear()
+            hit = cache[id(f)] = (f, self.marshmallow_field(f))
+        return hit[1]
+
     def parse_text(self, f: FieldDef, text: str) -> Any:
         """Parse a CSV/Excel cell; raise ``ValueError`` with a user-facing message."""
         text = (text or "").strip()
@@ -82,7 +94,7 @@ class FieldType:
         from marshmallow import ValidationError
 
         try:
-            return self.marshmallow_field(f).deserialize(raw)
+            return self.field_for(f).deserialize(raw)
         except ValidationError as exc:
             raise ValueError(join(flatten_messages(exc.messages))) from None
 

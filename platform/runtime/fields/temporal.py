@@ -103,6 +103,16 @@ class LenientDate(mf.Date):
             s = value.strip()
             if s == "":
                 return None
+            if len(s) == 10 and s[4] == "-" and s[7] == "-" and s[:4].isdigit() and s[5:7].isdigit() and s[8:].isdigit():
+                try:  # the common ISO form without four strptime attempts (what "%Y-%m-%d" accepts in this shape)
+                    return dt.date.fromisoformat(s)
+                except ValueError:
+                    pass  # e.g. 2024-02-30: the formats below refuse it with the usual message
+            elif "年" in s:
+                try:
+                    return dt.datetime.strptime(s, "%Y年%m月%d日").date()
+                except ValueError:
+                    pass
             for fmt in self.FORMATS:
                 try:
                     return dt.datetime.strptime(s, fmt).date()

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import ARRAY, Connection, any_, bindparam, func, select, text as sql_text
 from sqlalchemy.exc import IntegrityError
 
 from ..actor import Actor
@@ -25,9 +25,10 @@ from ..audit import record_events
 from ..errors import PermissionDenied, ValidationFailed
 from ..i18n_text import Text, text
 from ..storage import fab_tables, platform_tables as pt
-from .rollups import refresh_after_write
+from ..storage.bulk_insert import insert_rows
+from .rollups import refresh_after_write, rollups_by_source
 from .rules import check_rules
-from .service import _differs, _integrity, _json, utcnow
+from .service import _differs, _integrity, _json, json_converters, utcnow
 
 MODES = ("insert", "update", "upsert")
 UNIQUE_TAKEN = lambda entity: text("This value is already used by another {entity}.", "该值已被其他{entity}使用。", entity=entity.label)  # noqa: E731
@@ -110,9 +111,8 @@ def _existing(service, conn, catalog, entity, table, items, results, key_field, 
         values.add(v)
     out = {}
     col = table.c[key_field.name]
-    vals = list(values)
-    for start in range(0, len(vals), 500):
-        q = select(table).where(col.in_(vals[start:start + 500]), table.c.deleted_at.is_(None), *service._scope(catalog, entity, table, actor))
+    for chunk in _chunks(conn, values):
+        q = select(table).where(_among(conn, col, chunk), table.c.deleted_at.is_(None), *service._scope(catalog, entity, table, actor))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update()
         for row in conn.execute(q).mappings():
@@ -127,6 +127,7 @@ def _existing(service, conn, catalog, entity, table, items, results, key_field, 
 def _plan(service, catalog, entity, items, results, existing, key_field, mode, actor):
     creates, updates = [], []
     seen_keys: dict[Any, int] = {}
+    access = service.policy.access(actor, entity) if actor is not None else None  # once per batch, not per record
     for i, item in enumerate(items):
         r = results[i]
         if r.errors:
@@ -151,10 +152,10 @@ def _plan(service, catalog, entity, items, results, existing, key_field, mode, a
                 data = item
                 if key_field is not None and catalog.type_of(key_field).name == "sequence" and isinstance(item, dict):
                     data = {k: v for k, v in item.items() if k != key_field.name}
-                values, children = service._clean(catalog, entity, data, actor, creating=True)
+                values, children = service._clean(catalog, entity, data, actor, creating=True, access=access)
                 creates.append((i, values, children))
             else:
-                values, children = service._clean(catalog, entity, item, actor, creating=False, current=current)
+                values, children = service._clean(catalog, entity, item, actor, creating=False, current=current, access=access)
                 updates.append((i, current, values, children))
         except ValidationFailed as exc:
             r.errors.update(exc.field_errors)
@@ -206,9 +207,8 @@ def _check_batch(service, conn, catalog, entity, creates, updates, results, acto
         if f.unique and ft.stored:
             col = table.c[f.name]
             taken: dict[Any, set] = defaultdict(set)
-            values = list({v for _, v, _ in wanted})
-            for start in range(0, len(values), 500):
-                for rid, v in conn.execute(select(table.c.id, col).where(col.in_(values[start:start + 500]), table.c.deleted_at.is_(None))):
+            for chunk in _chunks(conn, {v for _, v, _ in wanted}):
+                for rid, v in conn.execute(select(table.c.id, col).where(_among(conn, col, chunk), table.c.deleted_at.is_(None))):
                     taken[v].add(rid)
             first: dict[Any, int] = {}
             for i, v, own in wanted:
@@ -240,10 +240,25 @@ def _validators(service, conn, catalog, entity, values, current, children, actor
 
 def _present(conn, col, values: set, *where) -> set:
     out: set = set()
-    vals = list(values)
-    for start in range(0, len(vals), 500):
-        out.update(r[0] for r in conn.execute(select(col).where(col.in_(vals[start:start + 500]), *where)))
+    for chunk in _chunks(conn, values):
+        out.update(r[0] for r in conn.execute(select(col).where(_among(conn, col, chunk), *where)))
     return out
+
+
+def _chunks(conn, values) -> list[list]:
+    """The values in chunks of one statement each: PostgreSQL takes the whole set as one array parameter; elsewhere
+    ``IN`` lists of 500 (SQLite's bound-parameter limit)."""
+    vals = list(values)
+    size = 20_000 if conn.dialect.name == "postgresql" else 500
+    return [vals[start:start + size] for start in range(0, len(vals), size)]
+
+
+def _among(conn, col, values: list):
+    """``col IN values``: on PostgreSQL ``col = ANY(:array)``, one parameter instead of one per value, so the statement
+    stays small and psycopg does not re-parse a thousand placeholders per query."""
+    if conn.dialect.name == "postgresql":
+        return col == any_(bindparam(None, list(values), type_=ARRAY(col.type)))
+    return col.in_(values)
 
 
 def _merge(result: ItemResult, errors: dict) -> None:
@@ -261,6 +276,25 @@ def reserve_sequence(conn: Connection, key: str, start: int, n: int) -> int:
     return first
 
 
+def allocate_ids(conn: Connection, table, n: int) -> list[int] | None:
+    """``n`` new ids for ``table``, taken up front so the rows can be inserted without ``RETURNING``.
+
+    PostgreSQL: ``n`` values from the id column's own sequence in one statement (what the inserts would have drawn).
+    SQLite: the ids after the current largest; the write transaction (``BEGIN IMMEDIATE``) holds the database's
+    write lock, so no other writer can take them, and they are the ids SQLite itself would assign (the id is the
+    rowid, without AUTOINCREMENT). ``None`` on other databases: the caller inserts with ``RETURNING``.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        rows = conn.execute(sql_text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+                            {"t": table.fullname, "n": n})
+        return sorted(r[0] for r in rows)
+    if dialect == "sqlite":
+        top: int = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+        return list(range(top + 1, top + 1 + n))
+    return None
+
+
 def _do_creates(service, conn, catalog, entity, table, creates, results, events, actor, request_id) -> None:
     if not creates:
         return
@@ -273,26 +307,36 @@ def _do_creates(service, conn, catalog, entity, table, creates, results, events,
                 for k, v in enumerate(need):
                     v[f.name] = catalog.type_of(f).format(f, n + k)
     now = utcnow()
+    workflow = catalog.workflow_of(entity)
     groups: dict[frozenset, list[tuple[int, dict]]] = defaultdict(list)
     for i, v in plain:
         row = dict(v, created_at=now, updated_at=now, created_by=actor.id, updated_by=actor.id, owner_id=actor.id,
                    org_unit_id=actor.org_unit_id, row_version=1)
+        if workflow is not None:
+            row["workflow_state"] = workflow.initial.name  # as RecordService._insert: a new record starts in the initial state
         groups[frozenset(row)].append((i, row))
     new_ids = []
     for group in groups.values():
-        stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        ids = allocate_ids(conn, table, len(group))
         try:
             with conn.begin_nested():
-                ids = [r[0] for r in conn.execute(stmt, [row for _, row in group])]
+                if ids is None:
+                    stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+                    ids = [r[0] for r in conn.execute(stmt, [row for _, row in group])]
+                else:  # ids known: COPY on PostgreSQL, executemany on SQLite (storage/bulk_insert.py)
+                    insert_rows(conn, table, [dict(row, id=rid) for (_, row), rid in zip(group, ids)])
         except IntegrityError as exc:
             raise _integrity(entity, exc) from None
         for (i, _), rid in zip(group, ids):
             results[i].action, results[i].id = "created", rid
             new_ids.append(rid)
     tables = service.table_cache.tables(catalog)
+    to_json = json_converters(catalog, entity)
+    feeds_rollups = any(f.type == "rollup" for f in entity.fields) or entity.key in rollups_by_source(catalog)
     for i, v in plain:
-        changes = {k: [None, _json(catalog, entity, k, x)] for k, x in v.items()}
-        refresh_after_write(conn, catalog, tables, entity, results[i].id, changes)
+        changes = {k: [None, x if x is None or k not in to_json else to_json[k](x)] for k, x in v.items()}  # = service._json
+        if feeds_rollups:  # otherwise refresh_after_write has nothing to do; asked once per batch, not per record
+            refresh_after_write(conn, catalog, tables, entity, results[i].id, changes)
         events.append((results[i].id, "create", changes))
     for i, v, c in creates:
         if c:  # child rows: the single-record path, which writes its own audit entry and event
@@ -344,7 +388,7 @@ def _write_events(service, conn, entity, events, actor, request_id) -> None:
                           "changes": changes, "request_id": request_id} for rid, action, changes in events])
     now = utcnow()
     verbs = {"create": "created", "update": "updated"}
-    conn.execute(pt.outbox.insert(), [{"created_at": now, "topic": f"record.{verbs[a]}", "entity": entity.key, "record_id": rid,
+    insert_rows(conn, pt.outbox, [{"created_at": now, "topic": f"record.{verbs[a]}", "entity": entity.key, "record_id": rid,
                                        "payload": {"entity": entity.key, "id": rid, "changes": ch, "actor_id": actor.id}} for rid, a, ch in events])
     listeners = service.listeners.get(entity.key)
     if listeners:  # app hooks run inside the batch's transaction, per record, as for single writes

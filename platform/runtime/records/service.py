@@ -11,6 +11,7 @@ import logging
 import os
 import uuid
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -24,6 +25,7 @@ from ..errors import CrmkitError, PermissionDenied, RecordNotFound, StaleRecord,
 from ..fields.files import AttachmentType
 from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
+from ..meta.memo import CatalogMemo
 from ..meta.model import EntityDef, FieldDef
 from ..meta.store import MetadataStore
 from ..meta.workflows import transition_entity
@@ -349,21 +351,24 @@ class RecordService:
     def _table(self, catalog: Catalog, entity: EntityDef) -> Table:
         return self.table_cache.tables(catalog)[entity.key]
 
-    def _clean(self, catalog, entity, data, actor, *, creating: bool, current: dict | None = None) -> tuple[dict, dict]:
-        data, seen = self._guard_input(catalog, entity, data, actor, current)
+    def _clean(self, catalog, entity, data, actor, *, creating: bool, current: dict | None = None, access=None) -> tuple[dict, dict]:
+        """``access``: the actor's ``policy.access`` for the entity when the caller already has it (a batch asks once)."""
+        if access is None and actor is not None:
+            access = self.policy.access(actor, entity)
+        data, seen = self._guard_input(catalog, entity, data, actor, current, access)
         values = validate_input(catalog, entity, data, self.schemas, creating=creating,
-                                writable=self.policy.writable_fields(actor, entity), current=seen)
+                                writable=access.writable if access is not None else self.policy.writable_fields(actor, entity), current=seen)
+        child_names, defaults, derived = _clean_plan(catalog, entity)
         children = {}
-        for f in entity.fields:
-            if f.type == "child_table" and f.name in values:
-                children[f.name] = values.pop(f.name) or []
+        for name in child_names:
+            if name in values:
+                children[name] = values.pop(name) or []
         if creating:
-            for f in entity.fields:
-                if f.name not in values and f.default is not None and catalog.type_of(f).stored:
-                    values[f.name] = catalog.type_of(f)._deserialize(f, f.default)
-        for f in entity.fields:
-            derive = getattr(catalog.type_of(f), "derived_values", None)
-            if derive and f.name in values:
+            for f, ft in defaults:
+                if f.name not in values:
+                    values[f.name] = ft._deserialize(f, f.default)
+        for f, derive in derived:
+            if f.name in values:
                 for target, v in derive(f, values[f.name]).items():
                     existing = values.get(target, (current or {}).get(target))
                     if existing in (None, ""):
@@ -469,7 +474,7 @@ class RecordService:
                                         "Ask an administrator to widen your row scope.",
                                         "这条{entity}将超出你可查看的记录范围，因此未创建。请联系管理员扩大你的数据范围。", entity=entity.label))
 
-    def _guard_input(self, catalog, entity, data, actor, current: dict | None) -> tuple[Any, dict | None]:
+    def _guard_input(self, catalog, entity, data, actor, current: dict | None, access=None) -> tuple[Any, dict | None]:
         """Refuse hidden fields outright and treat an unchanged masked value as unchanged (mass-assignment guard).
 
         Returns the input to validate and the record as the actor sees it (masked, hidden fields left out), so the
@@ -483,7 +488,7 @@ class RecordService:
             data = {k: v for k, v in data.items() if k != "workflow_state"}
         if not isinstance(data, dict) or actor is None:
             return data, current
-        access = self.policy.access(actor, entity)
+        access = access or self.policy.access(actor, entity)
         readable = set(access.readable)
         masked = self.policy.masked_fields(entity)
         errors = {}
@@ -672,6 +677,27 @@ def next_sequence(conn: Connection, key: str, start: int) -> int:
         return start
     except IntegrityError:
         return conn.execute(pt.sequence.update().where(pt.sequence.c.key == key).values(value=pt.sequence.c.value + 1).returning(pt.sequence.c.value)).scalar_one()
+
+
+_PLANS = CatalogMemo()
+
+
+def _clean_plan(catalog: Catalog, entity: EntityDef) -> tuple:
+    """(child-table field names, (field, type) with a stored default, (field, derive) for types deriving other
+    fields), once per compiled entity instead of three passes over every field per record."""
+    def build():
+        types = [(f, catalog.type_of(f)) for f in entity.fields]
+        return (tuple(f.name for f, _ in types if f.type == "child_table"),
+                tuple((f, ft) for f, ft in types if f.default is not None and ft.stored),
+                tuple((f, d) for f, ft in types if (d := getattr(ft, "derived_values", None))))
+    return _PLANS.get(catalog, ("clean", entity.key), build)
+
+
+def json_converters(catalog: Catalog, entity: EntityDef) -> dict:
+    """Field name → ``to_json`` of its type, bound to the field: ``_json`` for a whole batch without a lookup per value."""
+    def build():
+        return {f.name: partial(catalog.type_of(f).to_json, f) for f in entity.fields}
+    return _PLANS.get(catalog, ("json", entity.key), build)
 
 
 def _differs(old, new) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError
+from marshmallow import RAISE, Schema, ValidationError, missing
 
 from ..errors import ValidationFailed
 from ..fields import COMPUTED_TYPES
@@ -41,6 +41,31 @@ class SchemaCache:
         return s
 
 
+def load_partial(schema: Schema, data: dict) -> tuple[dict, dict]:
+    """``schema.load(data, partial=True)`` for the generated input schemas (no hooks, no schema-level validators,
+    unknown keys refused), returning ``(valid values, errors by field)`` instead of raising.
+
+    The same field calls in the same order as marshmallow's loader, without its per-field closures and error store:
+    that machinery cost about as much as the fields' own parsing, once per field of every record of an import."""
+    out: dict = {}
+    errors: dict = {}
+    for name, field in schema.load_fields.items():
+        raw = data.get(name, missing)
+        if raw is missing:
+            continue
+        try:
+            value = field.deserialize(raw, name, data, partial=True)
+        except ValidationError as exc:
+            errors[name] = exc.messages
+            value = exc.valid_data or missing
+        if value is not missing:
+            out[name] = value
+    unknown = set(data) - schema.load_fields.keys()
+    for name in sorted(unknown):
+        errors[name] = [schema.error_messages["unknown"]]
+    return out, errors
+
+
 def validate_input(catalog: Catalog, entity: EntityDef, data: Any, schemas: SchemaCache, *, creating: bool,
                    writable: tuple[str, ...], current: dict | None = None) -> dict:
     """Return cleaned values for the fields present in ``data``; raise ValidationFailed listing every problem."""
@@ -54,13 +79,10 @@ def validate_input(catalog: Catalog, entity: EntityDef, data: Any, schemas: Sche
         elif contains_nul(v):
             errors[k] = [text("Text cannot contain the NUL character (\\u0000); remove it and try again.",
                               "文本中不能包含 NUL 字符（\\u0000），请删除后重试。")]
-    try:
-        cleaned = schemas.schema(catalog, entity).load({k: v for k, v in payload.items() if k not in errors}, partial=True)
-    except ValidationError as exc:
-        for k, msgs in exc.normalized_messages().items():
-            errors.setdefault(k, []).extend(msgs if isinstance(msgs, list) else [msgs])
-        # Keep the fields that were fine, so a bad value is not also reported as "required".
-        cleaned = dict(exc.valid_data or {}) if isinstance(exc.valid_data, dict) else {}
+    # Keeps the fields that were fine, so a bad value is not also reported as "required".
+    cleaned, failed = load_partial(schemas.schema(catalog, entity), {k: v for k, v in payload.items() if k not in errors})
+    for k, msgs in failed.items():
+        errors.setdefault(k, []).extend(msgs if isinstance(msgs, list) else [msgs])
     fields = entity.field_map
     for name in list(payload):
         f = fields.get(name)
