@@ -12,7 +12,7 @@ from flask import current_app, redirect, render_template, request, url_for
 from crmkit.runtime.errors import BadQuery, CrmkitError, ValidationFailed
 from crmkit.runtime.i18n_text import text
 from crmkit.runtime.web.entity_views import filter_row
-from crmkit.runtime.web.filters_ui import Condition, conditions_from_args, filter_tree
+from crmkit.runtime.web.filters_ui import Condition, conditions_from_args, conditions_tree
 from crmkit.runtime.web.views import require_actor
 
 from .. import segments
@@ -65,7 +65,7 @@ def segment_build():
     errors = {}
     if conditions:
         try:
-            tree = filter_tree(services.store.catalog().view(services.store.catalog().entity(segments.MEMBER)), conditions, match, None)
+            tree = conditions_tree(conditions, match)
             count = services.queries.list(segments.MEMBER, actor, filter=tree, fields=["id"], limit=1, labels=False, count="exact").total
         except BadQuery as exc:
             errors["_form"] = [exc.message]
@@ -82,7 +82,7 @@ def segment_save():
     conditions: list[Condition] = []
     try:
         conditions = conditions_from_args(form)
-        tree = filter_tree(services.store.catalog().view(services.store.catalog().entity(segments.MEMBER)), conditions, match, None)
+        tree = conditions_tree(conditions, match)
         if tree is None:
             raise ValidationFailed({"filter": [text("Add at least one condition.", "请至少添加一个条件。")]})
         data = {"filter": json.dumps(tree, ensure_ascii=False)}
