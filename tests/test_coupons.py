@@ -260,3 +260,31 @@ def test_redeeming_needs_update_access_to_coupons(services):
     with pytest.raises(PermissionDenied):
         run_action(services, "membership", "levels.set", reader, {"member": m, "level": None, "reason": "x"})
     assert coupon(services, cid)["status"] == "issued"
+
+
+def test_front_desk_redeems_once_and_a_used_code_says_why(app, services):
+    """The Front Desk role (install's roles) may look up and redeem a code; looking up a used code shows why it cannot
+    be redeemed instead of the form, and redeeming it again is refused with that reason."""
+    from membership_join_support import people
+
+    from conftest import login
+    from org_support import PASSWORD
+
+    front = people(app, services)["front"]
+    m, tpl = make_member(services), template(services)
+    cid = coupons.issue(services, tpl, m, SYSTEM)
+    code = coupon(services, cid)["code"]
+    client = app.test_client()
+    login(client, "front", PASSWORD)
+    with client.session_transaction() as sess:
+        sess["locale"] = "en"
+    html = client.get(f"/membership/coupons/redeem?code={code}").get_data(as_text=True)
+    assert 'data-status="issued"' in html and "data-refusal" not in html and 'id="cpn-amount"' in html
+    assert coupons.redeem(services, code, front, amount="150").discount == decimal.Decimal("20.00")
+    resp = client.get(f"/membership/coupons/redeem?code={code}")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "data-refusal" in html and "Coupon %s was already used." % code in html
+    assert 'id="cpn-amount"' not in html
+    with pytest.raises(coupons.CouponRefused, match="already used"):
+        coupons.redeem(services, code, front, amount="150")
+    assert str(coupon(services, cid)["order_amount"]) == "150.00"

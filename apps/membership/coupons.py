@@ -223,20 +223,28 @@ def discount_for(template: dict, amount: D) -> D:
     return min(off, amount)
 
 
+def unusable(coupon: dict, now: dt.datetime) -> CouponRefused | None:
+    """Why this coupon cannot be used at all right now (used, void, expired, not yet valid), whatever the order."""
+    status = coupon["status"]
+    if status == "used":
+        return CouponRefused(text("Coupon {code} was already used.", "优惠券 {code} 已使用。", code=coupon["code"]))
+    if status == "void":
+        return CouponRefused(text("Coupon {code} was voided.", "优惠券 {code} 已作废。", code=coupon["code"]))
+    until = _aware(coupon["valid_until"])
+    if status == "expired" or (until is not None and now >= until):
+        return CouponRefused(text("Coupon {code} has expired.", "优惠券 {code} 已过期。", code=coupon["code"]))
+    start = _aware(coupon.get("valid_from"))
+    if start is not None and now < start:
+        return CouponRefused(text("Coupon {code} is not valid yet.", "优惠券 {code} 尚未生效。", code=coupon["code"]))
+    return None
+
+
 def check(coupon: dict, *, amount: D, store_code: str | None, category: str | None, now: dt.datetime) -> D:
     """The discount this coupon gives on ``amount``, or CouponRefused saying why it cannot be used."""
     tpl = coupon["_template"]
-    status = coupon["status"]
-    if status == "used":
-        raise CouponRefused(text("Coupon {code} was already used.", "优惠券 {code} 已使用。", code=coupon["code"]))
-    if status == "void":
-        raise CouponRefused(text("Coupon {code} was voided.", "优惠券 {code} 已作废。", code=coupon["code"]))
-    until = _aware(coupon["valid_until"])
-    if status == "expired" or (until is not None and now >= until):
-        raise CouponRefused(text("Coupon {code} has expired.", "优惠券 {code} 已过期。", code=coupon["code"]))
-    start = _aware(coupon.get("valid_from"))
-    if start is not None and now < start:
-        raise CouponRefused(text("Coupon {code} is not valid yet.", "优惠券 {code} 尚未生效。", code=coupon["code"]))
+    refused = unusable(coupon, now)
+    if refused is not None:
+        raise refused
     minimum = _money(tpl.get("min_spend"))
     if amount < minimum:
         raise CouponRefused(text("This coupon needs a spend of at least {min}; the order is {amount}.", "该券需消费满 {min} 元，本单 {amount} 元。",

@@ -3,7 +3,8 @@
 Entity actions, field rules and row scopes are set to exactly what ``ROLES`` says, so installing again changes
 nothing (PermissionAdmin writes and audits only differences). Roles an administrator renamed are created again.
 
-- 前台 Front Desk — members, applications, orders, card actions (update on members).
+- 前台 Front Desk — members, applications, orders, card actions (update on members); coupons read and update,
+  which is what redeeming a code at the desk needs (``coupons.redeem`` checks update), and coupon templates read.
 - Membership Reviewer / Membership Manager — the join workflow's reviewers and approvers (names used by
   workflows/application.json); the manager also overrides flagged duplicates.
 - Marketing — levels, points plans, rewards; members read and export.
@@ -34,7 +35,7 @@ CARD_STATUS_READ_ONLY = {"member": {"status": ("read_only", False)}}
 
 ROLES: dict[str, dict] = {
     "Front Desk": {"actions": {"member": RW, "application": RW, "card_history": ("read", "create"), "order": RW, "level": R, "store": R,
-                               "reward_item": R}},
+                               "reward_item": R, "coupon": ("read", "update"), "coupon_template": R}},
     "Membership Reviewer": {"actions": {"application": RW, "member": R, "card_history": R, "level": R, "store": R}},
     "Membership Manager": {"actions": {"application": RWD, "member": (*RWD, "export"), "card_history": R, "level": RW, "order": R, "store": R,
                                        "points_plan": R, "point_item": R, "reward_item": R}},

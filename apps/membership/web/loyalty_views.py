@@ -60,8 +60,11 @@ def _redeem_page(services, actor, *, code: str = "", errors: dict | None = None,
             errors = {**(errors or {}), "code": [text("There is no coupon with code {code}.", "没有券码为 {code} 的优惠券。",
                                                       code=coupons.normalize_code(code))]}
             status = 404 if status == 200 else status
+    # A coupon that cannot be used whatever the order (used, void, expired) says so instead of offering the form.
+    refusal = coupons.unusable(coupon, coupons.utcnow()) if coupon is not None else None
     return render_template("membership/coupon_redeem.html", code=coupons.normalize_code(code), coupon=_coupon_view(coupon),
-                           stores=_stores(services, actor), errors=errors or {}, form=form or {}, done=done), status
+                           refusal=refusal.message if refusal else None, stores=_stores(services, actor), errors=errors or {},
+                           form=form or {}, done=done), status
 
 
 @loyalty_blueprint.route("/coupons/redeem")
