@@ -5,6 +5,7 @@ import datetime as dt
 from decimal import Decimal as D
 
 import pytest
+from sqlalchemy import select
 
 from alliance_support import TODAY, make_merchant
 from conftest import login
@@ -35,11 +36,23 @@ def add_user(app, name: str, role: str) -> int:
 def test_roles_setup_and_what_each_role_may_do(make_app):
     app = make_app("alliance")
     s = app.extensions["crmkit"]
+    # the install created the roles with their grants: nothing to run after the first start
+    from crmkit.runtime.org.tables import ab_role
+    from crmkit.runtime.permissions.admin import PermissionAdmin
+
+    with s.engine.connect() as conn:
+        installed = {n: i for i, n in conn.execute(select(ab_role.c.id, ab_role.c.name).where(ab_role.c.name.in_([MANAGER_ROLE, FINANCE_ROLE, "Merchant Staff"])))}
+    assert set(installed) == {MANAGER_ROLE, FINANCE_ROLE, "Merchant Staff"}
+    perms = PermissionAdmin(s.engine, s.policy.rules, s.store.catalog)
+    before = perms.set_actions(installed[MANAGER_ROLE], s.store.catalog().entity("alliance.offer"), ["read"], actor_id=None)
+    assert before["removed"]  # the manager held more than read on offers
     with pytest.raises(PermissionDenied):
         run_action(s, "alliance", "roles.setup", Actor(id=5, username="x"), {})
-    out = run_action(s, "alliance", "roles.setup", SYSTEM, {})
-    assert out["missing"] == [] and set(out["roles"]) == {MANAGER_ROLE, FINANCE_ROLE, "Merchant Staff"}
+    out = run_action(s, "alliance", "roles.setup", SYSTEM, {})  # puts the template's grants back
+    assert out["roles"] == installed
     assert ensure_roles(s, SYSTEM)["roles"] == out["roles"]  # idempotent
+    again = perms.set_actions(installed[MANAGER_ROLE], s.store.catalog().entity("alliance.offer"), sorted(before["removed"]) + ["read"], actor_id=None)
+    assert again == {"added": [], "removed": []}
     manager = actor_of(s, add_user(app, "mgr", MANAGER_ROLE), "mgr")
     finance = actor_of(s, add_user(app, "fin", FINANCE_ROLE), "fin")
 

@@ -350,11 +350,7 @@ def test_board_moves_follow_the_roles(crm_app):
     """A read-only executive gets no move controls and cannot move by posting; a rep moves their own deal."""
     from auth_support import STAFF_PASSWORD, add_user
     from conftest import login
-    from crmkit.runtime.installer import seed_app_roles
-
-    s = crm_app.extensions["crmkit"]
-    with crm_app.app_context():
-        seed_app_roles(crm_app, s, ["crm", "crm_sales"])
+    s = crm_app.extensions["crmkit"]  # the install created the CRM roles
     rep = add_user(crm_app, "rep_a", role="CRM Sales Rep")
     add_user(crm_app, "exec_a", role="CRM Executive")
     acc = s.records.create("crm.account", {"name": "角色看板有限公司", "owner": rep}, SYSTEM)

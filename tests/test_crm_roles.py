@@ -10,7 +10,7 @@ from conftest import make_settings
 from crmkit.runtime.actor import SYSTEM, Actor
 from crmkit.runtime.cli import main
 from crmkit.runtime.errors import PermissionDenied
-from crmkit.runtime.installer import install, seed_app_roles
+from crmkit.runtime.installer import install
 from crmkit.runtime.org.grants import resolve_grants
 from crmkit.runtime.org.service import OrgService
 from crmkit.runtime.org.tables import ab_role
@@ -44,11 +44,7 @@ def crm_web(databases, tmp_path):
     s = app.extensions["crmkit"]
     with app.app_context():
         for name in ("crm_sales", "crm_service"):
-            report = install(s, name)
-            from crmkit.runtime.web.permissions import sync_entity_permissions
-
-            sync_entity_permissions(app, s)
-            seed_app_roles(app, s, report.installed)
+            install(s, name)  # creates the CRM roles with their grants (AppHooks.roles), before the web app syncs anything
     yield app
     with app.app_context():
         app.extensions["sqlalchemy"].session.remove()

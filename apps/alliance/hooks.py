@@ -29,6 +29,7 @@ def register(hooks: AppHooks) -> AppHooks:
     hooks.action("settlement.adjust")(adjust)
     hooks.action("merchant.rate")(rate)
     hooks.action("contracts.remind")(remind)
+    hooks.roles(ensure_roles)  # at every install, before demo data
     hooks.action("roles.setup")(setup_roles)
     from .web import portal_blueprint
 
@@ -90,7 +91,8 @@ def attach_merchant(services, actor, payload: dict) -> dict:
 
 
 def setup_roles(services, actor, payload: dict) -> dict:
-    """Create Alliance Manager, Alliance Finance and Merchant Staff with their entity rights (administrators only)."""
+    """Put the template's grants back on Alliance Manager, Alliance Finance and Merchant Staff (administrators only;
+    install creates them)."""
     from crmkit.runtime.errors import PermissionDenied
     from crmkit.runtime.i18n_text import text
 

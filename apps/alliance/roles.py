@@ -1,14 +1,14 @@
 """The alliance roles: Alliance Manager (merchants, offers, workflow), Alliance Finance (settlement) and the shared
 Merchant Staff role (workflow rights only; each merchant's own scoped role is made by ``staff.link_staff``).
 
-Entity permissions exist once the web app has started with the app installed (it syncs them), so ``ensure_roles``
-grants what exists and reports what does not; run it (app action ``roles.setup``) after the first start."""
+Created by every install of the app (``AppHooks.roles``, like every template's roles); the administrators' app action
+``roles.setup`` runs the same function to put the template's grants back after hand edits."""
 from __future__ import annotations
 
 from crmkit.runtime.actor import Actor
-from crmkit.runtime.db import write_transaction
+from crmkit.runtime.permissions.admin import PermissionAdmin
 
-from .staff import FINANCE_ROLE, MANAGER_ROLE, SHARED_ROLE, ensure_role
+from .staff import FINANCE_ROLE, MANAGER_ROLE, SHARED_ROLE
 
 ALL = {"read", "create", "update", "delete", "export", "report"}
 ENTITIES = ("merchant", "offer", "redemption", "purchase", "settlement", "review", "complaint", "contact_log", "rating_change", "activity_merchant")
@@ -23,19 +23,11 @@ GRANTS = {
 
 
 def ensure_roles(services, actor: Actor) -> dict:
-    """Create the roles and grant their entity actions; returns {"roles": {name: id}, "missing": [...]}."""
-    from crmkit.runtime.errors import ValidationFailed
-    from crmkit.runtime.permissions.admin import PermissionAdmin
-
-    with write_transaction(services.engine) as conn:
-        ids = {name: ensure_role(conn, name) for name in GRANTS}
+    """Create the roles and set their entity actions to exactly ``GRANTS``; returns {"roles": {name: id}}."""
     perms = PermissionAdmin(services.engine, services.policy.rules, services.store.catalog)
     catalog = services.store.catalog()
-    missing = []
+    ids = {name: perms.ensure_role(name) for name in GRANTS}
     for name, grants in GRANTS.items():
         for key, actions in grants.items():
-            try:
-                perms.set_actions(ids[name], catalog.entity(key), actions, actor_id=actor.id)
-            except ValidationFailed:
-                missing.append(f"{name}: {key}")
-    return {"roles": ids, "missing": missing}
+            perms.set_actions(ids[name], catalog.entity(key), actions, actor_id=actor.id, create_missing=True)
+    return {"roles": ids}

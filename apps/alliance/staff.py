@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import or_, select
 
 from crmkit.runtime.actor import Actor
 from crmkit.runtime.audit import record_event
@@ -99,22 +99,13 @@ def find_member(services, query: str) -> dict | None:
     return masked_member(dict(row), level)
 
 
-def ensure_role(conn, name: str) -> int:
-    from crmkit.runtime.permissions.rules import ab_role
-
-    rid = conn.execute(select(ab_role.c.id).where(ab_role.c.name == name)).scalar()
-    if rid is None:
-        rid = conn.execute(insert(ab_role).values(name=name)).inserted_primary_key[0]
-    return int(rid)
-
-
 def link_staff(services, merchant_id: int, user_id: int, *, actor: Actor) -> int:
     """Give ``user_id`` portal access to ``merchant_id``: the merchant's scoped role and the shared role.
 
     Returns the merchant role's id. The caller adds the user to the merchant's ``staff`` rows (the mapping)."""
     from crmkit.runtime.db import write_transaction
     from crmkit.runtime.org.tables import ab_user_role
-    from crmkit.runtime.permissions.admin import PermissionAdmin
+    from crmkit.runtime.permissions.admin import PermissionAdmin, ensure_role
 
     merchant = services.queries.get("alliance.merchant", merchant_id, actor)
     catalog = services.store.catalog()

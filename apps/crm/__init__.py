@@ -17,7 +17,7 @@ from .leads import lead_validator, pool_job
 from .mail_in import poll_job
 from .mail_out import SEND_REPLY, message_validator, on_message_created, send_reply_job
 from .public import public_blueprint
-from .roles import seeder_for
+from .roles import setup_for
 from .sales import document_validator, opportunity_validator
 from .sales_web import may_see_targets, sales_blueprint
 from .service_pages import can_read_tickets, service_blueprint
@@ -29,7 +29,7 @@ customer_hooks = AppHooks()
 customer_hooks.validator("crm.account")(account_validator)
 customer_hooks.validator("crm.contact")(contact_validator)
 customer_hooks.demo_seeder(seed_customers)
-customer_hooks.role_seeder(seeder_for("crm"))
+customer_hooks.roles(setup_for("crm"))
 
 sales_hooks = AppHooks()
 sales_hooks.validator("crm_sales.lead")(lead_duplicate_validator)
@@ -45,7 +45,7 @@ sales_hooks.nav_link("crm_sales_pages.targets", en="Target attainment", zh="目�
 sales_hooks.detail_panel("crm_sales.sales_target", "crm_sales_pages.target_panel", en="Attainment", zh="达成情况")
 sales_hooks.job("crm_sales.lead_pool", pool_job, schedule=crontab(minute="15", hour="2"))
 sales_hooks.demo_seeder(seed_sales)
-sales_hooks.role_seeder(seeder_for("crm_sales"))
+sales_hooks.roles(setup_for("crm_sales"))
 
 service_hooks = AppHooks()
 service_hooks.validator("crm_service.ticket")(ticket_validator)
@@ -55,7 +55,7 @@ service_hooks.job("crm_service.mail_poll", poll_job, schedule=crontab(minute="*"
 service_hooks.job(SEND_REPLY, send_reply_job)
 service_hooks.event_handler("crm_service.ticket_message:record.created", on_message_created)
 service_hooks.demo_seeder(seed_service)
-service_hooks.role_seeder(seeder_for("crm_service"))
+service_hooks.roles(setup_for("crm_service"))
 service_hooks.blueprint(service_blueprint)
 service_hooks.nav_link("crm_service_pages.times", en="Service times", zh="服务用时", icon="activity", visible=can_read_tickets)
 service_hooks.blueprint(public_blueprint)  # the lead form is public too; one blueprint for the CRM's public pages

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from crmkit.runtime.actor import Actor
 from crmkit.runtime.db import write_transaction
 from crmkit.runtime.org.service import OrgService
-from crmkit.runtime.org.tables import ab_role, ab_user, ab_user_role, org_unit, user_org
+from crmkit.runtime.permissions.admin import ensure_role
+from crmkit.runtime.org.tables import ab_user, ab_user_role, org_unit, user_org
 from crmkit.runtime.workflow.tables import approval_task
 
 TEAMS = [("SALES_EAST", "华东销售组", ["chen_jing", "li_na"]), ("SALES_NORTH", "华北销售组", ["wang_qiang", "zhao_lei"]),
@@ -49,12 +50,6 @@ def _user(conn, username: str, role_id: int, unit_id: int | None) -> int:
     return int(uid)
 
 
-def _role(conn, name: str) -> int:
-    """The role's id; created empty when missing (the CRM role seeder grants it its permissions at install)."""
-    rid = conn.execute(select(ab_role.c.id).where(ab_role.c.name == name)).scalar()
-    return int(rid if rid is not None else conn.execute(ab_role.insert().values(name=name)).inserted_primary_key[0])
-
-
 def sales_team(services, actor) -> tuple[list[Rep], Actor]:
     org = OrgService(services.engine)
     with services.engine.connect() as conn:
@@ -62,7 +57,7 @@ def sales_team(services, actor) -> tuple[list[Rep], Actor]:
     root = existing.get("SALES") or org.create_unit(actor, name="销售部", code="SALES", kind="department")
     units = {code: existing.get(code) or org.create_unit(actor, name=name, code=code, kind="department", parent_id=root) for code, name, _ in TEAMS}
     with write_transaction(services.engine) as conn:
-        rep_role, mgr_role = _role(conn, "CRM Sales Rep"), _role(conn, "CRM Sales Manager")
+        rep_role, mgr_role = ensure_role(conn, "CRM Sales Rep"), ensure_role(conn, "CRM Sales Manager")  # the install made them
         reps = [Rep(_user(conn, u, rep_role, units[code]), units[code], u) for code, _, users in TEAMS for u in users]
         mgr = _user(conn, MANAGER, mgr_role, root)
     return reps, Actor(id=mgr, username=MANAGER, role_ids=frozenset({mgr_role}), org_unit_id=root)

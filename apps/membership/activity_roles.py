@@ -8,9 +8,8 @@ installing again changes nothing."""
 from __future__ import annotations
 
 from crmkit.runtime.permissions.admin import PermissionAdmin
-from crmkit.runtime.policy import resource_name
 
-from .roles import R, RW, RWD, _ensure_permissions, _role
+from .roles import R, RW, RWD
 
 ENTITIES = ("segment", "care", "care_log", "activity", "activity_registration")
 GRANTS: dict[str, dict[str, tuple]] = {
@@ -26,9 +25,8 @@ def install_activity_roles(services, actor) -> None:
     catalog = services.store.catalog()
     admin = PermissionAdmin(services.engine, services.policy.rules, services.store.catalog)
     for name, grants in GRANTS.items():
-        role_id = _role(services.engine, name)
+        role_id = admin.ensure_role(name)
         for ent in ENTITIES:
             entity = catalog.entity(f"membership.{ent}")
             actions = grants.get(ent, ())
-            _ensure_permissions(services.engine, resource_name(entity), actions)
-            admin.set_actions(role_id, entity, actions, actor_id=actor.id)
+            admin.set_actions(role_id, entity, actions, actor_id=actor.id, create_missing=True)

@@ -20,11 +20,8 @@ actions (reason, history). Administrators can still edit it directly (bulk edits
 """
 from __future__ import annotations
 
-from sqlalchemy import select
 
-from crmkit.runtime.db import write_transaction
-from crmkit.runtime.permissions.admin import PermissionAdmin, ab_permission, ab_permission_view, ab_role, ab_view_menu
-from crmkit.runtime.policy import resource_name
+from crmkit.runtime.permissions.admin import PermissionAdmin
 
 R, RW, RWD = ("read",), ("read", "create", "update"), ("read", "create", "update", "delete")
 ENTITIES = ("member", "application", "card_history", "level", "order", "store", "points_plan", "point_item", "reward_item", "coupon",
@@ -53,13 +50,12 @@ def install_roles(services, actor) -> dict[str, int]:
     admin = PermissionAdmin(services.engine, services.policy.rules, services.store.catalog)
     ids = {}
     for name, spec in ROLES.items():
-        role_id = _role(services.engine, name)
+        role_id = admin.ensure_role(name)
         ids[name] = role_id
         for ent in ENTITIES:
             entity = catalog.entity(f"membership.{ent}")
             actions = spec["actions"].get(ent, ())
-            _ensure_permissions(services.engine, resource_name(entity), actions)
-            admin.set_actions(role_id, entity, actions, actor_id=actor.id)
+            admin.set_actions(role_id, entity, actions, actor_id=actor.id, create_missing=True)
             admin.set_row_scope(role_id, entity, spec.get("scopes", {}).get(ent, "all"), actor_id=actor.id)
             rules = {f: ("hidden", False) for f in spec.get("fields", {}).get(ent, ())}
             if "update" in actions:
@@ -67,28 +63,3 @@ def install_roles(services, actor) -> dict[str, int]:
             if rules:
                 admin.set_field_rules(role_id, entity, rules, actor_id=actor.id)
     return ids
-
-
-def _role(engine, name: str) -> int:
-    with write_transaction(engine) as conn:
-        found = conn.execute(select(ab_role.c.id).where(ab_role.c.name == name)).scalar()
-        if found is None:
-            found = conn.execute(ab_role.insert().values(name=name)).inserted_primary_key[0]
-        return int(found)
-
-
-def _ensure_permissions(engine, resource: str, actions) -> None:
-    """The FAB permission rows for ``resource`` (the web app creates them at start; an install may run before that)."""
-    if not actions:
-        return
-    with write_transaction(engine) as conn:
-        vm = conn.execute(select(ab_view_menu.c.id).where(ab_view_menu.c.name == resource)).scalar()
-        if vm is None:
-            vm = conn.execute(ab_view_menu.insert().values(name=resource)).inserted_primary_key[0]
-        for action in actions:
-            perm = conn.execute(select(ab_permission.c.id).where(ab_permission.c.name == action)).scalar()
-            if perm is None:
-                perm = conn.execute(ab_permission.insert().values(name=action)).inserted_primary_key[0]
-            if conn.execute(select(ab_permission_view.c.id).where(ab_permission_view.c.permission_id == perm,
-                                                                 ab_permission_view.c.view_menu_id == vm)).first() is None:
-                conn.execute(ab_permission_view.insert().values(permission_id=perm, view_menu_id=vm))

@@ -142,7 +142,7 @@ def apps_list():
 def apps_install(name, demo, demo_size, yes):
     """Install an app template: validate → plan → migrate → seed."""
     from .errors import CrmkitError
-    from .installer import install, seed_app_roles
+    from .installer import install
     from .web.permissions import sync_entity_permissions
 
     app = _app()
@@ -153,7 +153,6 @@ def apps_install(name, demo, demo_size, yes):
         except CrmkitError as exc:
             _fail(exc.message)
         sync_entity_permissions(app, services)
-        seed_app_roles(app, services, report.installed)
     click.echo(f"Installed {name}" + (f" with {report.seeded} demo records" if demo else "") + ".")
 
 

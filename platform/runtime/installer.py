@@ -124,9 +124,3 @@ def record_template_base(conn, app_id: str, version: str, docs) -> None:
     for d in docs:
         conn.execute(pt.template_base.insert().values(app=app_id, app_version=version, kind=d.kind, key=document_key(d),
                                                       body=copy.deepcopy(d.body), recorded_at=now))
-
-
-def seed_app_roles(app, services: Services, newly_installed: list[str]) -> int:
-    """Run the role seeders of apps installed just now (needs the Flask app: roles are Flask-AppBuilder's)."""
-    packages = discover()
-    return sum(fn(app, services) or 0 for a in newly_installed for fn in packages[a].hooks.role_seeders)

@@ -69,7 +69,6 @@ class AppHooks:
     detail_panels: list[DetailPanel] = field(default_factory=list)
     validators: list[tuple[str, Validator]] = field(default_factory=list)
     jobs: list[AppJob] = field(default_factory=list)
-    role_seeders: list[Callable] = field(default_factory=list)
     role_setups: list[RoleSetup] = field(default_factory=list)
     nav_links: list[NavLink] = field(default_factory=list)
     event_handlers: list[tuple[str, Callable]] = field(default_factory=list)
@@ -137,12 +136,6 @@ class AppHooks:
     def job(self, kind: str, handler: Callable, *, schedule: Callable | None = None, payload: dict | None = None) -> None:
         """Register a background job kind (``handler(ctx, payload)``), optionally run on a schedule."""
         self.jobs.append(AppJob(kind, handler, schedule, dict(payload or {})))
-
-    def role_seeder(self, fn: Callable) -> Callable:
-        """Register ``fn(app, services)``, run once when the app is first installed through the CLI, after the
-        entity permissions exist: it creates the app's roles (PermissionAdmin); administrators own them afterwards."""
-        self.role_seeders.append(fn)
-        return fn
 
     def event_handler(self, key: str, fn: Callable) -> Callable:
         """Call ``fn(services, event)`` for each committed outbox event matching ``key`` (an EventBus key such as

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from flask_appbuilder.security.sqla import models as fab_models
-from sqlalchemy import Engine, Table, delete, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, select
 
 from ..audit import record_event
 from ..db import write_transaction
@@ -24,6 +24,29 @@ ab_permission: Table = fab_models.Permission.__table__
 ab_view_menu: Table = fab_models.ViewMenu.__table__
 ab_permission_view: Table = fab_models.PermissionView.__table__
 ab_permission_view_role: Table = fab_models.assoc_permissionview_role
+
+
+def ensure_role(conn: Connection, name: str) -> int:
+    """The id of the role called ``name``, created if there is none (app templates' roles, a merchant's own role)."""
+    found = conn.execute(select(ab_role.c.id).where(ab_role.c.name == name)).scalar()
+    if found is None:
+        found = conn.execute(insert(ab_role).values(name=name)).inserted_primary_key[0]  # type: ignore[index]  # one-column key
+    return int(found)
+
+
+def ensure_permission_rows(conn: Connection, resource: str, actions: Iterable[str]) -> None:
+    """FAB's permission rows for ``resource`` × ``actions``. The web app creates them when it starts; an app install
+    (its role setup) may run before that, from the CLI or a test, so it creates what it grants."""
+    for action in actions:
+        vm = conn.execute(select(ab_view_menu.c.id).where(ab_view_menu.c.name == resource)).scalar()
+        if vm is None:
+            vm = conn.execute(insert(ab_view_menu).values(name=resource)).inserted_primary_key[0]  # type: ignore[index]
+        perm = conn.execute(select(ab_permission.c.id).where(ab_permission.c.name == action)).scalar()
+        if perm is None:
+            perm = conn.execute(insert(ab_permission).values(name=action)).inserted_primary_key[0]  # type: ignore[index]
+        if conn.execute(select(ab_permission_view.c.id).where(ab_permission_view.c.permission_id == perm,
+                                                             ab_permission_view.c.view_menu_id == vm)).first() is None:
+            conn.execute(insert(ab_permission_view).values(permission_id=perm, view_menu_id=vm))
 
 
 class PermissionAdmin:
@@ -44,9 +67,16 @@ class PermissionAdmin:
             raise BadQuery(f"There is no role with id {role_id}; pick one from the permission matrix.")
         return name
 
+    def ensure_role(self, name: str) -> int:
+        with write_transaction(self.engine) as conn:
+            return ensure_role(conn, name)
+
     # --- entity actions ----------------------------------------------------------------------
-    def set_actions(self, role_id: int, entity: EntityDef, actions: Iterable[str], *, actor_id: int | None) -> dict:
-        """Make ``actions`` exactly the role's actions on the entity; returns {"added": [...], "removed": [...]}."""
+    def set_actions(self, role_id: int, entity: EntityDef, actions: Iterable[str], *, actor_id: int | None,
+                    create_missing: bool = False) -> dict:
+        """Make ``actions`` exactly the role's actions on the entity; returns {"added": [...], "removed": [...]}.
+        ``create_missing`` creates FAB's permission rows first (an app's role setup at install, see
+        ``ensure_permission_rows``); otherwise a missing one is an error for the admin pages to show."""
         from ..policy import ACTIONS, resource_name
 
         wanted = set(actions)
@@ -56,6 +86,8 @@ class PermissionAdmin:
         self.role_name(role_id)
         resource = resource_name(entity)
         with write_transaction(self.engine) as conn:
+            if create_missing:
+                ensure_permission_rows(conn, resource, wanted)
             pvs: dict[Any, int] = dict(conn.execute(
                 select(ab_permission.c.name, ab_permission_view.c.id)
                 .join(ab_permission, ab_permission.c.id == ab_permission_view.c.permission_id)
