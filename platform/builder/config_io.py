@@ -142,7 +142,7 @@ def import_documents(services: Services, docs: list[RawDocument], *, confirm: bo
     changed = [f"{d.kind}:{document_key(d)}" for d in docs if live.get((d.kind, document_key(d))) != d.body]
     if dry_run:
         return ImportResult(plan, changed, False)
-    publish_documents(services.store, services.engine, docs, confirm=confirm, actor_id=actor.id, comment="config import")
+    publish_documents(services.store, services.engine, docs, confirm=confirm, actor_id=actor.id, comment="config import", plan=plan)
     record_event_now(services.engine, category="builder", action="config_import", actor_id=actor.id, subject="config",
                      changes={"documents": changed[:200], "steps": [s.description for s in plan.steps][:100]})
     return ImportResult(plan, changed, True)

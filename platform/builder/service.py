@@ -190,7 +190,7 @@ class BuilderService:
         self._check_confirmation(result, confirm, confirmed_rows)
         docs = self.documents_to_publish(draft)
         self._save_and_apply(actor, docs, confirm=True if result.needs_confirmation else False,
-                             comment=comment or f"builder: publish {entity_key}")
+                             comment=comment or f"builder: publish {entity_key}", plan=result.plan)
         from crmkit.runtime.db import write_transaction
 
         with write_transaction(self.services.engine) as conn:
@@ -210,8 +210,10 @@ class BuilderService:
                 "此次发布会删除或转换 {rows} 行数据；请输入该数字以确认。", rows=result.risky_rows),
                 details={"steps": [s.to_dict() for s in result.plan.needs_confirmation], "affected_rows": result.risky_rows})
 
-    def _save_and_apply(self, actor: Actor, docs: list[RawDocument], *, confirm: bool, comment: str) -> None:
-        publish_documents(self.services.store, self.services.engine, docs, confirm=confirm, actor_id=actor.id, comment=comment[:500])
+    def _save_and_apply(self, actor: Actor, docs: list[RawDocument], *, confirm: bool, comment: str, plan: Plan | None = None) -> None:
+        """Apply the plan the preview showed (the one the confirmation was checked against), not a second one."""
+        publish_documents(self.services.store, self.services.engine, docs, confirm=confirm, actor_id=actor.id, comment=comment[:500],
+                          plan=plan)
 
     def _stale(self, draft: Draft):
         from .drafts import DraftConflict
@@ -317,7 +319,7 @@ class BuilderService:
             raise DefinitionError(result.problems)
         self._check_confirmation(result, confirm, confirmed_rows)
         self._save_and_apply(actor, self.documents_to_publish(draft), confirm=result.needs_confirmation,
-                             comment=f"builder: restore {row.kind}:{row.key} version {row.version}")
+                             comment=f"builder: restore {row.kind}:{row.key} version {row.version}", plan=result.plan)
         record_event_now(self.services.engine, category="builder", action="restore", actor_id=actor.id, entity=entity_key,
                          subject=f"builder:{entity_key}", changes={"document": f"{row.kind}:{row.key}", "version": row.version,
                                                                    "steps": [s.description for s in result.plan.steps][:100]})

@@ -173,7 +173,7 @@ def apply_upgrade(services: Services, app_id: str, folder: Path, *, decisions: d
     preview = services.store.preview(result.documents)
     result.plan = Planner(services.engine, preview).plan()
     publish_documents(services.store, services.engine, result.documents, confirm=confirm, actor_id=actor.id,
-                      comment=f"upgrade {app_id} to {result.to_version}")
+                      comment=f"upgrade {app_id} to {result.to_version}", plan=result.plan)
     template = load_app_folder(folder)
     with write_transaction(services.engine) as conn:
         record_base(conn, app_id, result.to_version, template)

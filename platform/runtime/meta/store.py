@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import OrderedDict
 from typing import Any, Callable, Iterable
 
 from sqlalchemy import Connection, Engine, select
@@ -19,7 +20,7 @@ from ..storage import platform_tables as pt
 from .catalog import Catalog
 from .compile import RawDocument, compile_documents
 from .loader import document_key
-from .validate import DefinitionValidator
+from .validate import DefinitionValidator, document_digest
 
 KIND_ORDER = {"app": 0, "entity": 1, "form": 2, "view": 3, "workflow": 4, "report": 5, "dashboard": 6, "automation": 7}
 
@@ -40,6 +41,7 @@ def json_diff(old: Any, new: Any, path: str = "") -> list[dict]:
 
 
 REQUEST_KEY = "crmkit_catalog"
+COMPILED_KEPT = 4  # a publish compiles one document set and checks it again before planning and saving
 
 
 class MetadataStore:
@@ -52,6 +54,8 @@ class MetadataStore:
         self.request_scope = request_scope
         self._lock = threading.Lock()
         self._cached: Catalog | None = None
+        self._compiled_lock = threading.Lock()
+        self._compiled: OrderedDict[tuple, Catalog] = OrderedDict()
 
     def _scope(self):
         return self.request_scope() if self.request_scope else None
@@ -102,8 +106,31 @@ class MetadataStore:
                 if self._cached is not None and self._cached.version == version:
                     return self._cached
                 docs = self.raw_documents(conn)
-        catalog = compile_documents(docs, self.field_types, self.validator).with_version(version)
+        catalog = self.compile(docs).with_version(version)
         self._cached = catalog
+        return catalog
+
+    def compile(self, docs: list[RawDocument]) -> Catalog:
+        """``compile_documents`` for this store, remembering the last few results by the documents' content.
+
+        Compiling is a function of the documents (kind, app, source, body) and the registered field types,
+        so the same set compiled again — the preview, plan and save of one publish — is the same catalog.
+        Any changed document changes the key and is compiled (and validated) afresh; failures are not kept."""
+        try:
+            key = (tuple(self.field_types.names()),
+                   tuple((d.kind, d.app, d.source, document_digest(d.body) or object()) for d in docs))
+        except TypeError:  # an unhashable source or app: just compile
+            return compile_documents(docs, self.field_types, self.validator)
+        with self._compiled_lock:
+            found = self._compiled.get(key)
+            if found is not None:
+                self._compiled.move_to_end(key)
+                return found
+        catalog = compile_documents(docs, self.field_types, self.validator)
+        with self._compiled_lock:
+            self._compiled[key] = catalog
+            while len(self._compiled) > COMPILED_KEPT:
+                self._compiled.popitem(last=False)
         return catalog
 
     def preview(self, docs: Iterable[RawDocument]) -> Catalog:
@@ -113,7 +140,7 @@ class MetadataStore:
         for d in docs:
             current[(d.kind, document_key(d))] = d
         ordered = sorted(current.values(), key=lambda d: (KIND_ORDER[d.kind], document_key(d)))
-        return compile_documents(ordered, self.field_types, self.validator)
+        return self.compile(ordered)
 
     def history(self, kind: str, key: str) -> list[dict]:
         with self.engine.connect() as conn:

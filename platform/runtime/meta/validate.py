@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -48,8 +51,25 @@ def meta_schema(kind: str, field_types: FieldTypeRegistry) -> dict:
     return schema
 
 
+def document_digest(document: Any) -> str | None:
+    """A hash of the document's JSON text (what is stored, and what every other worker reads back);
+    None for something that is not JSON (it is then validated every time)."""
+    try:
+        text_ = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text_.encode("ascii")).hexdigest()
+
+
 class DefinitionValidator:
-    """Validates raw definitions of every kind; built once per field type registry."""
+    """Validates raw definitions of every kind; built once per field type registry.
+
+    A document's schema problems depend only on its kind and content, so they are remembered by
+    (kind, content hash): a publish validates each changed document once, and a worker reloading
+    after a stamp change re-validates only the documents whose content changed. Changed content
+    has a new hash, so a remembered result can never stand in for a different document."""
+
+    CACHE_SIZE = 4096
 
     def __init__(self, field_types: FieldTypeRegistry):
         raw = _raw_schemas()
@@ -61,9 +81,29 @@ class DefinitionValidator:
             kind: Draft202012Validator(meta_schema(kind, field_types), registry=registry, format_checker=FormatChecker())
             for kind in KINDS
         }
+        self._lock = threading.Lock()
+        self._known: OrderedDict[tuple[str, str], tuple[tuple[str, str], ...]] = OrderedDict()
 
     def problems(self, kind: str, document: Any, filename: str) -> list[tuple[str, str, str]]:
         """Every schema problem as (file, JSON pointer, message), in document order."""
+        digest = document_digest(document)
+        if digest is None:
+            return [(filename, at, message) for at, message in self.schema_problems(kind, document)]
+        key = (kind, digest)
+        with self._lock:
+            found = self._known.get(key)
+            if found is not None:
+                self._known.move_to_end(key)
+        if found is None:
+            found = tuple(self.schema_problems(kind, document))
+            with self._lock:
+                self._known[key] = found
+                while len(self._known) > self.CACHE_SIZE:
+                    self._known.popitem(last=False)
+        return [(filename, at, message) for at, message in found]
+
+    def schema_problems(self, kind: str, document: Any) -> list[tuple[str, str]]:
+        """Run the meta-schema: (JSON pointer, message) for each problem. Uncached; see ``problems``."""
         validator = self._validators[kind]
         out = []
         for err in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]):
@@ -74,7 +114,7 @@ class DefinitionValidator:
                 ftype = owner.get("type") if isinstance(owner, dict) else None
                 message = f"{err.instance!r} is not a property of a {ftype} field; allowed: {', '.join(err.validator_value)}"
                 path.append(err.instance)  # point at the offending key, not at its object
-            out.append((filename, pointer(path), message))
+            out.append((pointer(path), message))
         return out
 
 

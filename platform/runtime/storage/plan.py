@@ -194,22 +194,25 @@ class Planner:
                 applied_fields.setdefault(r.entity_id, {})[r.field_id] = r
             steps: list[Step] = []
             desired_ids = set()
+            renamed = {}  # entity key → the table it lives in before this plan renames it
+            for key, table in tables.items():
+                prev = applied_entities.get(self.catalog.entities[key].id)
+                if prev is not None and prev.table_name != table.name and prev.table_name in live_tables:
+                    renamed[key] = prev.table_name
+            live = _LiveSchema.read(conn, insp, sorted({renamed.get(k, t.name) for k, t in tables.items()} & live_tables))
             for key, table in tables.items():
                 entity = self.catalog.entities[key]
                 desired_ids.add(entity.id)
-                prev = applied_entities.get(entity.id)
-                if prev is not None and prev.table_name != table.name and prev.table_name in live_tables:
-                    steps.append(self._rename_table(entity, prev.table_name, table.name))
-                    live_name = prev.table_name
-                else:
-                    live_name = table.name
+                if key in renamed:
+                    steps.append(self._rename_table(entity, renamed[key], table.name))
+                live_name = renamed.get(key, table.name)
                 if live_name not in live_tables:
                     steps.append(self._create_table(entity, table))
                     continue
-                column_steps = self._diff_columns(conn, insp, entity, table, live_name, applied_fields.get(entity.id, {}))
+                column_steps = self._diff_columns(conn, live, entity, table, live_name, applied_fields.get(entity.id, {}))
                 dropped = {s.column for s in column_steps if s.op == "drop_column"}
                 steps += column_steps
-                steps += self._diff_indexes(conn, insp, entity, table, live_name, dropped)
+                steps += self._diff_indexes(conn, live, entity, table, live_name, dropped)
             for entity_id, prev in applied_entities.items():
                 if entity_id not in desired_ids and prev.table_name in live_tables:
                     n: int = conn.execute(text(f'SELECT count(*) FROM "{prev.table_name}"')).scalar_one()
@@ -246,9 +249,9 @@ class Planner:
         return Step("drop_table", table_name, f"Drop table {table_name} (its entity is no longer defined)", destructive=True,
                     affected_rows=rows, sql=f'DROP TABLE "{table_name}"', run=run)
 
-    def _diff_columns(self, conn, insp, entity: EntityDef, table: Table, live_name: str, applied: dict) -> list[Step]:
+    def _diff_columns(self, conn, live: "_LiveSchema", entity: EntityDef, table: Table, live_name: str, applied: dict) -> list[Step]:
         steps = []
-        live_cols = {c["name"] for c in insp.get_columns(live_name)}
+        live_cols = set(live.columns[live_name])
         desired_field_ids = set()
         for f in entity.fields:
             col = table.c.get(f.name)
@@ -381,12 +384,11 @@ class Planner:
         return Step("drop_column", table_name, f"Drop column {table_name}.{column} (field removed from the definition)",
                     destructive=True, affected_rows=rows, sql=f'ALTER TABLE "{table_name}" DROP COLUMN "{column}"', run=run, column=column)
 
-    def _diff_indexes(self, conn, insp, entity: EntityDef, table: Table, live_name: str, dropped_columns: set) -> list[Step]:
+    def _diff_indexes(self, conn, schema: "_LiveSchema", entity: EntityDef, table: Table, live_name: str, dropped_columns: set) -> list[Step]:
         """Indexes to create and drop; those on a dropped column go with the column."""
         steps = []
-        invalid = _invalid_indexes(conn)
-        live = {ix["name"]: ix for ix in insp.get_indexes(live_name) if ix["name"] not in invalid}
-        live_cols = {c["name"] for c in insp.get_columns(live_name)}
+        live = {ix["name"]: ix for ix in schema.indexes[live_name] if ix["name"] not in schema.invalid_indexes}
+        live_cols = set(schema.columns[live_name])
         desired = {name: (cols, unique) for name, cols, unique in entity_indexes(entity, self.catalog)}
         for name, (cols, unique) in desired.items():
             if name not in live:
@@ -434,6 +436,26 @@ class Planner:
     def _record_field(self, conn: Connection, entity: EntityDef, f: FieldDef, col) -> None:
         conn.execute(pt.applied_field.delete().where(pt.applied_field.c.entity_id == entity.id, pt.applied_field.c.field_id == f.id))
         conn.execute(pt.applied_field.insert().values(entity_id=entity.id, field_id=f.id, column_name=f.name, type_sig=type_sig(col.type, self.dialect)))
+
+
+@dataclass(frozen=True)
+class _LiveSchema:
+    """The live columns and indexes of the tables a plan compares, reflected together: PostgreSQL answers
+    for all tables in a few catalog queries instead of several per table."""
+
+    columns: dict[str, frozenset[str]]
+    indexes: dict[str, list[dict]]
+    invalid_indexes: frozenset[str]
+
+    @classmethod
+    def read(cls, conn: Connection, insp, names: list[str]) -> "_LiveSchema":
+        if not names:
+            return cls({}, {}, frozenset())
+        cols = insp.get_multi_columns(filter_names=names)
+        ixs = insp.get_multi_indexes(filter_names=names)
+        return cls(columns={name: frozenset(c["name"] for c in cols.get((None, name), ())) for name in names},
+                   indexes={name: list(ixs.get((None, name), ())) for name in names},
+                   invalid_indexes=frozenset(_invalid_indexes(conn)))
 
 
 def _invalid_indexes(conn: Connection) -> set[str]:

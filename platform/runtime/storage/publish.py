@@ -46,10 +46,16 @@ def phases(plan: Plan) -> tuple[list[Step], list[Step], list[Step]]:
 
 
 def publish_documents(store, engine: Engine, docs: list[RawDocument], *, confirm: bool = False, actor_id: int | None = None,
-                      comment: str = "", progress: Callable[[int, int, Step], None] | None = None) -> tuple[int, Plan]:
-    """Validate, plan, refuse unconfirmed lossy steps, then expand → switch → contract. Returns (stamp, plan)."""
+                      comment: str = "", progress: Callable[[int, int, Step], None] | None = None,
+                      plan: Plan | None = None) -> tuple[int, Plan]:
+    """Validate, plan, refuse unconfirmed lossy steps, then expand → switch → contract. Returns (stamp, plan).
+
+    ``plan`` is one the caller has just computed from ``store.preview(docs)`` (and shown or checked), so it
+    is not computed twice; the documents are still validated here before any step runs (the store keeps
+    the compiled preview, so that costs a hash of each document, not a second compile)."""
     preview = store.preview(docs)  # DefinitionError before anything happens
-    plan = Planner(engine, preview).plan()
+    if plan is None:
+        plan = Planner(engine, preview).plan()
     refuse_unsafe(plan, confirm=confirm)
     expand, switch, contract = phases(plan)
     total, done = len(plan.steps), [0]
