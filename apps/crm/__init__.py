@@ -1,7 +1,8 @@
 """CRM templates: ``crm`` (the shared customer model), ``crm_sales`` and ``crm_service`` (both depend on ``crm``).
 
 Definitions live in the ``customer/``, ``sales/`` and ``service/`` folders; the rules metadata cannot express
-are the typed hooks registered here (validators, jobs, demo seeders, the public forms blueprint).
+are the typed hooks registered here (validators, jobs, app actions for the automations, demo seeders, the public
+forms blueprint).
 """
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from crmkit.runtime.packages import AppHooks, AppPackage
 
 from .dedupe import account_validator, contact_validator, lead_duplicate_validator
 from .demo import seed_customers, seed_sales, seed_service
+from .escalation import escalate_action, warn_managers_action
 from .flow import contract_to_order, quote_to_contract
 from .forecast import target_validator
 from .leads import lead_validator, pool_job
@@ -21,6 +23,7 @@ from .roles import setup_for
 from .sales import document_validator, opportunity_validator
 from .sales_web import may_see_targets, sales_blueprint
 from .service_pages import can_read_tickets, service_blueprint
+from .survey_send import send_survey_action
 from .tickets import refresh_job, ticket_validator
 
 HERE = Path(__file__).parent
@@ -54,6 +57,10 @@ service_hooks.validator("crm_service.ticket_message")(message_validator)
 service_hooks.job("crm_service.mail_poll", poll_job, schedule=crontab(minute="*"))  # a no-op until CRMKIT_IMAP_HOST is set
 service_hooks.job(SEND_REPLY, send_reply_job)
 service_hooks.event_handler("crm_service.ticket_message:record.created", on_message_created)
+# app actions for the service automations (service/automations/*.json): what the built-in actions cannot say
+service_hooks.action("sla.warn_managers")(warn_managers_action)
+service_hooks.action("sla.escalate")(escalate_action)
+service_hooks.action("survey.send")(send_survey_action)
 service_hooks.demo_seeder(seed_service)
 service_hooks.roles(setup_for("crm_service"))
 service_hooks.blueprint(service_blueprint)

@@ -39,12 +39,13 @@ def next_in_rotation(engine, team_id: int, scope: str) -> int:
         return members[(turn - 1) % len(members)]
 
 
-def least_loaded(services, entity_key: str, team_id: int, *, user_field: str, open_filter: dict) -> int:
-    """The team member with the fewest open records (ties: the lower user id)."""
+def least_loaded(services, entity_key: str, team_id: int, *, user_field: str, open_filter: dict, exclude=()) -> int:
+    """The team member with the fewest open records (ties: the lower user id); ``exclude`` leaves users out
+    (an escalation passes the agent who let the ticket breach)."""
     catalog = services.store.catalog()
     table = services.queries.table_cache.tables(catalog)[entity_key]
     with services.engine.connect() as conn:
-        members = team_members(conn, team_id)
+        members = [m for m in team_members(conn, team_id) if m not in set(exclude)]
         if not members:
             raise _no_members(team_id)
         field, values = open_filter["field"], open_filter["value"]

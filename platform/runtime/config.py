@@ -62,6 +62,8 @@ class Settings:
     imap_password: str | None = None
     imap_security: str = "ssl"  # ssl | starttls | plain (plain only for a local server)
     imap_folder: str = "INBOX"
+    # The site's public address (CRMKIT_BASE_URL, e.g. https://crm.example.cn), for absolute links in messages.
+    base_url: str | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -107,6 +109,7 @@ class Settings:
             imap_password=env.get(ENV_PREFIX + "IMAP_PASSWORD") or None,
             imap_security=_choice(env, "IMAP_SECURITY", ("ssl", "starttls", "plain"), "ssl"),
             imap_folder=env.get(ENV_PREFIX + "IMAP_FOLDER") or "INBOX",
+            base_url=_base_url(env),
         )
 
     def require_secret_key(self) -> str:
@@ -168,6 +171,19 @@ def _retention_days(env) -> int:
         raise ConfigError(f"{ENV_PREFIX}AUDIT_RETENTION_DAYS must be at least 180 (six months), not {days}; "
                           "shorter periods are only allowed with CRMKIT_DEBUG=1.")
     return days
+
+
+def _base_url(env) -> str | None:
+    """CRMKIT_BASE_URL: an http(s) address without a trailing slash (links in messages are built on it)."""
+    raw = (env.get(ENV_PREFIX + "BASE_URL") or "").strip()
+    if raw == "":
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"{ENV_PREFIX}BASE_URL must be an http(s) address such as https://crm.example.cn, not {raw!r}.")
+    return raw.rstrip("/")
 
 
 def _optional_bool(env, name: str) -> bool | None:

@@ -136,8 +136,9 @@ def check_automation(a: AutomationDef, entities: Mapping[str, EntityDef], field_
                 out.append((src, at, "give a \"template\" key or a \"body\""))
             if o["to"] not in ("$owner", "$creator") and not entity.has_field(o["to"]):
                 out.append((src, f"{at}/to", f"'{o['to']}' is not a field of {entity.key} (or use $owner / $creator for in-app messages)"))
-            if o["channel"] == "in_app" and o["to"] not in ("$owner", "$creator"):
-                out.append((src, f"{at}/to", "in-app messages go to a user: use $owner or $creator"))
+            user_field = getattr(entity.field_map.get(o["to"]), "type", None) == "user"
+            if o["channel"] == "in_app" and o["to"] not in ("$owner", "$creator") and not user_field:
+                out.append((src, f"{at}/to", "in-app messages go to a user: use $owner, $creator or a user field"))
             for key in ("body", "subject"):
                 if o.get(key):
                     try:
