@@ -17,10 +17,11 @@ from core_support import build_services
 from crmkit.apps.crm.tickets import refresh_sla
 from crmkit.runtime.actor import SYSTEM
 from crmkit.runtime.config import ConfigError, Settings
+from crmkit.runtime.permissions.admin import ensure_role
 from crmkit.runtime.db import write_transaction
 from crmkit.runtime.events import Event
 from crmkit.runtime.installer import install
-from crmkit.runtime.org.tables import ab_role, ab_user, ab_user_role, user_org
+from crmkit.runtime.org.tables import ab_user, ab_user_role, user_org
 from crmkit.runtime.privacy.consent import grant_consent
 from crmkit.runtime.storage import platform_tables as pt
 from crmkit.runtime.workflow.people import set_unit_managers
@@ -146,7 +147,7 @@ def test_the_reassign_rule_is_configurable_and_falls_back_to_the_role(svc, monke
     a = add_user(svc, "agent_a", group)
     lead = add_user(svc, "service_lead", None)  # no unit managers anywhere: the holder of the manager role
     with write_transaction(svc.engine) as conn:
-        role = conn.execute(insert(ab_role).values(name="CRM Service Manager")).inserted_primary_key[0]
+        role = ensure_role(conn, "CRM Service Manager")  # the install created it
         conn.execute(insert(ab_user_role).values(user_id=lead, role_id=role))
     late = ticket(svc, at(2026, 3, 2, 9), assignee=a, team=group)
     refresh_sla(svc, at(2026, 3, 2, 10, 5))
