@@ -191,6 +191,6 @@ def test_conversion_is_all_or_nothing(crm):
     with pytest.raises(ValidationFailed):
         convert_lead(crm, lid, SYSTEM, account_id=existing)  # the contact step fails: nothing is kept
     with crm.engine.connect() as conn:
-        assert conn.execute(select(pt.audit.c.id).where(pt.audit.c.entity == "crm_sales.opportunity")).first() is None
+        assert conn.execute(select(pt.audit.c.id).where(pt.audit.c.entity == "crm_sales.opportunity", pt.audit.c.category == "record")).first() is None
     assert crm.queries.get("crm_sales.lead", lid, SYSTEM)["status"] == "new"
     assert crm.queries.list("crm.contact", SYSTEM, count="exact").total == 1
