@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import redis as redis_lib
-from aiosmtpd.controller import Controller
 
 from api_support import member
 from conftest import csrf_from, make_settings
@@ -20,33 +18,10 @@ from crmkit.runtime.messaging import HttpJsonProvider, LoggingProvider, Outgoing
 from crmkit.runtime.privacy.consent import grant_consent, withdraw_consent
 from crmkit.runtime.services import Services
 from jobs_support import make_due
+from mail_support import free_port, smtp_server  # noqa: F401  (smtp_server is a fixture)
 
 M = "membership.member"
 ADMIN = Actor(id=1, username="admin", is_admin=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 @pytest.fixture
