@@ -16,9 +16,11 @@ from sqlalchemy import select
 from crmkit.runtime.actor import Actor
 from crmkit.runtime.db import write_transaction
 from crmkit.runtime.org.service import OrgService
+from crmkit.runtime.org.tables import org_unit
 from crmkit.runtime.permissions.admin import ensure_role
-from crmkit.runtime.org.tables import ab_user, ab_user_role, org_unit, user_org
 from crmkit.runtime.workflow.tables import approval_task
+
+from .demo_agents import demo_user
 
 TEAMS = [("SALES_EAST", "华东销售组", ["chen_jing", "li_na"]), ("SALES_NORTH", "华北销售组", ["wang_qiang", "zhao_lei"]),
          ("SALES_SOUTH", "华南销售组", ["huang_min"])]
@@ -39,15 +41,8 @@ class Rep:
 
 
 def _user(conn, username: str, role_id: int, unit_id: int | None) -> int:
-    uid = conn.execute(select(ab_user.c.id).where(ab_user.c.username == username)).scalar()
-    if uid is None:
-        last, first = NAMES[username]
-        uid = conn.execute(ab_user.insert().values(first_name=first, last_name=last, username=username, email=f"{username}@example.invalid",
-                                                   active=True, password=None)).inserted_primary_key[0]
-        conn.execute(ab_user_role.insert().values(user_id=uid, role_id=role_id))
-        if unit_id is not None:
-            conn.execute(user_org.insert().values(user_id=uid, org_unit_id=unit_id))
-    return int(uid)
+    last, first = NAMES[username]
+    return demo_user(conn, username, first, last, role_id, unit_id)
 
 
 def sales_team(services, actor) -> tuple[list[Rep], Actor]:
