@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select, text, update
 
 from crmkit.migrations import SCRIPT_LOCATION
-from crmkit.runtime.audit import record_event, record_event_now
+from crmkit.runtime.audit import record_event, record_event_now, seal_now, seal_pending
 from crmkit.runtime.audit.retention import purge_before
 from crmkit.runtime.audit.tables import audit_head
 from crmkit.runtime.audit.verify import verify_chain
@@ -51,11 +51,11 @@ def cli_env(services, tmp_path, **extra):
 def test_record_changes_and_events_are_chained_in_order(services, actor):
     rid = services.records.create("membership.level", {"name": "金卡", "code": "GOLD", "level_value": 3}, actor, request_id="r-1")
     services.records.update("membership.level", rid, {"name": "金卡会员"}, actor, expected_version=1)
-    seq = record_event_now(services.engine, category="unmask", action="unmask", actor_id=1, entity="membership.member", record_id=7,
-                           changes={"field": "mobile"}, ip="10.0.0.1")
+    entry_id = record_event_now(services.engine, category="unmask", action="unmask", actor_id=1, entity="membership.member", record_id=7,
+                                changes={"field": "mobile"}, ip="10.0.0.1")
     rows = entries(services)
-    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
-    assert rows[-1]["seq"] == seq
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))  # sealed by the time the write returns, on both databases
+    assert rows[-1]["id"] == entry_id
     assert rows[0]["prev_hash"] == "0" * 64
     for prev, cur in zip(rows, rows[1:]):
         assert cur["prev_hash"] == prev["hash"]
@@ -91,7 +91,8 @@ def test_an_entry_rolls_back_with_its_transaction(services):
     rows = entries(services)
     assert rows == before  # nothing of the failed change was kept (the template's own role grants are older entries)
     assert not any((r["changes"] or {}).get("role") == "Sales-rolled-back" for r in rows)
-    assert add_events(services, 1)[0] == rows[-1]["seq"] + 1  # the sequence number was not used up
+    add_events(services, 1)
+    assert entries(services)[-1]["seq"] == rows[-1]["seq"] + 1  # the sequence number was not used up
     assert verify(services).ok
 
 
@@ -131,7 +132,9 @@ def test_verify_detects_tampering(services, attack):
         expected = "does not link"
     elif attack == "insert":
         tamper(services, A.insert().values(at=dt.datetime.now(dt.timezone.utc), category="auth", action="login", changes={}))
-        expected = "outside the chain"
+        assert verify(services).pending == 1  # not chained yet: the next seal takes any pending row...
+        seal_now(services.engine)
+        expected = "outside the audit service"  # ...and verification names the one record_event did not write
     else:  # hiding a modification behind the redaction flag
         tamper(services, update(A).where(A.c.seq == target).values(changes={"rows": "[erased]"}, redacted=True))
         expected = "without an erasure entry"
@@ -231,9 +234,10 @@ def test_migration_chains_entries_written_before_it(empty_database_url):
         report = verify_chain(conn)
         assert report.ok, [str(p) for p in report.problems]
         assert report.checked == 3
-        seq = record_event(conn, category="auth", action="login", subject="ada")
+        entry_id = record_event(conn, category="auth", action="login", subject="ada")
+        seal_pending(conn)  # a plain connection has no after-commit seal (SQLite has sealed already: a no-op there)
         conn.commit()
-        assert seq == 4
+        assert conn.execute(select(A.c.seq).where(A.c.id == entry_id)).scalar_one() == 4
         assert verify_chain(conn).ok
         assert conn.execute(select(func.count()).select_from(A).where(A.c.category == "record")).scalar_one() == 3
     engine.dispose()
@@ -265,3 +269,29 @@ def test_concurrent_writers_get_one_gap_free_chain(services, actor):
     assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
     report = verify(services)
     assert report.ok, [str(p) for p in report.problems]
+
+
+@pytest.mark.postgres_only
+def test_an_entry_committed_while_another_holds_the_chain_head_is_sealed_when_the_holder_commits(services):
+    """The hand-off between sealers: a writer that finds the head locked leaves its entry to the holder, who looks again after its commit."""
+    from crmkit.runtime.audit import record_events
+
+    holder_ready, release = threading.Event(), threading.Event()
+
+    def holder():
+        with write_transaction(services.engine) as conn:
+            record_events(conn, [{"category": "export", "action": "export", "changes": {"batch": i}} for i in range(3)])
+            holder_ready.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert holder_ready.wait(10)
+    entry_id = record_event_now(services.engine, category="auth", action="login", subject="ada")  # does not wait for the head
+    with services.engine.connect() as conn:
+        assert conn.execute(select(A.c.seq).where(A.c.id == entry_id)).scalar_one() is None  # pending behind the holder
+    release.set()
+    t.join()
+    rows = entries(services)
+    assert rows[-1]["id"] == entry_id and [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert verify(services).ok and verify(services).pending == 0

@@ -276,15 +276,17 @@ def audit():
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def audit_verify(as_json):
     """Recompute the audit chain; exit status 1 names every modified, missing or reordered entry."""
+    from .audit import seal_now
     from .audit.verify import verify_chain
     from .db import make_engine, read_transaction
 
     engine = make_engine(_settings().database_url)
+    seal_now(engine)  # chain what was written moments ago, so it is checked too
     with read_transaction(engine) as conn:
         report = verify_chain(conn)
     engine.dispose()
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "checked": report.checked, "first_seq": report.first_seq, "last_seq": report.last_seq,
+        click.echo(json.dumps({"ok": report.ok, "checked": report.checked, "pending": report.pending, "first_seq": report.first_seq, "last_seq": report.last_seq,
                                "problems": [{"seq": p.seq, "id": p.entry_id, "message": p.message} for p in report.problems]}, indent=2))
     elif report.ok:
         click.echo(f"Audit chain intact: {report.checked} entries checked (#{report.first_seq}..#{report.last_seq or report.first_seq - 1}).")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -49,14 +49,40 @@ def configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+AFTER_COMMIT = "crmkit_after_commit"
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction for writes: ``BEGIN IMMEDIATE`` on SQLite, a plain one elsewhere."""
+    """A transaction for writes: ``BEGIN IMMEDIATE`` on SQLite, a plain one elsewhere.
+
+    Work registered with ``after_commit`` runs on the same connection once the transaction has committed.
+    """
     with engine.connect() as conn:
         if is_sqlite(conn):
             conn.info["crmkit_begin"] = "IMMEDIATE"
-        with conn.begin():
-            yield conn
+        conn.info[AFTER_COMMIT] = []
+        try:
+            with conn.begin():
+                yield conn
+            for fn in conn.info.pop(AFTER_COMMIT, []):
+                fn(conn)
+        finally:
+            conn.info.pop(AFTER_COMMIT, None)  # ``info`` outlives this checkout: never leave work behind for the next user
+
+
+def after_commit(conn: Connection, fn: Callable[[Connection], None]) -> bool:
+    """Run ``fn(conn)`` once after the ``write_transaction`` that ``conn`` is in commits (never after a rollback).
+
+    Returns False when ``conn`` is not in one (a plain ``engine.begin()``): the caller needs its own fallback then.
+    ``fn`` runs outside any transaction and must not raise: the change it follows has already committed.
+    """
+    hooks = conn.info.get(AFTER_COMMIT)
+    if hooks is None:
+        return False
+    if fn not in hooks:
+        hooks.append(fn)
+    return True
 
 
 def inserted_id(result: CursorResult[Any]) -> int:

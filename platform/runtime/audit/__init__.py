@@ -1,5 +1,6 @@
 """The audit log: append-only, hash-chained entries written through one function, ``record_event``."""
 from .batch import record_events
+from .seal import seal_now, seal_pending
 from .service import CATEGORIES, record_event, record_event_now
 
-__all__ = ["CATEGORIES", "record_event", "record_event_now", "record_events"]
+__all__ = ["CATEGORIES", "record_event", "record_event_now", "record_events", "seal_now", "seal_pending"]

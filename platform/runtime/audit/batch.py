@@ -1,19 +1,21 @@
-"""``record_events``: many audit entries in one statement, chained exactly as ``record_event`` would chain them.
+"""``record_events``: many audit entries in one statement, chained as ``record_event`` entries are.
 
-The chain head is claimed once for the whole batch (``seq`` advanced by the number of entries), the hashes are
-computed in order in Python, and the rows go in with one COPY (PostgreSQL) or executemany. Verification cannot tell the difference.
+A bulk write (an import batch) is already one long transaction, so it takes the chain head itself and writes its
+entries sealed: sealing them afterwards would rewrite every row once more. Pending entries of other writers are
+sealed after it commits. The rows go in with one COPY (PostgreSQL) or executemany; verification cannot tell the
+difference.
 """
 from __future__ import annotations
-
-import datetime as dt
 
 from sqlalchemy import Connection
 
 from ..storage import platform_tables as pt
 from ..storage.bulk_insert import insert_rows
-from .chain import entry_hash, payload_hash
-from .service import CATEGORIES
-from .tables import GENESIS_HASH, audit_head
+from .seal import chain_rows, lock_head
+from .service import check_event, entry_values
+from .tables import audit_head
+
+_KEYS = ("at", "actor_id", "category", "action", "entity", "record_id", "subject", "ip", "request_id")
 
 
 def record_events(conn: Connection, events: list[dict]) -> list[int]:
@@ -21,33 +23,11 @@ def record_events(conn: Connection, events: list[dict]) -> list[int]:
     if not events:
         return []
     for e in events:
-        if e["category"] not in CATEGORIES:
-            raise ValueError(f"unknown audit category {e['category']!r}")
-        if not e["action"] or len(e["action"]) > 32:
-            raise ValueError("an audit action is 1-32 characters")
-    n = len(events)
-    claim = audit_head.update().where(audit_head.c.id == 1).values(seq=audit_head.c.seq + n).returning(audit_head.c.seq, audit_head.c.hash)
-    row = conn.execute(claim).first()
-    if row is None:
-        conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH, anchor_seq=0, anchor_hash=GENESIS_HASH))
-        row = conn.execute(claim).one()
-    last_seq, prev = int(row[0]), row[1]
-    seq = last_seq - n
-    rows, seqs = [], []
-    now = dt.datetime.now(dt.timezone.utc)
-    for e in events:
-        seq += 1
-        changes = e.get("changes") or {}
-        entry = {
-            "seq": seq, "at": e.get("at") or now, "actor_id": e.get("actor_id"), "category": e["category"], "action": e["action"],
-            "entity": e.get("entity"), "record_id": e.get("record_id"), "subject": (e.get("subject") or None) and str(e["subject"])[:200],
-            "ip": (e.get("ip") or None) and str(e["ip"])[:64], "request_id": (e.get("request_id") or None) and str(e["request_id"])[:64],
-        }
-        digest = payload_hash(changes)
-        h = entry_hash(prev, entry, digest)
-        rows.append({**entry, "changes": changes, "payload_hash": digest, "prev_hash": prev, "hash": h, "redacted": False})
-        seqs.append(seq)
-        prev = h
+        check_event(e["category"], e["action"])
+    rows = [entry_values(e.get("changes") or {}, **{k: e.get(k) for k in _KEYS}) for e in events]
+    head = lock_head(conn)
+    assert head is not None  # waiting: never None
+    seq, prev = chain_rows(*head, rows)
     insert_rows(conn, pt.audit, rows)
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(hash=prev))
-    return seqs
+    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+    return [r["seq"] for r in rows]

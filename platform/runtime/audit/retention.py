@@ -12,6 +12,7 @@ from sqlalchemy import Engine, delete, func, select
 
 from ..db import write_transaction
 from ..storage import platform_tables as pt
+from .seal import lock_head
 from .service import record_event
 from .tables import audit_head
 
@@ -30,11 +31,8 @@ def purge_before(engine: Engine, cutoff: dt.datetime, *, actor_id: int | None = 
     a = pt.audit
     with write_transaction(engine) as conn:
         # take the chain lock first, so no entry is appended while the anchor moves
-        head = conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=audit_head.c.seq)
-                            .returning(audit_head.c.anchor_seq, audit_head.c.seq)).first()
-        if head is None:
-            return PurgeResult(0, 0, cutoff)
-        anchor_seq = head[0]
+        lock_head(conn)
+        anchor_seq = conn.execute(select(audit_head.c.anchor_seq).where(audit_head.c.id == 1)).scalar_one()
         # the first entry at or after the cutoff bounds the prefix (entries are appended in time order)
         first_kept = conn.execute(select(func.min(a.c.seq)).where(a.c.seq > anchor_seq, a.c.at >= cutoff)).scalar()
         last_seq = conn.execute(select(func.max(a.c.seq)).where(a.c.seq > anchor_seq, *([a.c.seq < first_kept] if first_kept else []))).scalar()

@@ -51,7 +51,7 @@ def search_entries(conn: Connection, flt: AuditFilter, *, timezone: str, before:
     a, u = pt.audit, fab_tables.ab_user
     q = select(a, u.c.username).select_from(a.outerjoin(u, u.c.id == a.c.actor_id))
     if before is not None:
-        q = q.where(a.c.seq < before)
+        q = q.where(a.c.id < before)
     if flt.category:
         q = q.where(a.c.category == flt.category)
     if flt.entity:
@@ -69,10 +69,10 @@ def search_entries(conn: Connection, flt: AuditFilter, *, timezone: str, before:
         like = "%" + flt.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         q = q.where(or_(a.c.action.ilike(like, escape="\\"), a.c.subject.ilike(like, escape="\\"), a.c.entity.ilike(like, escape="\\"),
                         a.c.ip.ilike(like, escape="\\"), a.c.request_id.ilike(like, escape="\\"), u.c.username.ilike(like, escape="\\")))
-    rows = [dict(r) for r in conn.execute(q.order_by(a.c.seq.desc()).limit(limit + 1)).mappings()]
+    rows = [dict(r) for r in conn.execute(q.order_by(a.c.id.desc()).limit(limit + 1)).mappings()]
     more = len(rows) > limit
     rows = rows[:limit]
-    return AuditPage(rows=rows, next_before=rows[-1]["seq"] if more and rows else None)
+    return AuditPage(rows=rows, next_before=rows[-1]["id"] if more and rows else None)
 
 
 def _date(raw, label: str) -> dt.date | None:

@@ -10,6 +10,7 @@ from typing import Callable
 from huey import crontab
 from sqlalchemy import Engine
 
+from ..audit import seal_now
 from ..config import Settings
 from ..events import EventBus, OutboxDispatcher
 from .queue import HueyQueue, make_huey
@@ -83,4 +84,6 @@ def build_background(settings: Settings, engine: Engine) -> Background:
     queue.on_signal(OUTBOX_SIGNAL, dispatch_signal)
     # Plumbing, not a job row a minute: every worker's scheduler wakes the dispatcher (its lease makes it one at a time).
     queue.add_periodic("crmkit.outbox.sweep", crontab(minute="*"), dispatch_signal)
+    # Audit entries written outside write_transaction (no after-commit seal) are chained within the minute.
+    queue.add_periodic("crmkit.audit.seal", crontab(minute="*"), lambda: seal_now(engine))
     return Background(jobs=jobs, events=events, outbox=outbox, queue=queue)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from ..actor import Actor
-from ..audit import record_event
+from ..audit import record_event, seal_pending
 from ..errors import ValidationFailed
 from ..i18n_text import text
 from ..meta.model import EntityDef, FieldDef
@@ -108,6 +108,7 @@ def anonymous_value(f: FieldDef, record_id: int):
 def _redact_audit(conn: Connection, entity: EntityDef, record_id: int, names: set[str], child_names: dict[str, set[str]] | None = None) -> list[int]:
     a = pt.audit
     child_names = child_names or {}
+    seal_pending(conn)  # the erasure entry names the redacted entries by their place in the chain
     seqs = []
     for r in conn.execute(select(a.c.id, a.c.seq, a.c.changes).where(a.c.entity == entity.key, a.c.record_id == record_id)).mappings().all():
         changes = r["changes"] or {}
