@@ -28,24 +28,19 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from crmkit.runtime.actor import SYSTEM
-from crmkit.runtime.config import Settings
 from crmkit.runtime.db import make_engine, write_transaction
 
 from . import machine
-from .__main__ import prepare_database
+from .__main__ import build_app, prepare_database
 
 SEED_POINTS = 10_000
 
 
 def setup(url: str, var: Path, members: int):
+    """The membership template installed as every bench installs it (``build_app``: user tables, roles), then the wallets."""
     from crmkit.apps.membership.ledger import tables as lt
-    from crmkit.runtime.installer import install
-    from crmkit.runtime.services import Services
-    from crmkit.runtime.storage.migrate import upgrade_platform
 
-    services = Services.build(Settings(database_url=url, secret_key="bench-secret-key-0123456789abcdef0123456789", var_dir=var))
-    upgrade_platform(services.engine)
-    install(services, "membership")
+    services = build_app(url, var).extensions["crmkit"]
     now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00")
     import datetime as dt
 

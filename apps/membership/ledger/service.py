@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from crmkit.runtime.actor import Actor
@@ -54,6 +54,14 @@ def _insert_ignore(conn: Connection, table, values: dict, keys: list[str]) -> No
     else:
         from sqlalchemy.dialects.sqlite import insert
     conn.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
+
+
+# Built once: these run for every posting.
+_LOCK_ACCOUNT = (select(t.account.c.id, t.account.c.balance)
+                 .where(t.account.c.kind == bindparam("kind"), t.account.c.member_id == bindparam("member_id"), t.account.c.currency == bindparam("currency"))
+                 .with_for_update())
+_MOVE_BALANCE = (t.account.update().where(t.account.c.id == bindparam("b_acc"), t.account.c.balance.is_not(None))
+                 .values(balance=t.account.c.balance + bindparam("b_points"), updated_at=bindparam("b_now")))
 
 
 class LedgerService:
@@ -350,9 +358,11 @@ class LedgerService:
 
     def _lock(self, c: Connection, kind: str, member_id: int, currency: str) -> tuple[int, int]:
         """The member's account, row-locked until the transaction ends (a no-op on SQLite, whose writer holds the database lock)."""
-        acc = self._account(c, kind, member_id, currency)
-        bal = c.execute(select(t.account.c.balance).where(t.account.c.id == acc).with_for_update()).scalar_one()
-        return acc, int(bal)
+        row = c.execute(_LOCK_ACCOUNT, {"kind": kind, "member_id": member_id, "currency": currency}).first()
+        if row is None:  # the member's first posting of this kind: create the account, then lock it
+            acc = self._account(c, kind, member_id, currency)
+            row = c.execute(select(t.account.c.id, t.account.c.balance).where(t.account.c.id == acc).with_for_update()).one()
+        return int(row[0]), int(row[1])
 
     def _existing(self, c: Connection, key: str) -> Posted | None:
         row = c.execute(select(t.entry.c.id, t.entry.c.amount).where(t.entry.c.idempotency_key == key)).first()
@@ -383,10 +393,9 @@ class LedgerService:
         rows = [{"entry_id": entry_id, "account_id": acc, "currency": currency, "amount": a} for acc, a in lines if a]
         if rows:  # a reversal that found nothing left to take back records its shortfall with no lines
             c.execute(t.line.insert(), rows)
-        for acc, a in lines:
-            if a:  # counter accounts (balance NULL) match nothing, so their shared rows are never locked
-                c.execute(t.account.update().where(t.account.c.id == acc, t.account.c.balance.is_not(None))
-                          .values(balance=t.account.c.balance + a, updated_at=now))
+        moves = [{"b_acc": acc, "b_points": a, "b_now": now} for acc, a in lines if a]
+        if moves:  # counter accounts (balance NULL) match nothing, so their shared rows are never locked
+            c.execute(_MOVE_BALANCE, moves)
         change = {"entry": entry_id, "kind": kind, "points": amount, "currency": currency, "key": key, "source": f"{source_type}:{source_id}"}
         c.execute(pt.outbox.insert().values(created_at=now, topic=f"points.{kind}", entity=MEMBER_ENTITY, record_id=member_id,
                                             payload={**change, "member_id": member_id, "actor_id": actor.id}))

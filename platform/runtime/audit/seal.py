@@ -28,10 +28,19 @@ from .tables import GENESIS_HASH, audit_head
 log = logging.getLogger(__name__)
 
 BATCH = 500
-_CHAINED = (pt.audit.c.id, pt.audit.c.at, pt.audit.c.actor_id, pt.audit.c.category, pt.audit.c.action, pt.audit.c.entity,
-            pt.audit.c.record_id, pt.audit.c.subject, pt.audit.c.ip, pt.audit.c.request_id, pt.audit.c.payload_hash)
-_SEAL = (pt.audit.update().where(pt.audit.c.id == bindparam("b_id"))
-         .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash")))
+_A = pt.audit
+_CHAINED = (_A.c.id, _A.c.at, _A.c.actor_id, _A.c.category, _A.c.action, _A.c.entity, _A.c.record_id, _A.c.subject, _A.c.ip, _A.c.request_id,
+            _A.c.payload_hash)
+# Built once: the seal runs after every audited commit, and building statements costs more CPU than running them.
+_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+_HEAD_WAIT = _HEAD.with_for_update()
+_HEAD_SKIP = _HEAD.with_for_update(skip_locked=True)
+_HEAD_EXISTS = select(audit_head.c.id).where(audit_head.c.id == 1)
+_HEAD_MOVE = audit_head.update().where(audit_head.c.id == 1).values(seq=bindparam("b_seq"), hash=bindparam("b_hash"))
+_PENDING = select(*_CHAINED).where(_A.c.seq.is_(None)).order_by(_A.c.id).limit(BATCH)
+_ANY_PENDING = select(_A.c.id).where(_A.c.seq.is_(None)).limit(1)
+_SEAL = _A.update().where(_A.c.id == bindparam("b_id")).values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"))
+_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 def lock_head(conn: Connection, *, wait: bool = True) -> tuple[int, str] | None:
@@ -40,17 +49,16 @@ def lock_head(conn: Connection, *, wait: bool = True) -> tuple[int, str] | None:
     With ``wait=False`` returns None instead of waiting when another transaction holds it. On PostgreSQL the
     holder also seals after it commits (see the module docstring), so entries are never stranded behind it.
     """
-    q = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    if not is_sqlite(conn):
-        q = q.with_for_update(skip_locked=not wait)
+    sqlite = is_sqlite(conn)
+    q = _HEAD if sqlite else _HEAD_WAIT if wait else _HEAD_SKIP
     row = conn.execute(q).first()
     if row is None:
-        if conn.execute(select(audit_head.c.id).where(audit_head.c.id == 1)).first() is not None:
+        if conn.execute(_HEAD_EXISTS).first() is not None:
             return None  # it exists, so it is locked
         # a database created without the 0004 migration's seed row
         conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH, anchor_seq=0, anchor_hash=GENESIS_HASH))
         row = conn.execute(q).one()
-    if not is_sqlite(conn):
+    if not sqlite:
         after_commit(conn, seal_after_commit)
     return int(row[0]), row[1]
 
@@ -73,21 +81,23 @@ def seal_pending(conn: Connection, *, wait: bool = True) -> int | None:
     if head is None:
         return None
     seq, prev = head
-    a, total = pt.audit, 0
+    total = 0
     while True:
-        rows = [dict(r) for r in conn.execute(select(*_CHAINED).where(a.c.seq.is_(None)).order_by(a.c.id).limit(BATCH)).mappings()]
+        rows = [dict(r) for r in conn.execute(_PENDING).mappings()]
         if not rows:
             break
         seq, prev = chain_rows(seq, prev, rows)
         conn.execute(_SEAL, [{"b_id": r["id"], "b_seq": r["seq"], "b_prev": r["prev_hash"], "b_hash": r["hash"]} for r in rows])
         total += len(rows)
+        if len(rows) < BATCH:
+            break  # anything committed since is found by the holder's look after its commit
     if total:
-        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+        conn.execute(_HEAD_MOVE, {"b_seq": seq, "b_hash": prev})
     return total
 
 
 def has_pending(conn: Connection) -> bool:
-    return conn.execute(select(pt.audit.c.id).where(pt.audit.c.seq.is_(None)).limit(1)).first() is not None
+    return conn.execute(_ANY_PENDING).first() is not None
 
 
 def seal_after_commit(conn: Connection) -> None:
@@ -95,7 +105,7 @@ def seal_after_commit(conn: Connection) -> None:
     try:
         while True:
             with conn.begin():
-                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))  # a lost seal is redone (module docstring)
+                conn.execute(_NO_FLUSH_WAIT)  # a lost seal is redone (module docstring)
                 if seal_pending(conn, wait=False) is None:
                     return  # the holder looks again after its commit
             with conn.begin():

@@ -17,6 +17,7 @@ from .chain import payload_hash
 from .seal import seal_after_commit, seal_pending
 
 # What an entry is about. Record changes come from the record service; the others from their features.
+_INSERT = pt.audit.insert()  # built once: it runs for every audited write
 CATEGORIES = ("record", "auth", "permission", "publish", "export", "unmask", "privacy", "audit", "integration", "builder")
 
 
@@ -30,9 +31,8 @@ def record_event(conn: Connection, *, category: str, action: str, actor_id: int 
     """
     check_event(category, action)
     changes = {} if changes is None else changes
-    entry_id = inserted_id(conn.execute(pt.audit.insert().values(**entry_values(changes, at=at, actor_id=actor_id, category=category, action=action,
-                                                                                 entity=entity, record_id=record_id, subject=subject, ip=ip,
-                                                                                 request_id=request_id))))
+    entry_id = inserted_id(conn.execute(_INSERT, entry_values(changes, at=at, actor_id=actor_id, category=category, action=action, entity=entity,
+                                                              record_id=record_id, subject=subject, ip=ip, request_id=request_id)))
     if is_sqlite(conn):
         seal_pending(conn)
     else:  # outside a write_transaction the next seal chains it (at the latest the worker's minute tick)
