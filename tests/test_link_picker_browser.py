@@ -24,8 +24,7 @@ def test_search_narrows_the_member_choices_and_the_choice_is_saved(app):
 
     services = app.extensions["crmkit"]
     seed_demo(SeedContext(records=services.records, queries=services.queries, catalog=services.store.catalog(), actor=SYSTEM, size=80))
-    members = services.queries.list("membership.member", SYSTEM, fields=["id", "name", "card_no"], sort=[("id", "desc")], limit=1).rows
-    wanted = members[0]  # the newest: beyond the first page of choices the picker starts with
+    members = services.queries.list("membership.member", SYSTEM, fields=["id", "name", "card_no"], limit=200).rows
     with live_server(app) as base, sync_playwright() as p:
         browser = launch_chromium(p)
         page = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
@@ -38,16 +37,22 @@ def test_search_narrows_the_member_choices_and_the_choice_is_saved(app):
 
         page.goto(base + "/e/membership.order/new")
         before = page.evaluate(OPTIONS)
-        assert len(before) == 51 and not any(o.startswith(f"{wanted['id']}|") for o in before)  # "choose" + the first 50
+        assert len(before) == 51  # "choose" + the first 50
+        shown = {o.split("|")[0] for o in before}
+        wanted = next(m for m in members if str(m["id"]) not in shown)  # a member the clerk can only reach by searching
         search = page.locator(".link-picker:has(select[name=member]) input.link-search")
         search.fill(wanted["card_no"])
         page.wait_for_function(f"() => ({OPTIONS[6:]}).length === 2")
-        assert page.evaluate(OPTIONS) == ["|请选择", f"{wanted['id']}|{wanted['name']}"] or page.evaluate(OPTIONS)[1] == f"{wanted['id']}|{wanted['name']}"
+        assert page.evaluate(OPTIONS)[1] == f"{wanted['id']}|{wanted['name']}"
         page.select_option("select[name=member]", str(wanted["id"]))
         screenshot(page, "link-picker-search-zh")
 
+        search.fill("")  # the first 50 again, and the chosen member on top of them
+        page.wait_for_function(f"() => ({OPTIONS[6:]}).length === 52")
+        assert page.evaluate(OPTIONS)[1] == f"{wanted['id']}|{wanted['name']}"
         search.fill("没有这样的会员-xyz")  # nothing matches: the chosen member stays choosable, nothing else
         page.wait_for_function(f"() => ({OPTIONS[6:]}).length === 2 && document.querySelector('select[name=member]').value === '{wanted['id']}'")
+        assert page.evaluate(OPTIONS) == ["|请选择", f"{wanted['id']}|{wanted['name']}"]
         page.fill("input[name=amount]", "88")
         page.locator("form.record-form [type=submit], form [type=submit].btn-primary").first.click()
         page.wait_for_url(re.compile(r"/e/membership\.order/\d+$"))

@@ -134,10 +134,13 @@ def register_record_routes(bp):
 
     @bp.route("/e/<entity_key>/options")
     def entity_options(entity_key):
-        """``<option>`` elements for a link picker, narrowed by ``q`` (the autocomplete box)."""
+        """``<option>`` elements for a link picker, narrowed by ``q`` (the autocomplete box).
+
+        The current choice is kept in the list: the picker sends its value under the field's name (``field`` says which)."""
         entity_of(entity_key)
         q = request.args.get("q", "")[:100]
-        selected = request.args.get("selected", "")
+        field = request.args.get("field", "")
+        selected = (request.args.get(field, "") if field and field != "q" else "") or request.args.get("selected", "")
         opts = services().queries.options(entity_key, acting(), search=q or None, limit=LINK_CHOICES)
         if selected.isdigit() and int(selected) not in {i for i, _ in opts}:
             opts = list(resolve_titles(entity_key, [selected], acting()).items()) + list(opts)
