@@ -170,3 +170,25 @@ def test_role_assignment_scoped_widgets_and_unavailable_tiles(app, services, cli
     # A role the dashboard is not assigned to: no menu entry, 403.
     home = sales.get("/home").get_data(as_text=True)
     assert f"/dashboards/{key}/" not in home and sales.get(f"/dashboards/{key}/").status_code == 403
+
+
+def test_a_dashboard_assigned_to_nobody_is_listed_only_for_those_who_may_run_one_of_its_widgets(app, services, client):
+    build_scenario(app)
+    services.store.save([RawDocument("report", "membership", KPI, "test"), RawDocument("report", "membership", MANAGERS_ONLY, "test")])
+    token = csrf_from(client.get("/builder/dashboards/new").get_data(as_text=True))
+    saved = client.post("/builder/dashboards/save", data=grid_form(token, [{"report": "membership.managers_only", "width": "6", "height": "medium"}],
+                                                                    label_zh="经理数据看板", label_en="Manager data board"))
+    closed = re.match(r"/dashboards/([^/]+)/", saved.headers["Location"]).group(1)
+    saved = client.post("/builder/dashboards/save", data=grid_form(token, [{"report": "membership.all_members_kpi", "width": "6", "height": "small"}],
+                                                                    label_zh="全员看板", label_en="Everyone's board"))
+    open_ = re.match(r"/dashboards/([^/]+)/", saved.headers["Location"]).group(1)
+    manager, desk = app.test_client(), app.test_client()
+    login(manager, "mgr_east", PASSWORD)
+    login(desk, "desk_sh", PASSWORD)
+    home = desk.get("/home").get_data(as_text=True)
+    assert f"/dashboards/{closed}/" not in home and "经理数据看板" not in home  # every widget would be "not available"
+    assert desk.get(f"/dashboards/{closed}/").status_code == 403
+    assert f"/dashboards/{open_}/" in home and desk.get(f"/dashboards/{open_}/").status_code == 200
+    home = manager.get("/home").get_data(as_text=True)
+    assert f"/dashboards/{closed}/" in home and f"/dashboards/{open_}/" in home
+    assert "data-widget-unavailable" not in manager.get(f"/dashboards/{closed}/").get_data(as_text=True)

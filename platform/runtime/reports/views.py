@@ -75,16 +75,21 @@ def visible_reports(svc, actor) -> list[ReportDef]:
 
 
 def can_view_dashboard(svc, actor, d: DashboardDef, roles=None) -> bool:
+    """Admins open every dashboard; one assigned to roles is for those roles; one assigned to nobody is for whoever may
+    run at least one of its widgets (otherwise it would be a page of "not available to you" tiles in every sidebar)."""
     if actor.is_admin:
         return True
     roles = role_names(svc, actor) if roles is None else roles
-    return not d.roles or bool(roles & set(d.roles))
+    if d.roles:
+        return bool(roles & set(d.roles))
+    reports = svc.store.catalog().reports
+    return any(w.report in reports and can_view(svc, actor, reports[w.report], roles) for w in d.widgets)
 
 
 def visible_dashboards(svc, actor) -> list[DashboardDef]:
-    """The dashboards the actor may open (the sidebar lists them on every page: role names are read only when needed)."""
+    """The dashboards the actor may open (the sidebar lists them on every page)."""
     dashboards = list(svc.store.catalog().dashboards.values())
-    if actor.is_admin or not any(d.roles for d in dashboards):
+    if actor.is_admin:
         return dashboards
     roles = role_names(svc, actor)
     return [d for d in dashboards if can_view_dashboard(svc, actor, d, roles)]
