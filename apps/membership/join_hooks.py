@@ -1,5 +1,5 @@
 """What joining and cards plug into the runtime (called from ``hooks.register``): the application checks, the
-card pool tables, the roles, the public join form, the card panel and the named card actions."""
+member's consent boxes kept as real consents, the card pool tables, the roles, the public join form, the card panel and the named card actions."""
 from __future__ import annotations
 
 from crmkit.runtime.packages import AppHooks
@@ -7,6 +7,7 @@ from crmkit.runtime.packages import AppHooks
 from . import card_pool
 from .card_actions import card_action
 from .card_pool import may_manage_cards as _may_manage_cards
+from .consent_sync import sync_consents
 from .demo_join import seed_joining
 from .joining import check_application
 from .roles import install_roles
@@ -15,6 +16,7 @@ from .roles import install_roles
 def register_joining(hooks: AppHooks) -> AppHooks:
     hooks.tables(card_pool.metadata)
     hooks.on_record_written("membership.application", check_application)
+    hooks.on_record_written("membership.member", sync_consents)  # the tick boxes are real consents (consent_sync.py)
     hooks.roles(install_roles)
     hooks.demo_seeder(seed_joining)
     for name in ("report_lost", "unfreeze", "reissue", "cancel"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from ..actor import Actor
 from ..audit import record_event
@@ -19,6 +19,7 @@ from ..i18n_text import text
 from .tables import consent
 
 CHANNELS = ("sms", "email", "wechat", "phone", "in_app", "post")
+ANY_PURPOSE = "*"  # a consent to the channel as such, for every purpose (see has_consent)
 
 
 def list_consents(services, entity_key: str, record_id: Any, actor: Actor) -> list[dict]:
@@ -32,18 +33,37 @@ def list_consents(services, entity_key: str, record_id: Any, actor: Actor) -> li
 def grant_consent(services, entity_key: str, record_id: Any, data: Any, actor: Actor) -> dict:
     channel, purpose, version = _clean(data)
     _require_update(services, entity_key, record_id, actor)
-    now = dt.datetime.now(dt.timezone.utc)
-    rid = int(record_id)
     with write_transaction(services.engine) as conn:
-        open_rows = (consent.c.entity == entity_key, consent.c.record_id == rid, consent.c.channel == channel,
-                     consent.c.purpose == purpose, consent.c.withdrawn_at.is_(None))
-        conn.execute(consent.update().where(*open_rows).values(withdrawn_at=now, withdrawn_by=actor.id))
-        cid = inserted_id(conn.execute(consent.insert().values(entity=entity_key, record_id=rid, channel=channel, purpose=purpose, version=version,
-                                                               granted_at=now, granted_by=actor.id)))
-        record_event(conn, category="privacy", action="consent_grant", actor_id=actor.id, entity=entity_key, record_id=rid,
-                     changes={"consent_id": cid, "channel": channel, "purpose": purpose, "version": version})
+        cid = grant_within(conn, entity_key, int(record_id), channel, purpose, version, actor)
         row = conn.execute(select(consent).where(consent.c.id == cid)).mappings().one()
     return _public(row)
+
+
+def grant_within(conn: Connection, entity_key: str, record_id: int, channel: str, purpose: str, version: str, actor: Actor) -> int:
+    """Record a grant in ``conn``'s transaction (superseding an open one for the same channel and purpose); returns its id.
+    The caller has checked the input and the actor's right to change the subject."""
+    now = dt.datetime.now(dt.timezone.utc)
+    open_rows = (consent.c.entity == entity_key, consent.c.record_id == record_id, consent.c.channel == channel,
+                 consent.c.purpose == purpose, consent.c.withdrawn_at.is_(None))
+    conn.execute(consent.update().where(*open_rows).values(withdrawn_at=now, withdrawn_by=actor.id))
+    cid = inserted_id(conn.execute(consent.insert().values(entity=entity_key, record_id=record_id, channel=channel, purpose=purpose, version=version,
+                                                           granted_at=now, granted_by=actor.id)))
+    record_event(conn, category="privacy", action="consent_grant", actor_id=actor.id, entity=entity_key, record_id=record_id,
+                 changes={"consent_id": cid, "channel": channel, "purpose": purpose, "version": version})
+    return cid
+
+
+def withdraw_channel_within(conn: Connection, entity_key: str, record_id: int, channel: str, actor: Actor) -> list[int]:
+    """Withdraw every open consent of the subject for ``channel`` (whatever its purpose) in ``conn``'s transaction: the
+    subject said no to the channel. Returns the withdrawn consents' ids; each withdrawal is audited."""
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = conn.execute(select(consent.c.id, consent.c.purpose, consent.c.version).where(
+        consent.c.entity == entity_key, consent.c.record_id == record_id, consent.c.channel == channel, consent.c.withdrawn_at.is_(None))).all()
+    for r in rows:
+        conn.execute(consent.update().where(consent.c.id == r.id).values(withdrawn_at=now, withdrawn_by=actor.id))
+        record_event(conn, category="privacy", action="consent_withdraw", actor_id=actor.id, entity=entity_key, record_id=record_id,
+                     changes={"consent_id": r.id, "channel": channel, "purpose": r.purpose, "version": r.version})
+    return [r.id for r in rows]
 
 
 def withdraw_consent(services, entity_key: str, record_id: Any, consent_id: Any, actor: Actor) -> dict:
@@ -97,9 +117,11 @@ def _public(r) -> dict:
 
 
 def has_consent(conn, entity_key: str, record_id: int, channel: str, purpose: str | None = None) -> bool:
-    """Whether the subject has an open (not withdrawn) consent for the channel (and purpose, when given)."""
+    """Whether the subject has an open (not withdrawn) consent for the channel (and purpose, when given).
+
+    A consent for ``ANY_PURPOSE`` covers every purpose: "may send me SMS", as a tick box on a form records it."""
     where = [consent.c.entity == entity_key, consent.c.record_id == int(record_id), consent.c.channel == channel,
              consent.c.withdrawn_at.is_(None)]
     if purpose is not None:
-        where.append(consent.c.purpose == purpose)
+        where.append(consent.c.purpose.in_((purpose, ANY_PURPOSE)))
     return conn.execute(select(consent.c.id).where(*where).limit(1)).first() is not None
