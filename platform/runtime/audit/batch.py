@@ -15,16 +15,15 @@ from .seal import chain_rows, lock_head
 from .service import check_event, entry_values
 from .tables import audit_head
 
-_KEYS = ("at", "actor_id", "category", "action", "entity", "record_id", "subject", "ip", "request_id")
-
-
 def record_events(conn: Connection, events: list[dict]) -> list[int]:
     """Append ``events`` (the keyword arguments of ``record_event``) in ``conn``'s transaction; returns their seqs."""
     if not events:
         return []
     for e in events:
         check_event(e["category"], e["action"])
-    rows = [entry_values(e.get("changes") or {}, **{k: e.get(k) for k in _KEYS}) for e in events]
+    rows = [entry_values(e.get("changes") or {}, at=e.get("at"), actor_id=e.get("actor_id"), category=e["category"], action=e["action"],
+                         entity=e.get("entity"), record_id=e.get("record_id"), subject=e.get("subject"), ip=e.get("ip"),
+                         request_id=e.get("request_id")) for e in events]
     head = lock_head(conn)
     assert head is not None  # waiting: never None
     seq, prev = chain_rows(*head, rows)

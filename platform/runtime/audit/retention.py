@@ -32,7 +32,7 @@ def purge_before(engine: Engine, cutoff: dt.datetime, *, actor_id: int | None = 
     with write_transaction(engine) as conn:
         # take the chain lock first, so no entry is appended while the anchor moves
         lock_head(conn)
-        anchor_seq = conn.execute(select(audit_head.c.anchor_seq).where(audit_head.c.id == 1)).scalar_one()
+        anchor_seq: int = conn.execute(select(audit_head.c.anchor_seq).where(audit_head.c.id == 1)).scalar_one()
         # the first entry at or after the cutoff bounds the prefix (entries are appended in time order)
         first_kept = conn.execute(select(func.min(a.c.seq)).where(a.c.seq > anchor_seq, a.c.at >= cutoff)).scalar()
         last_seq = conn.execute(select(func.max(a.c.seq)).where(a.c.seq > anchor_seq, *([a.c.seq < first_kept] if first_kept else []))).scalar()
