@@ -288,3 +288,34 @@ def test_front_desk_redeems_once_and_a_used_code_says_why(app, services):
     with pytest.raises(coupons.CouponRefused, match="already used"):
         coupons.redeem(services, code, front, amount="150")
     assert str(coupon(services, cid)["order_amount"]) == "150.00"
+
+
+def test_front_desk_cannot_edit_a_coupon_by_hand_but_redeems_and_voids_it(app, services):
+    """Every coupon field is read-only for the template's roles: a clerk cannot mark a code used (or unused again) through
+    the record form or the API; the redeem and void operations, with their checks and reason, still work for them."""
+    from membership_join_support import people
+
+    from conftest import csrf_from, login
+    from org_support import PASSWORD
+
+    front = people(app, services)["front"]
+    m, tpl = make_member(services), template(services)
+    cid, other = coupons.issue(services, tpl, m, SYSTEM), coupons.issue(services, tpl, m, SYSTEM)
+    with pytest.raises(ValidationFailed) as refused:
+        services.records.update("membership.coupon", cid, {"status": "used", "discount": "20"}, front, expected_version=1)
+    assert {"status", "discount"} <= set(refused.value.field_errors)
+    client = app.test_client()
+    login(client, "front", PASSWORD)
+    form = client.get(f"/e/membership.coupon/{cid}/edit").get_data(as_text=True)
+    resp = client.post(f"/e/membership.coupon/{cid}/edit", data={"csrf_token": csrf_from(form), "status": "used", "discount": "20", "row_version": "1"})
+    assert resp.status_code < 500  # the form ignores read-only fields (or refuses); either way nothing changes:
+    assert (coupon(services, cid)["status"], coupon(services, cid)["discount"], coupon(services, cid)["row_version"]) == ("issued", None, 1)
+
+    done = coupons.redeem(services, coupon(services, cid)["code"], front, amount="150")
+    assert done.discount == decimal.Decimal("20.00") and coupon(services, cid)["status"] == "used"
+    coupons.void(services, other, "顾客退回", front)
+    assert (coupon(services, other)["status"], coupon(services, other)["void_reason"]) == ("void", "顾客退回")
+    with services.engine.connect() as conn:  # the clerk's name stays on what the operations wrote
+        actors = conn.execute(select(pt.audit.c.actor_id).where(pt.audit.c.entity == "membership.coupon", pt.audit.c.record_id.in_((cid, other)),
+                                                                pt.audit.c.action == "update")).scalars().all()
+    assert actors == [front.id, front.id]

@@ -285,8 +285,8 @@ def redeem(services, code: str, actor: Actor, *, amount=None, order_id: int | No
         data["used_in_order"] = order_id
     if store_id:
         data["used_store"] = store_id
-    try:
-        services.records.update(COUPON, coupon["id"], data, actor, expected_version=coupon["row_version"])
+    try:  # the redemption's checks above authorize the write; the template's roles cannot edit a coupon's fields by hand
+        services.records.update(COUPON, coupon["id"], data, as_issuer(actor), expected_version=coupon["row_version"])
     except StaleRecord:  # someone redeemed (or expired, voided) it between our read and our write
         again = find(services, code, actor)
         check(again, amount=amount, store_code=store_code, category=category or None, now=now)  # says why, normally "already used"
@@ -299,10 +299,11 @@ def void(services, coupon_id: int, reason: str, actor: Actor) -> None:
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed({"reason": [text("Give a reason for voiding the coupon.", "请填写作废原因。")]})
+    services.policy.check(actor, services.store.catalog().entity(COUPON), "update")
     coupon = services.queries.get(COUPON, coupon_id, actor)
     if coupon["status"] != "issued":
         raise CouponRefused(text("Only an unused coupon can be voided.", "只有未使用的优惠券可以作废。"))
-    services.records.update(COUPON, coupon_id, {"status": "void", "void_reason": reason[:200]}, actor, expected_version=coupon["row_version"])
+    services.records.update(COUPON, coupon_id, {"status": "void", "void_reason": reason[:200]}, as_issuer(actor), expected_version=coupon["row_version"])
 
 
 # -- expiry --------------------------------------------------------------------------------------------------
@@ -336,5 +337,7 @@ def expire_job(ctx, payload: dict) -> dict:
 
 
 def as_issuer(actor: Actor) -> Actor:
-    """A points redemption issues the coupon it bought: the redemption authorizes it, not the clerk's coupon rights."""
+    """The coupon operation (issuing for a points redemption, redeeming a code, voiding with a reason) authorizes its
+    own write, not the clerk's field rights: the template's roles have every coupon field read-only (roles.py), so a
+    status or discount cannot be changed by hand. The clerk's id stays on the audit entry."""
     return replace(actor, is_admin=True)

@@ -16,7 +16,10 @@ nothing (PermissionAdmin writes and audits only differences). Roles an administr
   mask is a ``hidden`` field rule; the member's name stays readable as the record title.
 
 Every role that may update members has the member's ``status`` read-only: card status changes go through the card
-actions (reason, history). Administrators can still edit it directly (bulk edits, imports of legacy data).
+actions (reason, history). Likewise every coupon field is read-only for the roles: a coupon changes only by being
+redeemed (checks, order, store) or voided (reason), which authorize their own writes (``coupons.as_issuer``), so a
+clerk cannot mark a code used or unused by editing it. Administrators can still edit both directly (bulk edits,
+imports of legacy data).
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ ENTITIES = ("member", "application", "card_history", "level", "order", "store", 
 PERSONAL = {"member": ("mobile", "id_number", "birthday", "email", "address"), "application": ("mobile", "id_number", "birthday")}
 # The card status changes only through the card actions (which need a reason and keep history) for the template's roles.
 CARD_STATUS_READ_ONLY = {"member": {"status": ("read_only", False)}}
+# Entities whose records change only through their operations (redeem, void), never by editing: all fields read-only.
+ACTION_ONLY = ("coupon",)
 
 ROLES: dict[str, dict] = {
     "Front Desk": {"actions": {"member": RW, "application": RW, "card_history": ("read", "create"), "order": RW, "level": R, "store": R,
@@ -60,6 +65,8 @@ def install_roles(services, actor) -> dict[str, int]:
             rules = {f: ("hidden", False) for f in spec.get("fields", {}).get(ent, ())}
             if "update" in actions:
                 rules.update(CARD_STATUS_READ_ONLY.get(ent, {}))
+                if ent in ACTION_ONLY:
+                    rules.update({f.name: ("read_only", False) for f in entity.fields})
             if rules:
                 admin.set_field_rules(role_id, entity, rules, actor_id=actor.id)
     return ids
