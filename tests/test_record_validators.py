@@ -45,6 +45,14 @@ def test_validator_errors_stop_the_write_and_computed_values_are_stored(lab):
     with pytest.raises(ValidationFailed):
         lab.records.bulk_update("lab.category", [cid], {"code": "X3"}, SYSTEM)
     assert seen[:2] == [(True, "甲"), (True, "乙")] and seen[2] == (False, "乙")
+    # an app's listener writing inside its own transaction goes through the same validators
+    with pytest.raises(ValidationFailed):
+        with lab.records.transaction() as tx:
+            lab.records.update_within(tx.conn, "lab.category", cid, {"code": "X4"}, SYSTEM)
+    assert lab.queries.get("lab.category", cid, SYSTEM)["code"] == "B1"
+    with lab.records.transaction() as tx:
+        lab.records.update_within(tx.conn, "lab.category", cid, {"name": "乙改"}, SYSTEM)
+    assert seen[-1] == (False, "乙改") and lab.queries.get("lab.category", cid, SYSTEM)["name"] == "乙改"
 
 
 def test_a_record_transaction_commits_all_or_nothing(lab):

@@ -213,12 +213,13 @@ class RecordService:
                       assigned: dict | None = None) -> int:
         """``update`` inside the caller's transaction (an app's record listener changing another record). The row is
         locked and read here, so there is no stale-version check; returns the new row version. ``assigned`` sets
-        read-only fields that trusted app code computes (as in ``update``)."""
+        read-only fields that trusted app code computes (as in ``update``). App validators run as for every write."""
         catalog, entity = self._entity(entity_key)
         self.policy.check(actor, entity, "update")
         current = self._load_for_update(conn, catalog, entity, record_id, actor)
         values, children = self._clean(catalog, entity, data, actor, creating=False, current=current)
         values.update(assigned or {})
+        self._run_validators(conn, catalog, entity, values, current, children, actor)
         return self._update_row(conn, catalog, entity, current, values, children, actor, request_id)
 
     def adjust_within(self, conn: Connection, entity_key: str, record_id: int, field_name: str, delta: int, actor: Actor, *,
