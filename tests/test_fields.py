@@ -343,3 +343,27 @@ def test_an_empty_number_from_a_form_is_stored_as_empty_even_with_a_range(lab, n
     # A blank form input arrives as ""; with min/max set this used to crash the range check (a 500).
     assert create_and_read(lab, {name: ""})[name] is None
     assert create_and_read(lab, {name: "  "})[name] is None
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_plain_text_fast_path_gives_what_the_full_path_gives(required):
+    """TrimmedString skips marshmallow's machinery for a plain in-range string; every input must come out the same as
+    through the full path (forced here by clearing the cached bounds)."""
+    from marshmallow import ValidationError
+
+    from crmkit.runtime.fields.messages import Length
+    from crmkit.runtime.fields.text import TrimmedString
+
+    fast = TrimmedString(allow_none=True, required=required, validate=[Length(min=2, max=5)])
+    full = TrimmedString(allow_none=True, required=required, validate=[Length(min=2, max=5)])
+    full.__dict__["_bounds"] = None
+    assert fast._plain_bounds == (2, 5)
+
+    def outcome(field, value):
+        try:
+            return "ok", field.deserialize(value)
+        except ValidationError as exc:
+            return "error", exc.messages
+
+    for value in ["  abc ", "a", "abcdef", "", "   ", None, 12, "ab\n", "中文字", "ab", "abcde", b"abc"]:
+        assert outcome(fast, value) == outcome(full, value), value

@@ -30,10 +30,31 @@ class TrimmedString(LocalizedString):
             super()._validate(value)
 
     def deserialize(self, value, attr=None, data=None, **kwargs):
+        if type(value) is str and self._plain_bounds is not None:
+            # Most cells of an import: a plain string within its length. Same result as the full path below, without
+            # marshmallow's per-call machinery; anything else (too long, required and blank, other types) takes that path.
+            lo, hi = self._plain_bounds
+            s = value.strip()
+            if s and lo <= len(s) <= hi:
+                return s
         out = super().deserialize(value, attr, data, **kwargs)
         if out is None and self.required:
             raise ValidationError(self.error_messages["required"])
         return out
+
+    @property
+    def _plain_bounds(self) -> tuple[int, float] | None:
+        """(min, max) length when this is a plain trimmed string whose only checks are lengths; None otherwise."""
+        cached = self.__dict__.get("_bounds", False)
+        if cached is not False:
+            return cached
+        bounds: tuple[int, float] | None = None
+        if type(self) is TrimmedString and all(type(v) is Length and v.equal is None for v in self.validators):
+            lo = max([v.min for v in self.validators if v.min is not None], default=0)
+            hi = min([v.max for v in self.validators if v.max is not None], default=float("inf"))
+            bounds = (lo, hi)
+        self.__dict__["_bounds"] = bounds
+        return bounds
 
 
 class _TextBase(FieldType):
