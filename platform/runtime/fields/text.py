@@ -49,9 +49,10 @@ class TrimmedString(LocalizedString):
         if cached is not False:
             return cached
         bounds: tuple[int, float] | None = None
-        if type(self) is TrimmedString and all(type(v) is Length and v.equal is None for v in self.validators):
-            lo = max([v.min for v in self.validators if v.min is not None], default=0)
-            hi = min([v.max for v in self.validators if v.max is not None], default=float("inf"))
+        lengths = [v for v in self.validators if isinstance(v, Length)]
+        if type(self) is TrimmedString and len(lengths) == len(self.validators) and all(type(v) is Length and v.equal is None for v in lengths):
+            lo = max([v.min for v in lengths if v.min is not None], default=0)
+            hi = min([v.max for v in lengths if v.max is not None], default=float("inf"))
             bounds = (lo, hi)
         self.__dict__["_bounds"] = bounds
         return bounds
