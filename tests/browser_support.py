@@ -6,6 +6,7 @@ Screenshots of the pages a journey visits go to `var/screenshots/` for people to
 from __future__ import annotations
 
 import os
+import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,3 +45,12 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def log_in(page, base: str, username: str, password: str) -> None:
+    """Sign in through the login form and wait for the workbench."""
+    page.goto(base + "/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("[type=submit]")
+    page.wait_for_url(re.compile(r"/home$"))

@@ -10,7 +10,7 @@ from openpyxl import Workbook
 from crmkit.runtime.imports import ImportEngine
 from crmkit.runtime.imports.actor import actor_by_username
 
-from browser_support import launch_chromium, live_server, screenshot
+from browser_support import launch_chromium, live_server, log_in, screenshot
 from conftest import ADMIN_PASSWORD, ADMIN_USER
 from import_support import members
 
@@ -50,11 +50,7 @@ def test_import_wizard_with_a_real_upload(browser, app, tmp_path):
         context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN", accept_downloads=True)
         page = context.new_page()
         page.set_default_timeout(10_000)
-        page.goto(base + "/login/")
-        page.fill("input[name=username]", ADMIN_USER)
-        page.fill("input[name=password]", ADMIN_PASSWORD)
-        page.click("[type=submit]")
-        page.wait_for_url(re.compile(r"/home$"))
+        log_in(page, base, ADMIN_USER, ADMIN_PASSWORD)
         page.goto(base + "/e/membership.member/")
         page.get_by_role("link", name="导入").click()
         page.wait_for_url(re.compile(r"/import$"))

@@ -248,7 +248,7 @@ def test_worker_schedules_registered_periodic_kinds_and_purges_old_jobs(jobs, ba
     jobs.registry.periodic("test.nightly", crontab(minute="0", hour="2"), {"scope": "all"})
     build_consumer(base_services, workers=1)
     periodic = {t.name: t for t in jobs.queue.huey._registry.periodic_tasks}
-    assert {"crmkit.periodic.test.nightly", "crmkit.periodic.jobs.purge", "crmkit.outbox.sweep"} <= set(periodic)
+    assert {"crmkit.periodic.test.nightly", "crmkit.periodic.jobs.purge", "crmkit.outbox.sweep", "crmkit.audit.seal"} <= set(periodic)
     task = periodic["crmkit.periodic.test.nightly"]
     assert task.validate_datetime(dt.datetime(2026, 1, 1, 2, 0)) and not task.validate_datetime(dt.datetime(2026, 1, 1, 3, 0))
     jobs.queue.huey.execute(task)  # the scheduler firing (twice, as two workers would): one job
@@ -261,3 +261,23 @@ def test_worker_schedules_registered_periodic_kinds_and_purges_old_jobs(jobs, ba
     with write_transaction(jobs.engine) as conn:
         conn.execute(update(pt.job).where(pt.job.c.id == old).values(finished_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=31)))
     assert jobs.purge(days=30) == 1 and jobs.get(old) is None and jobs.get(nightly[0]["id"]) is not None
+
+
+def test_the_workers_minute_tick_seals_audit_entries_written_outside_write_transaction(jobs, base_services):
+    from crmkit.runtime.audit import record_event
+    from crmkit.runtime.audit.verify import verify_chain
+    from crmkit.runtime.jobs.worker import build_consumer
+
+    build_consumer(base_services, workers=1)
+    periodic = {t.name: t for t in jobs.queue.huey._registry.periodic_tasks}
+    with base_services.engine.begin() as conn:  # a plain transaction: no after-commit seal
+        entry = record_event(conn, category="export", action="export", changes={"rows": 1})
+    a = pt.audit
+    with base_services.engine.connect() as conn:
+        seq = conn.execute(select(a.c.seq).where(a.c.id == entry)).scalar_one()
+    assert (seq is not None) == (base_services.engine.dialect.name == "sqlite")  # SQLite seals at once, PostgreSQL after commit
+    jobs.queue.huey.execute(periodic["crmkit.audit.seal"])
+    with base_services.engine.connect() as conn:
+        assert conn.execute(select(a.c.seq).where(a.c.id == entry)).scalar_one() is not None
+        report = verify_chain(conn)
+    assert report.ok and report.pending == 0

@@ -9,7 +9,7 @@ from crmkit.apps.membership.demo import seed_demo
 from crmkit.runtime.actor import SYSTEM
 from crmkit.runtime.packages import SeedContext
 
-from browser_support import launch_chromium, live_server, screenshot
+from browser_support import launch_chromium, live_server, log_in, screenshot
 from conftest import ADMIN_PASSWORD, ADMIN_USER
 
 pytestmark = pytest.mark.browser
@@ -30,11 +30,7 @@ def test_save_a_filter_and_apply_it_again(app):
         browser = launch_chromium(p)
         page = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN").new_page()
         page.set_default_timeout(10_000)
-        page.goto(base + "/login/")
-        page.fill("input[name=username]", ADMIN_USER)
-        page.fill("input[name=password]", ADMIN_PASSWORD)
-        page.click("[type=submit]")
-        page.wait_for_url(re.compile(r"/home$"))
+        log_in(page, base, ADMIN_USER, ADMIN_PASSWORD)
 
         page.goto(base + MEMBERS + f"?ff=gender&fo=eq&fv={value}")
         page.locator("#save-filter summary").click()

@@ -24,9 +24,7 @@ def sync_consents(conn, written) -> None:
     for name, channel in CONSENT_FIELDS.items():
         if name not in written.changes:
             continue
-        change = written.changes[name]
-        new = change[1] if isinstance(change, (list, tuple)) and len(change) == 2 else change
-        old = change[0] if isinstance(change, (list, tuple)) and len(change) == 2 else None
+        old, new = written.changes[name]  # the record service's [before, after]
         if bool(new) == bool(old):
             continue
         if new:

@@ -358,10 +358,11 @@ class LedgerService:
 
     def _lock(self, c: Connection, kind: str, member_id: int, currency: str) -> tuple[int, int]:
         """The member's account, row-locked until the transaction ends (a no-op on SQLite, whose writer holds the database lock)."""
-        row = c.execute(_LOCK_ACCOUNT, {"kind": kind, "member_id": member_id, "currency": currency}).first()
+        key = {"kind": kind, "member_id": member_id, "currency": currency}
+        row = c.execute(_LOCK_ACCOUNT, key).first()
         if row is None:  # the member's first posting of this kind: create the account, then lock it
-            acc = self._account(c, kind, member_id, currency)
-            row = c.execute(select(t.account.c.id, t.account.c.balance).where(t.account.c.id == acc).with_for_update()).one()
+            self._account(c, kind, member_id, currency)
+            row = c.execute(_LOCK_ACCOUNT, key).one()
         return int(row[0]), int(row[1])
 
     def _existing(self, c: Connection, key: str) -> Posted | None:

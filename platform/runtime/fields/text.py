@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import ClassVar
 
 from marshmallow import ValidationError, fields as mf, validate
@@ -42,20 +43,13 @@ class TrimmedString(LocalizedString):
             raise ValidationError(self.error_messages["required"])
         return out
 
-    @property
+    @cached_property
     def _plain_bounds(self) -> tuple[int, float] | None:
         """(min, max) length when this is a plain trimmed string whose only checks are lengths; None otherwise."""
-        cached = self.__dict__.get("_bounds", False)
-        if cached is not False:
-            return cached
-        bounds: tuple[int, float] | None = None
         lengths = [v for v in self.validators if isinstance(v, Length)]
-        if type(self) is TrimmedString and len(lengths) == len(self.validators) and all(type(v) is Length and v.equal is None for v in lengths):
-            lo = max([v.min for v in lengths if v.min is not None], default=0)
-            hi = min([v.max for v in lengths if v.max is not None], default=float("inf"))
-            bounds = (lo, hi)
-        self.__dict__["_bounds"] = bounds
-        return bounds
+        if type(self) is not TrimmedString or len(lengths) != len(self.validators) or any(type(v) is not Length or v.equal is not None for v in lengths):
+            return None
+        return (max([v.min for v in lengths if v.min is not None], default=0), min([v.max for v in lengths if v.max is not None], default=float("inf")))
 
 
 class _TextBase(FieldType):

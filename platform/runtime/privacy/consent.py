@@ -56,14 +56,18 @@ def grant_within(conn: Connection, entity_key: str, record_id: int, channel: str
 def withdraw_channel_within(conn: Connection, entity_key: str, record_id: int, channel: str, actor: Actor) -> list[int]:
     """Withdraw every open consent of the subject for ``channel`` (whatever its purpose) in ``conn``'s transaction: the
     subject said no to the channel. Returns the withdrawn consents' ids; each withdrawal is audited."""
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = conn.execute(select(consent.c.id, consent.c.purpose, consent.c.version).where(
-        consent.c.entity == entity_key, consent.c.record_id == record_id, consent.c.channel == channel, consent.c.withdrawn_at.is_(None))).all()
+    rows = conn.execute(select(consent).where(consent.c.entity == entity_key, consent.c.record_id == record_id, consent.c.channel == channel,
+                                              consent.c.withdrawn_at.is_(None))).mappings().all()
     for r in rows:
-        conn.execute(consent.update().where(consent.c.id == r.id).values(withdrawn_at=now, withdrawn_by=actor.id))
-        record_event(conn, category="privacy", action="consent_withdraw", actor_id=actor.id, entity=entity_key, record_id=record_id,
-                     changes={"consent_id": r.id, "channel": channel, "purpose": r.purpose, "version": r.version})
-    return [r.id for r in rows]
+        _close(conn, r, actor)
+    return [r["id"] for r in rows]
+
+
+def _close(conn: Connection, row, actor: Actor) -> None:
+    """Withdraw one open consent row and audit it."""
+    conn.execute(consent.update().where(consent.c.id == row["id"]).values(withdrawn_at=dt.datetime.now(dt.timezone.utc), withdrawn_by=actor.id))
+    record_event(conn, category="privacy", action="consent_withdraw", actor_id=actor.id, entity=row["entity"], record_id=row["record_id"],
+                 changes={"consent_id": row["id"], "channel": row["channel"], "purpose": row["purpose"], "version": row["version"]})
 
 
 def withdraw_consent(services, entity_key: str, record_id: Any, consent_id: Any, actor: Actor) -> dict:
@@ -77,10 +81,7 @@ def withdraw_consent(services, entity_key: str, record_id: Any, consent_id: Any,
             raise RecordNotFound(text("This consent record does not exist for this subject.", "该数据主体没有这条同意记录。"))
         if row["withdrawn_at"] is not None:
             raise ValidationFailed({"consent": [text("This consent was already withdrawn.", "这条同意已经撤回。")]})
-        now = dt.datetime.now(dt.timezone.utc)
-        conn.execute(consent.update().where(consent.c.id == cid).values(withdrawn_at=now, withdrawn_by=actor.id))
-        record_event(conn, category="privacy", action="consent_withdraw", actor_id=actor.id, entity=entity_key, record_id=rid,
-                     changes={"consent_id": cid, "channel": row["channel"], "purpose": row["purpose"], "version": row["version"]})
+        _close(conn, row, actor)
         row = conn.execute(select(consent).where(consent.c.id == cid)).mappings().one()
     return _public(row)
 

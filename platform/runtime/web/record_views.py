@@ -140,7 +140,7 @@ def register_record_routes(bp):
         entity_of(entity_key)
         q = request.args.get("q", "")[:100]
         field = request.args.get("field", "")
-        selected = (request.args.get(field, "") if field and field != "q" else "") or request.args.get("selected", "")
+        selected = request.args.get(field, "") if field and field != "q" else ""
         opts = services().queries.options(entity_key, acting(), search=q or None, limit=LINK_CHOICES)
         if selected.isdigit() and int(selected) not in {i for i, _ in opts}:
             opts = list(resolve_titles(entity_key, [selected], acting()).items()) + list(opts)
