@@ -1,6 +1,6 @@
 """`python -m bench.points`: the points ledger under 16 concurrent workers, next to two plain-SQL baselines.
 
-    python -m bench.points [--members 100000] [--workers 16] [--seconds 10] [--database-url URL]
+    python -m bench.points [--members 100000] [--workers 16] [--processes 4] [--seconds 10] [--database-url URL]
 
 Scenarios: earn/redeem (half each) for a uniformly random member, and for one of 10 hot members. Variants:
 
@@ -10,13 +10,15 @@ Scenarios: earn/redeem (half each) for a uniformly random member, and for one of
 - naive read-then-write: reads the balance without a lock and writes ``balance = <read value> ± n`` — shown to
   lose points when workers collide (the invariant check at the end counts the damage).
 
-Each variant reports tx/s and p50/p95 latency; the product's ledger invariants are checked at the end. Results go
+The workers are spread over driver processes (a single Python process would cap the client at one core). Each
+variant reports tx/s and p50/p95 latency; the product's ledger invariants are checked at the end. Results go
 to var/bench/points.json. Run it on PostgreSQL (CRMKIT_DATABASE_URL): SQLite has one writer at a time.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import random
 import statistics
@@ -108,8 +110,10 @@ def naive_op(engine, member: int, delta: int, key: str) -> bool:
     return True
 
 
-def product_op(ledger):
-    from crmkit.apps.membership.ledger import InsufficientPoints
+def product_op(engine):
+    from crmkit.apps.membership.ledger import InsufficientPoints, LedgerService
+
+    ledger = LedgerService(engine)
 
     def op(engine, member: int, delta: int, key: str) -> bool:
         try:
@@ -124,17 +128,25 @@ def product_op(ledger):
     return op
 
 
-def run(engine, op, *, workers: int, seconds: float, pick, tag: str) -> dict:
-    latencies: list[list[float]] = [[] for _ in range(workers)]
-    errors = [0] * workers
-    stop = time.perf_counter() + seconds
-    barrier = threading.Barrier(workers)
+# Each variant is built inside each driver process, on that process's own engine.
+VARIANTS = {"product": product_op, "for_update": lambda engine: locked_op, "for_update_audited": lambda engine: locked_audited_op,
+            "naive": lambda engine: naive_op}
+
+
+def _drive(url: str, variant: str, threads: int, seconds: float, pick, tag: str, barrier, results) -> None:
+    """One driver process: ``threads`` workers posting through ``variant`` on an engine of its own; reports latencies and errors."""
+    engine = make_engine(url, pool_size=threads + 2, max_overflow=0)
+    op = VARIANTS[variant](engine)
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    errors = [0] * threads
+    ready = threading.Barrier(threads + 1)
+    stop = [0.0]
 
     def work(w: int):
-        rnd = random.Random(w)
-        barrier.wait()
+        rnd = random.Random(f"{tag}:{w}")
+        ready.wait()
         n = 0
-        while time.perf_counter() < stop:
+        while time.perf_counter() < stop[0]:
             member = pick(rnd)
             delta = rnd.randint(1, 50) * (1 if rnd.random() < 0.5 else -1)
             t = time.perf_counter()
@@ -145,16 +157,39 @@ def run(engine, op, *, workers: int, seconds: float, pick, tag: str) -> dict:
             latencies[w].append((time.perf_counter() - t) * 1000)
             n += 1
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
-    for t in threads:
+    workers = [threading.Thread(target=work, args=(w,)) for w in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    barrier.wait()  # every process starts together
+    t0 = time.perf_counter()
+    stop[0] = t0 + seconds
+    ready.wait()
+    for t in workers:
         t.join()
-    wall = time.perf_counter() - t0
-    lat = sorted(x for ws in latencies for x in ws)
+    results.put(([x for ws in latencies for x in ws], sum(errors), time.perf_counter() - t0))
+    results.close()
+    results.join_thread()
+    engine.dispose()
+
+
+def run(url: str, variant: str, *, workers: int, processes: int, seconds: float, pick, tag: str) -> dict:
+    """``workers`` concurrent workers spread over ``processes`` driver processes (one Python process's GIL would cap the
+    client at one core, which is not how the product runs: gunicorn workers are processes)."""
+    ctx = mp.get_context("fork")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    per = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
+    procs = [ctx.Process(target=_drive, args=(url, variant, n, seconds, pick, f"{tag}:{i}", barrier, results)) for i, n in enumerate(per)]
+    for p in procs:
+        p.start()
+    got = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise RuntimeError(f"a {variant} driver process failed (exit code {p.exitcode})")
+    lat = sorted(x for ls, _, _ in got for x in ls)
+    wall = max(w for _, _, w in got)
     return {"tx": len(lat), "tx_per_s": round(len(lat) / wall, 1), "p50_ms": round(statistics.median(lat), 2),
-            "p95_ms": round(lat[max(0, int(len(lat) * 0.95) - 1)], 2), "errors": sum(errors)}
+            "p95_ms": round(lat[max(0, int(len(lat) * 0.95) - 1)], 2), "errors": sum(e for _, e, _ in got)}
 
 
 def baseline_damage(engine) -> dict:
@@ -171,32 +206,31 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--processes", type=int, default=4, help="driver processes the workers are spread over (default 4)")
     ap.add_argument("--database-url", default=os.environ.get("CRMKIT_DATABASE_URL"))
     args = ap.parse_args()
     var = Path(os.environ.get("CRMKIT_VAR_DIR", "var")) / "bench"
     url = prepare_database(args.database_url, var, name="crmkit_bench_points")
-    print(f"bench.points: database {make_url(url).render_as_string(hide_password=True)}, {args.members} members, {args.workers} workers")
+    print(f"bench.points: database {make_url(url).render_as_string(hide_password=True)}, {args.members} members, "
+          f"{args.workers} workers in {args.processes} processes")
     t = time.perf_counter()
     services = setup(url, var, args.members)
     print(f"seeded {args.members} wallets in {time.perf_counter() - t:.1f}s")
-    engine = make_engine(url, pool_size=args.workers + 4, max_overflow=0)
-    from crmkit.apps.membership.ledger import LedgerService, check_invariants
+    services.engine.dispose()  # the driver processes fork from here: they must not share its connections
+    engine = make_engine(url, pool_size=2, max_overflow=0)
+    from crmkit.apps.membership.ledger import check_invariants
 
-    ledger = LedgerService(engine)
     scenarios = {"uniform": lambda rnd: rnd.randint(1, args.members), "10 hot members": lambda rnd: rnd.randint(1, 10)}
     results = []
     for name, pick in scenarios.items():
-        row = {"scenario": name}
-        row["product"] = run(engine, product_op(ledger), workers=args.workers, seconds=args.seconds, pick=pick, tag=f"p-{name}")
-        reset_baseline(engine, args.members)
-        row["for_update"] = run(engine, locked_op, workers=args.workers, seconds=args.seconds, pick=pick, tag=f"l-{name}")
-        row["for_update"].update(baseline_damage(engine))
-        reset_baseline(engine, args.members)
-        row["for_update_audited"] = run(engine, locked_audited_op, workers=args.workers, seconds=args.seconds, pick=pick, tag=f"a-{name}")
-        row["for_update_audited"].update(baseline_damage(engine))
-        reset_baseline(engine, args.members)
-        row["naive"] = run(engine, naive_op, workers=args.workers, seconds=args.seconds, pick=pick, tag=f"n-{name}")
-        row["naive"].update(baseline_damage(engine))
+        row: dict = {"scenario": name}
+        for variant in VARIANTS:
+            if variant != "product":
+                reset_baseline(engine, args.members)
+            engine.dispose()
+            row[variant] = run(url, variant, workers=args.workers, processes=args.processes, seconds=args.seconds, pick=pick, tag=f"{variant}-{name}")
+            if variant != "product":
+                row[variant].update(baseline_damage(engine))
         results.append(row)
     with engine.connect() as c:
         problems = check_invariants(c)
@@ -211,7 +245,7 @@ def main() -> None:
                   f"errors {v['errors']}{extra}")
     print(f"ledger invariants after the run: {'OK' if not problems else problems[:5]}")
     var.mkdir(parents=True, exist_ok=True)
-    out = {"machine": info, "members": args.members, "workers": args.workers, "seconds": args.seconds, "results": results,
+    out = {"machine": info, "members": args.members, "workers": args.workers, "processes": args.processes, "seconds": args.seconds, "results": results,
            "invariant_problems": problems, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (var / "points.json").write_text(json.dumps(out, indent=2, default=str))
     print(f"wrote {var / 'points.json'}")

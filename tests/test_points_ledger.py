@@ -43,14 +43,27 @@ def test_same_idempotency_key_posts_once(services):
 
 
 def test_every_posting_writes_an_audit_entry_and_an_outbox_event(services):
+    """PostgreSQL writes a posting in one statement, SQLite statement by statement (append_pg.py): both write the same rows."""
     lg = ledger(services)
-    p = lg.earn(9, 30, key="t:audit", actor=staff(5))
+    expiry = dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
+    p = lg.earn(9, 30, key="t:audit", actor=staff(5), source_type="order", source_id=77, expires_at=expiry, memo="m" * 600)
     with services.engine.connect() as c:
         audit = c.execute(select(pt.audit.c.action, pt.audit.c.actor_id, pt.audit.c.changes).where(pt.audit.c.entity == "membership.member",
                                                                                                     pt.audit.c.record_id == 9)).all()
-        events = c.execute(select(pt.outbox.c.topic, pt.outbox.c.payload).where(pt.outbox.c.record_id == 9)).all()
-    assert [(a.action, a.actor_id, a.changes["entry"]) for a in audit] == [("points.earn", 5, p.entry_id)]
-    assert [(e.topic, e.payload["points"]) for e in events] == [("points.earn", 30)]
+        events = c.execute(select(pt.outbox.c.topic, pt.outbox.c.entity, pt.outbox.c.payload).where(pt.outbox.c.record_id == 9)).all()
+        entry = c.execute(select(lt.entry).where(lt.entry.c.id == p.entry_id)).mappings().one()
+        lines = c.execute(select(lt.line.c.account_id, lt.line.c.currency, lt.line.c.amount).where(lt.line.c.entry_id == p.entry_id)
+                          .order_by(lt.line.c.amount)).all()
+        lots = c.execute(select(lt.lot.c.account_id, lt.lot.c.amount, lt.lot.c.remaining, lt.lot.c.expires_at).where(lt.lot.c.entry_id == p.entry_id)).all()
+        wallet = c.execute(select(lt.account.c.id).where(lt.account.c.kind == "wallet", lt.account.c.member_id == 9)).scalar_one()
+        liability = c.execute(select(lt.account.c.id).where(lt.account.c.kind == "liability", lt.account.c.member_id == 0)).scalar_one()
+    change = {"entry": p.entry_id, "kind": "earn", "points": 30, "currency": "reward", "key": "t:audit", "source": "order:77"}
+    assert [(a.action, a.actor_id, a.changes) for a in audit] == [("points.earn", 5, change)]
+    assert [(e.topic, e.entity, e.payload) for e in events] == [("points.earn", "membership.member", {**change, "member_id": 9, "actor_id": 5})]
+    assert (entry["kind"], entry["amount"], entry["source_id"], entry["memo"], entry["created_by"]) == ("earn", 30, "77", "m" * 500, 5)
+    assert entry["details"] == {"expires_at": expiry.isoformat()}
+    assert [tuple(r) for r in lines] == [(liability, "reward", -30), (wallet, "reward", 30)]
+    assert [tuple(r) for r in lots] == [(wallet, 30, 30, expiry)]
 
 
 def test_pending_earn_is_not_spendable_until_confirmed(services):

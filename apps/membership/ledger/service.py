@@ -25,6 +25,7 @@ from crmkit.runtime.storage import platform_tables as pt
 
 from . import tables as t
 from ..card_guard import refuse_blocked_card
+from .append_pg import append_statement
 from .errors import InsufficientPoints, LedgerRefused
 
 MEMBER_ENTITY = "membership.member"
@@ -60,8 +61,21 @@ def _insert_ignore(conn: Connection, table, values: dict, keys: list[str]) -> No
 _LOCK_ACCOUNT = (select(t.account.c.id, t.account.c.balance)
                  .where(t.account.c.kind == bindparam("kind"), t.account.c.member_id == bindparam("member_id"), t.account.c.currency == bindparam("currency"))
                  .with_for_update())
+_COUNTER = select(t.account.c.id).where(t.account.c.kind == bindparam("counter"), t.account.c.member_id == 0,
+                                         t.account.c.currency == bindparam("currency")).scalar_subquery()
+# The member's account locked and the counter account's id read in one round trip (earn and redeem, the hot postings).
+_LOCK_ACCOUNT_AND_COUNTER = _LOCK_ACCOUNT.add_columns(_COUNTER)
 _MOVE_BALANCE = (t.account.update().where(t.account.c.id == bindparam("b_acc"), t.account.c.balance.is_not(None))
                  .values(balance=t.account.c.balance + bindparam("b_points"), updated_at=bindparam("b_now")))
+_FIND_KEY = select(t.entry.c.id, t.entry.c.amount).where(t.entry.c.idempotency_key == bindparam("key"))
+_INSERT_ENTRY = t.entry.insert()
+_INSERT_LINES = t.line.insert()
+_INSERT_LOT = t.lot.insert()
+_INSERT_OUTBOX = pt.outbox.insert()
+_OPEN_LOTS = select(t.lot.c.id, t.lot.c.remaining).where(t.lot.c.account_id == bindparam("acc"), t.lot.c.remaining > 0)
+_OPEN_LOTS_OF_ENTRY = _OPEN_LOTS.where(t.lot.c.entry_id == bindparam("entry"))
+_OPEN_LOTS_AFTER = _OPEN_LOTS.where(t.lot.c.id > bindparam("after")).order_by(t.lot.c.id).limit(64)
+_TAKE_FROM_LOT = t.lot.update().where(t.lot.c.id == bindparam("b_lot")).values(remaining=t.lot.c.remaining - bindparam("b_n"))
 
 
 class LedgerService:
@@ -86,18 +100,16 @@ class LedgerService:
 
         def work(c: Connection) -> Posted:
             side = "pending" if pending else "wallet"
-            acc, _bal = self._lock(c, side, member_id, currency)
+            acc, _bal, counter_acc = self._lock_with_counter(c, side, member_id, currency, counter)
             found = self._existing(c, key)
             if found:
                 return found
             if self.member_check is not None:
                 self.member_check(c, member_id)
-            counter_acc = self._account(c, counter, 0, currency)
             entry_id = self._append(c, key=key, kind="earn_pending" if pending else "earn", currency=currency, member_id=member_id, amount=points,
                                     lines=[(acc, points), (counter_acc, -points)], source_type=source_type, source_id=source_id, memo=memo,
-                                    details={**(details or {}), "expires_at": expires_at.isoformat() if expires_at else None}, actor=actor)
-            if not pending:
-                self._add_lot(c, acc, entry_id, points, expires_at)
+                                    details={**(details or {}), "expires_at": expires_at.isoformat() if expires_at else None}, actor=actor,
+                                    lot=None if pending else (acc, points, expires_at))
             return Posted(entry_id, points, True)
 
         return self._run(conn, key, work)
@@ -122,8 +134,7 @@ class LedgerService:
             exp = expires_at or _parse((orig["details"] or {}).get("expires_at"))
             entry_id = self._append(c, key=key, kind="confirm", currency=cur, member_id=member, amount=0, lines=[(wallet, amount), (pend, -amount)],
                                     source_type=orig["source_type"], source_id=orig["source_id"], reversal_of=None, memo=None,
-                                    details={"pending_entry": pending_entry_id, "points": amount}, actor=actor)
-            self._add_lot(c, wallet, entry_id, amount, exp)
+                                    details={"pending_entry": pending_entry_id, "points": amount}, actor=actor, lot=(wallet, amount, exp))
             return Posted(entry_id, 0, True)
 
         return self._run(conn, key, work)
@@ -137,7 +148,7 @@ class LedgerService:
         _counter(counter, ("redeemed", "merchant"))
 
         def work(c: Connection) -> Posted:
-            wallet, bal = self._lock(c, "wallet", member_id, "reward")
+            wallet, bal, counter_acc = self._lock_with_counter(c, "wallet", member_id, "reward", counter)
             found = self._existing(c, key)
             if found:
                 return found
@@ -146,7 +157,6 @@ class LedgerService:
             if bal < points:
                 raise InsufficientPoints(text("Not enough points: the balance is {balance}, {points} are needed.", "积分不足：余额 {balance}，需要 {points}。",
                                               balance=bal, points=points), details={"balance": bal, "needed": points})
-            counter_acc = self._account(c, counter, 0, "reward")
             used = self._consume(c, wallet, points)
             entry_id = self._append(c, key=key, kind="redeem", currency="reward", member_id=member_id, amount=-points,
                                     lines=[(wallet, -points), (counter_acc, points)], source_type=source_type, source_id=source_id, memo=memo,
@@ -195,10 +205,9 @@ class LedgerService:
                 amount, lines = -take, [(acc, -take), (counter_line, take)]
             else:  # the member spent points: give them back, expiring like the earliest lot they came from
                 amount, lines = want, [(acc, want), (counter_line, -want)]
+            lot = (acc, amount, self._earliest_expiry(c, (orig["details"] or {}).get("lots") or [])) if amount > 0 else None
             rid = self._append(c, key=key, kind="reverse", currency=cur, member_id=member, amount=amount, lines=lines, source_type=orig["source_type"],
-                               source_id=orig["source_id"], reversal_of=entry_id, memo=memo, details=details, actor=actor)
-            if amount > 0:
-                self._add_lot(c, acc, rid, amount, self._earliest_expiry(c, (orig["details"] or {}).get("lots") or []))
+                               source_id=orig["source_id"], reversal_of=entry_id, memo=memo, details=details, actor=actor, lot=lot)
             return Posted(rid, amount, True)
 
         return self._run(conn, key, work)
@@ -240,8 +249,7 @@ class LedgerService:
                                     source_id=plan_id, memo=None, actor=actor, details={
                                         "points": moved, "lots": [[lot.id, int(lot.remaining)] for lot in lots],
                                         "from_expiry": [lot.expires_at.isoformat() if lot.expires_at else None for lot in lots],
-                                        "expires_at": new_expiry.isoformat() if new_expiry else None})
-            self._add_lot(c, wallet, entry_id, moved, new_expiry)
+                                        "expires_at": new_expiry.isoformat() if new_expiry else None}, lot=(wallet, moved, new_expiry))
             return Posted(entry_id, 0, True)
 
         return self._run(conn, key, work)
@@ -266,9 +274,8 @@ class LedgerService:
             entry_id = self._append(c, key=key, kind="uncarry", currency="reward", member_id=orig["member_id"], amount=0, lines=[],
                                     source_type="plan", source_id=orig["source_id"], reversal_of=carry_entry_id, memo=None, actor=actor,
                                     details={"points": (orig["details"] or {}).get("points", back), "restored": back,
-                                             "expires_at": expiry.isoformat() if expiry else None})
-            if back:
-                self._add_lot(c, wallet, entry_id, back, expiry)
+                                             "expires_at": expiry.isoformat() if expiry else None},
+                                    lot=(wallet, back, expiry) if back else None)
             return Posted(entry_id, 0, True)
 
         return self._run(conn, key, work)
@@ -365,8 +372,16 @@ class LedgerService:
             row = c.execute(_LOCK_ACCOUNT, key).one()
         return int(row[0]), int(row[1])
 
+    def _lock_with_counter(self, c: Connection, kind: str, member_id: int, currency: str, counter: str) -> tuple[int, int, int]:
+        """``_lock`` plus the id of the ``counter`` account the posting's other line goes to."""
+        row = c.execute(_LOCK_ACCOUNT_AND_COUNTER, {"kind": kind, "member_id": member_id, "currency": currency, "counter": counter}).first()
+        if row is None or row[2] is None:  # a first posting: open what is missing the slow way
+            acc, bal = self._lock(c, kind, member_id, currency)
+            return acc, bal, self._account(c, counter, 0, currency)
+        return int(row[0]), int(row[1]), int(row[2])
+
     def _existing(self, c: Connection, key: str) -> Posted | None:
-        row = c.execute(select(t.entry.c.id, t.entry.c.amount).where(t.entry.c.idempotency_key == key)).first()
+        row = c.execute(_FIND_KEY, {"key": key}).first()
         return Posted(row.id, row.amount, False) if row else None
 
     def _entry(self, c: Connection, entry_id: int) -> dict:
@@ -383,29 +398,42 @@ class LedgerService:
         return total
 
     def _append(self, c: Connection, *, key, kind, currency, member_id, amount, lines, source_type, source_id, memo, details, actor,
-                reversal_of=None) -> int:
+                reversal_of=None, lot: tuple[int, int, dt.datetime | None] | None = None) -> int:
+        """Write an entry, its lines (summing to zero), the balance moves, the outbox event, the new ``lot`` (account,
+        points, expiry) if any, and the audit entry; returns the entry id."""
         if sum(a for _, a in lines) != 0:
             raise AssertionError("an entry's lines must sum to zero")
         now = self.clock()
-        entry_id = c.execute(t.entry.insert().values(
-            idempotency_key=key, kind=kind, currency=currency, member_id=member_id, amount=amount, source_type=source_type,
-            source_id=None if source_id is None else str(source_id), reversal_of=reversal_of, memo=(memo or None) and memo[:500], details=details,
-            created_at=now, created_by=actor.id)).inserted_primary_key[0]
-        rows = [{"entry_id": entry_id, "account_id": acc, "currency": currency, "amount": a} for acc, a in lines if a]
-        if rows:  # a reversal that found nothing left to take back records its shortfall with no lines
-            c.execute(t.line.insert(), rows)
-        moves = [{"b_acc": acc, "b_points": a, "b_now": now} for acc, a in lines if a]
-        if moves:  # counter accounts (balance NULL) match nothing, so their shared rows are never locked
-            c.execute(_MOVE_BALANCE, moves)
-        change = {"entry": entry_id, "kind": kind, "points": amount, "currency": currency, "key": key, "source": f"{source_type}:{source_id}"}
-        c.execute(pt.outbox.insert().values(created_at=now, topic=f"points.{kind}", entity=MEMBER_ENTITY, record_id=member_id,
-                                            payload={**change, "member_id": member_id, "actor_id": actor.id}))
+        lines = [(acc, a) for acc, a in lines if a]  # a reversal that found nothing left to take back records its shortfall with no lines
+        change = {"kind": kind, "points": amount, "currency": currency, "key": key, "source": f"{source_type}:{source_id}"}
+        entry = {"kind": kind, "currency": currency, "member_id": member_id, "amount": amount, "source_type": source_type,
+                 "source_id": None if source_id is None else str(source_id), "reversal_of": reversal_of, "memo": (memo or None) and memo[:500],
+                 "details": details}
+        outbox = {"topic": f"points.{kind}", "entity": MEMBER_ENTITY, "payload": {**change, "member_id": member_id, "actor_id": actor.id}}
+        if c.dialect.name == "postgresql":  # one statement (append_pg.py)
+            params = {**entry, **outbox, "key": key, "now": now, "actor": actor.id}
+            for i, (acc, a) in enumerate(lines):
+                params[f"acc_{i}"], params[f"amt_{i}"] = acc, a
+            if lot is not None:
+                params["lot_acc"], params["lot_amount"], params["lot_expires"] = lot
+            entry_id = c.execute(append_statement(len(lines), lot is not None), params).scalar_one()
+        else:
+            entry_id = c.execute(_INSERT_ENTRY, {**entry, "idempotency_key": key, "created_at": now, "created_by": actor.id}).inserted_primary_key[0]
+            if lines:
+                c.execute(_INSERT_LINES, [{"entry_id": entry_id, "account_id": acc, "currency": currency, "amount": a} for acc, a in lines])
+                # counter accounts (balance NULL) match nothing, so their shared rows are never locked
+                c.execute(_MOVE_BALANCE, [{"b_acc": acc, "b_points": a, "b_now": now} for acc, a in lines])
+            c.execute(_INSERT_OUTBOX, {**outbox, "created_at": now, "record_id": member_id, "payload": {**outbox["payload"], "entry": entry_id}})
+            if lot is not None:
+                self._add_lot(c, lot[0], entry_id, lot[1], lot[2])
         # The audit chain serialises every writer on its head row: keep it the last statement before the caller's other work.
-        record_event(c, category="record", action=f"points.{kind}", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=member_id, changes=change)
+        record_event(c, category="record", action=f"points.{kind}", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=member_id,
+                     changes={"entry": entry_id, **change})
         return entry_id
 
     def _add_lot(self, c: Connection, acc: int, entry_id: int, amount: int, expires_at: dt.datetime | None) -> None:
-        c.execute(t.lot.insert().values(account_id=acc, entry_id=entry_id, amount=amount, remaining=amount, expires_at=expires_at, created_at=self.clock()))
+        c.execute(_INSERT_LOT, {"account_id": acc, "entry_id": entry_id, "amount": amount, "remaining": amount, "expires_at": expires_at,
+                                "created_at": self.clock()})
 
     def _consume(self, c: Connection, acc: int, points: int, *, first_entry: int | None = None) -> list[list[int]]:
         """Take ``points`` from the wallet's open lots, oldest first (``first_entry``'s own lot before the rest).
@@ -413,29 +441,24 @@ class LedgerService:
         Lots are read 64 at a time through the partial index of open lots, so a wallet with many spent lots costs nothing extra."""
         used: list[list[int]] = []
         left = points
-        open_lots = select(t.lot.c.id, t.lot.c.remaining).where(t.lot.c.account_id == acc, t.lot.c.remaining > 0)
         if first_entry is not None:
-            for lot in c.execute(open_lots.where(t.lot.c.entry_id == first_entry)).all():
-                left = self._take(c, lot, left, used)
+            for lot in c.execute(_OPEN_LOTS_OF_ENTRY, {"acc": acc, "entry": first_entry}).all():
+                left = _take(lot, left, used)
+        emptied = {lot_id for lot_id, _ in used}  # taken whole if anything is left to take (written back at the end)
         after = 0
         while left:
-            lots = c.execute(open_lots.where(t.lot.c.id > after).order_by(t.lot.c.id).limit(64)).all()
+            lots = c.execute(_OPEN_LOTS_AFTER, {"acc": acc, "after": after}).all()
             if not lots:
                 raise AssertionError(f"lots of account {acc} hold less than its balance")
             for lot in lots:
                 after = lot.id
-                left = self._take(c, lot, left, used)
+                if lot.id not in emptied:
+                    left = _take(lot, left, used)
                 if not left:
                     break
+        if used:
+            c.execute(_TAKE_FROM_LOT, [{"b_lot": lot_id, "b_n": n} for lot_id, n in used])
         return used
-
-    @staticmethod
-    def _take(c: Connection, lot, left: int, used: list) -> int:
-        n = min(left, int(lot.remaining))
-        if n:
-            c.execute(t.lot.update().where(t.lot.c.id == lot.id).values(remaining=t.lot.c.remaining - n))
-            used.append([lot.id, n])
-        return left - n
 
     def _earliest_expiry(self, c: Connection, used: list) -> dt.datetime | None:
         ids = [int(u[0]) for u in used]
@@ -480,9 +503,8 @@ class LedgerService:
         if points < 0:
             details["lots"] = self._consume(c, wallet, -points)
         entry_id = self._append(c, key=key, kind="adjust", currency=cur, member_id=member, amount=points, lines=[(wallet, points), (counter, -points)],
-                                source_type="adjustment", source_id=adjustment_id, memo=row["reason"], details=details, actor=actor)
-        if points > 0:
-            self._add_lot(c, wallet, entry_id, points, None)
+                                source_type="adjustment", source_id=adjustment_id, memo=row["reason"], details=details, actor=actor,
+                                lot=(wallet, points, None) if points > 0 else None)
         c.execute(t.adjustment.update().where(t.adjustment.c.id == adjustment_id)
                   .values(status="approved", decided_by=actor.id, decided_at=self.clock(), entry_id=entry_id))
         return Posted(entry_id, points, True)
@@ -520,6 +542,14 @@ def _maybe(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
     else:
         with engine.connect() as c:
             yield c
+
+
+def _take(lot, left: int, used: list[list[int]]) -> int:
+    """Note what ``_consume`` takes from ``lot`` (written back in one statement)."""
+    n = min(left, int(lot.remaining))
+    if n:
+        used.append([lot.id, n])
+    return left - n
 
 
 def _positive(points) -> None:

@@ -24,9 +24,7 @@ def record_events(conn: Connection, events: list[dict]) -> list[int]:
     rows = [entry_values(e.get("changes") or {}, at=e.get("at"), actor_id=e.get("actor_id"), category=e["category"], action=e["action"],
                          entity=e.get("entity"), record_id=e.get("record_id"), subject=e.get("subject"), ip=e.get("ip"),
                          request_id=e.get("request_id")) for e in events]
-    head = lock_head(conn)
-    assert head is not None  # waiting: never None
-    seq, prev = chain_rows(*head, rows)
+    seq, prev = chain_rows(*lock_head(conn), rows)
     insert_rows(conn, pt.audit, rows)
     conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=prev))
     return [r["seq"] for r in rows]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Connection, Engine, bindparam, select, text
+from sqlalchemy import Connection, Engine, bindparam, func, select, true
 
 from ..db import after_commit, is_sqlite, write_transaction
 from ..storage import platform_tables as pt
@@ -34,28 +34,25 @@ _CHAINED = (_A.c.id, _A.c.at, _A.c.actor_id, _A.c.category, _A.c.action, _A.c.en
 # Built once: the seal runs after every audited commit, and building statements costs more CPU than running them.
 _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _HEAD_WAIT = _HEAD.with_for_update()
-_HEAD_SKIP = _HEAD.with_for_update(skip_locked=True)
+# After a commit: take the head if free and, in the same round trip, let this transaction skip its WAL-flush wait
+# (``set_config(…, true)`` is ``SET LOCAL``; a lost seal is redone, see the module docstring).
+_HEAD_SKIP_NO_FLUSH_WAIT = _HEAD.add_columns(func.set_config("synchronous_commit", "off", true())).with_for_update(skip_locked=True)
 _HEAD_EXISTS = select(audit_head.c.id).where(audit_head.c.id == 1)
 _HEAD_MOVE = audit_head.update().where(audit_head.c.id == 1).values(seq=bindparam("b_seq"), hash=bindparam("b_hash"))
 _PENDING = select(*_CHAINED).where(_A.c.seq.is_(None)).order_by(_A.c.id).limit(BATCH)
 _ANY_PENDING = select(_A.c.id).where(_A.c.seq.is_(None)).limit(1)
 _SEAL = _A.update().where(_A.c.id == bindparam("b_id")).values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"))
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
-def lock_head(conn: Connection, *, wait: bool = True) -> tuple[int, str] | None:
-    """Take the chain-head lock for the rest of ``conn``'s transaction; returns (last seq, last hash).
+def lock_head(conn: Connection) -> tuple[int, str]:
+    """Take the chain-head lock for the rest of ``conn``'s transaction, waiting for it; returns (last seq, last hash).
 
-    With ``wait=False`` returns None instead of waiting when another transaction holds it. On PostgreSQL the
-    holder also seals after it commits (see the module docstring), so entries are never stranded behind it.
+    On PostgreSQL the holder also seals after it commits (see the module docstring), so entries are never stranded behind it.
     """
     sqlite = is_sqlite(conn)
-    q = _HEAD if sqlite else _HEAD_WAIT if wait else _HEAD_SKIP
+    q = _HEAD if sqlite else _HEAD_WAIT
     row = conn.execute(q).first()
-    if row is None:
-        if conn.execute(_HEAD_EXISTS).first() is not None:
-            return None  # it exists, so it is locked
-        # a database created without the 0004 migration's seed row
+    if row is None:  # a database created without the 0004 migration's seed row
         conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH, anchor_seq=0, anchor_hash=GENESIS_HASH))
         row = conn.execute(q).one()
     if not sqlite:
@@ -72,14 +69,12 @@ def chain_rows(seq: int, prev: str, rows: list[dict]) -> tuple[int, str]:
     return seq, prev
 
 
-def seal_pending(conn: Connection, *, wait: bool = True) -> int | None:
-    """Chain every pending entry ``conn`` can see, in ``id`` order, inside ``conn``'s transaction.
+def seal_pending(conn: Connection) -> int:
+    """Chain every pending entry ``conn`` can see, in ``id`` order, inside ``conn``'s transaction; returns how many."""
+    return _seal_after(conn, lock_head(conn))
 
-    Returns how many were sealed, or None when ``wait=False`` and another sealer holds the head.
-    """
-    head = lock_head(conn, wait=wait)
-    if head is None:
-        return None
+
+def _seal_after(conn: Connection, head: tuple[int, str]) -> int:
     seq, prev = head
     total = 0
     while True:
@@ -101,13 +96,16 @@ def has_pending(conn: Connection) -> bool:
 
 
 def seal_after_commit(conn: Connection) -> None:
-    """Seal what is pending in short transactions of our own until nothing is left or another sealer has the head."""
+    """Seal what is pending in short transactions of our own until nothing is left or another sealer has the head.
+
+    Finding the head taken (or missing: ``seal_now`` creates it) costs one statement; the holder looks again after it commits."""
     try:
         while True:
             with conn.begin():
-                conn.execute(_NO_FLUSH_WAIT)  # a lost seal is redone (module docstring)
-                if seal_pending(conn, wait=False) is None:
-                    return  # the holder looks again after its commit
+                row = conn.execute(_HEAD_SKIP_NO_FLUSH_WAIT).first()
+                if row is None:
+                    return
+                _seal_after(conn, (int(row[0]), row[1]))
             with conn.begin():
                 if not has_pending(conn):
                     return
