@@ -126,7 +126,10 @@ def databases(tmp_path_factory):
 
 
 def make_settings(url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=url, secret_key="test-secret-key-0123456789abcdef0123456789abcdef", var_dir=tmp_path / "var")
+    """Settings for an app on a copy of a template database, which already has Flask-AppBuilder's permission rows
+    (``build_template`` created them), so the app does not write them again at start."""
+    return Settings(database_url=url, secret_key="test-secret-key-0123456789abcdef0123456789abcdef", var_dir=tmp_path / "var",
+                    framework_permissions_on_start=False)
 
 
 @pytest.fixture

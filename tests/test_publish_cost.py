@@ -4,6 +4,7 @@ documents. The remembered results are keyed by content, so they can never vouch 
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 import pytest
 
@@ -11,7 +12,7 @@ from builder_support import ADMIN, builder_of
 from core_support import SAMPLE, L, entity_doc, lab_documents
 from crmkit.builder import edits
 from crmkit.runtime.errors import DefinitionError
-from crmkit.runtime.meta import store as store_module
+from crmkit.runtime.meta import store as store_module, validate as validate_module
 from crmkit.runtime.meta.compile import RawDocument
 from crmkit.runtime.meta.store import MetadataStore
 from crmkit.runtime.storage.plan import Planner
@@ -50,6 +51,7 @@ def count_calls(monkeypatch, owner, name) -> Counter:
 
 def test_a_changed_document_is_validated_again_and_refused(base_services, monkeypatch):
     store = base_services.store
+    monkeypatch.setattr(validate_module, "_KNOWN", OrderedDict())  # shared by the process: earlier tests may have validated SAMPLE
     runs = count_schema_runs(monkeypatch, store.validator)
     body = copy.deepcopy(SAMPLE)
     assert store.validator.problems("entity", body, SAMPLE_FILE) == []
@@ -111,6 +113,7 @@ def test_a_builder_publish_validates_changed_documents_once_and_compiles_and_pla
     compiles = count_calls(monkeypatch, store_module, "compile_documents")
     plans = count_calls(monkeypatch, Planner, "plan")
 
+    known_before = set(validate_module._KNOWN)
     result = b.publish(ADMIN, MEMBER, draft.revision)
 
     changed = len(result.changes)
@@ -122,7 +125,10 @@ def test_a_builder_publish_validates_changed_documents_once_and_compiles_and_pla
     # This worker's next catalog (read back from the database) re-validates nothing.
     assert services.store.catalog().entity(MEMBER).has_field("wechat_id")
     assert runs.calls == changed and compiles.calls == 2
-    # Another worker notices the stamp and validates only what changed.
+    # Another worker notices the stamp and validates only what changed. It is another process, so it has not seen
+    # what this one validated during the publish (the results this process shares between its own validators).
+    for key in set(validate_module._KNOWN) - known_before:
+        del validate_module._KNOWN[key]
     assert other.catalog().entity(MEMBER).has_field("wechat_id")
     assert other_runs.calls == changed
 
@@ -138,3 +144,23 @@ def test_a_refused_publish_reports_problems_every_time(services):
         b.publish(ADMIN, MEMBER, draft.revision)
     assert info.value.problems == first
     assert not services.store.catalog().entity(MEMBER).has_field("bad")
+
+
+def test_validators_share_remembered_results_only_when_their_field_types_match(monkeypatch):
+    """Every app in a process (a test run, a worker rebuilding its app) validates a document once; a validator with
+    other field types has other meta-schemas, so it validates for itself (a type it lacks is refused there)."""
+    from crmkit.runtime.fields import FieldTypeRegistry, default_registry
+
+    monkeypatch.setattr(validate_module, "_KNOWN", OrderedDict())
+    first, second = validate_module.DefinitionValidator(default_registry()), validate_module.DefinitionValidator(default_registry())
+    runs_first, runs_second = count_schema_runs(monkeypatch, first), count_schema_runs(monkeypatch, second)
+    assert first.problems("entity", copy.deepcopy(SAMPLE), SAMPLE_FILE) == []
+    assert second.problems("entity", copy.deepcopy(SAMPLE), SAMPLE_FILE) == []
+    assert (runs_first.calls, runs_second.calls) == (1, 0)
+
+    only_text = FieldTypeRegistry([t for t in default_registry().all() if t.name == "text"])
+    narrow = validate_module.DefinitionValidator(only_text)
+    problems = narrow.problems("entity", copy.deepcopy(SAMPLE), SAMPLE_FILE)
+    types = {f["type"] for f in SAMPLE["fields"]}
+    assert types - {"text"}, "SAMPLE must use a type other than text for this test to mean anything"
+    assert any("/type" in at for _, at, _ in problems)

@@ -41,6 +41,9 @@ class Settings:
     api_key_max_days: int = 365
     # How many reverse proxies sit in front and set X-Forwarded-For/-Proto/-Host (0: trust none).
     trusted_proxies: int = 0
+    # Flask-AppBuilder writes the permission rows of its own views when an app starts (~190 queries). An app built on
+    # a copy of a database that already has them (the test suite's template databases) may skip that.
+    framework_permissions_on_start: bool = True
     # Background jobs and messaging (docs/operations.md "Workers").
     job_lease_seconds: int = 60
     job_max_attempts: int = 5

@@ -33,8 +33,11 @@ NO_RULES = RuleSet(stamp=("admin",))
 _MASKS: dict[int, tuple[EntityDef, MappingProxyType]] = {}
 
 
+RESOURCE_PREFIX = "entity:"
+
+
 def resource_name(entity: EntityDef) -> str:
-    return f"entity:{entity.key}"
+    return f"{RESOURCE_PREFIX}{entity.key}"
 
 
 class Policy:

@@ -61,45 +61,52 @@ def document_digest(document: Any) -> str | None:
     return hashlib.sha256(text_.encode("ascii")).hexdigest()
 
 
+# Remembered schema problems, shared by every validator in the process: (meta-schema digest, kind, document digest) →
+# problems. The result is a pure function of the key, so apps built one after another (a test run, a worker that
+# rebuilds its app) validate each document once.
+_KNOWN: OrderedDict[tuple[str, str, str], tuple[tuple[str, str], ...]] = OrderedDict()
+_KNOWN_LOCK = threading.Lock()
+KNOWN_SIZE = 4096
+
+
 class DefinitionValidator:
     """Validates raw definitions of every kind; built once per field type registry.
 
-    A document's schema problems depend only on its kind and content, so they are remembered by
-    (kind, content hash): a publish validates each changed document once, and a worker reloading
-    after a stamp change re-validates only the documents whose content changed. Changed content
-    has a new hash, so a remembered result can never stand in for a different document."""
-
-    CACHE_SIZE = 4096
+    A document's schema problems depend only on the meta-schemas (which depend on the registered field types), its
+    kind and its content, so they are remembered by those (``_KNOWN``): a publish validates each changed document
+    once, and a worker reloading after a stamp change re-validates only the documents whose content changed. Changed
+    content has a new hash, so a remembered result can never stand in for a different document."""
 
     def __init__(self, field_types: FieldTypeRegistry):
         raw = _raw_schemas()
+        entity_schema = meta_schema("entity", field_types)
         registry = Registry().with_resources(
-            (BASE_URI + f"{n}.json", Resource.from_contents(raw[n] if n != "entity" else meta_schema("entity", field_types)))
+            (BASE_URI + f"{n}.json", Resource.from_contents(raw[n] if n != "entity" else entity_schema))
             for n in raw
         )
         self._validators = {
-            kind: Draft202012Validator(meta_schema(kind, field_types), registry=registry, format_checker=FormatChecker())
+            kind: Draft202012Validator(entity_schema if kind == "entity" else meta_schema(kind, field_types), registry=registry,
+                                       format_checker=FormatChecker())
             for kind in KINDS
         }
-        self._lock = threading.Lock()
-        self._known: OrderedDict[tuple[str, str], tuple[tuple[str, str], ...]] = OrderedDict()
+        self._schemas = document_digest(entity_schema) or ""  # the other kinds' meta-schemas are fixed
 
     def problems(self, kind: str, document: Any, filename: str) -> list[tuple[str, str, str]]:
         """Every schema problem as (file, JSON pointer, message), in document order."""
         digest = document_digest(document)
         if digest is None:
             return [(filename, at, message) for at, message in self.schema_problems(kind, document)]
-        key = (kind, digest)
-        with self._lock:
-            found = self._known.get(key)
+        key = (self._schemas, kind, digest)
+        with _KNOWN_LOCK:
+            found = _KNOWN.get(key)
             if found is not None:
-                self._known.move_to_end(key)
+                _KNOWN.move_to_end(key)
         if found is None:
             found = tuple(self.schema_problems(kind, document))
-            with self._lock:
-                self._known[key] = found
-                while len(self._known) > self.CACHE_SIZE:
-                    self._known.popitem(last=False)
+            with _KNOWN_LOCK:
+                _KNOWN[key] = found
+                while len(_KNOWN) > KNOWN_SIZE:
+                    _KNOWN.popitem(last=False)
         return [(filename, at, message) for at, message in found]
 
     def schema_problems(self, kind: str, document: Any) -> list[tuple[str, str]]:

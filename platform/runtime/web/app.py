@@ -50,7 +50,7 @@ def flask_config(settings: Settings, secret_key: str) -> dict:
         "AUTH_ROLE_PUBLIC": "Public",
         "FAB_ADD_SECURITY_API": False,  # its CRUD schemas break on marshmallow 4; the login API is always on
         "FAB_API_SWAGGER_UI": False,
-        "FAB_UPDATE_PERMS": True,
+        "FAB_UPDATE_PERMS": settings.framework_permissions_on_start,
         "LANGUAGES": {"zh": {"flag": "cn", "name": "中文"}, "en": {"flag": "gb", "name": "English"}},
         "BABEL_DEFAULT_LOCALE": settings.default_locale,
         "WTF_CSRF_ENABLED": True,
