@@ -285,6 +285,39 @@ def test_sql_equals_python(lab, source):
         assert _same(r["v"], expected), (source, dict(r), r["v"], expected)
 
 
+def test_dialect_specific_sql_is_cached_and_never_reuses_another_statements_values(lab):
+    """Functions spelled per dialect (ROUND, CONTAINS, ADD_DAYS) stay in SQLAlchemy's compiled cache: the second
+    statement of the same shape is a cache hit, and each statement still gets its own literals."""
+    from sqlalchemy import event
+    from sqlalchemy.engine.interfaces import CacheStats
+
+    catalog = lab.store.catalog()
+    entity = catalog.entity("lab.sample")
+    tables = lab.records.table_cache.tables(catalog)
+    table = tables["lab.sample"]
+    hits: list[bool] = []
+
+    def note(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):  # not SQLite's BEGIN
+            hits.append(context.cache_hit == CacheStats.CACHE_HIT)
+
+    def run(source):
+        expr = compile_expression(source, entity, catalog).to_sql(table, tables=tables, now=_now(None)).label("v")
+        with lab.engine.connect() as conn:
+            return conn.execute(select(expr).select_from(table).where(table.c.title == "alpha")).scalar_one()
+
+    event.listen(lab.engine, "before_cursor_execute", note)
+    try:
+        results = [run(s) for s in ("ROUND(ratio, 1) + 0", "ROUND(ratio, 2) + 0", "CONTAINS(title, 'ph')", "CONTAINS(title, 'zz')",
+                                    "ADD_DAYS(day, 1)", "ADD_DAYS(day, 30)")]
+    finally:
+        event.remove(lab.engine, "before_cursor_execute", note)
+    assert [_same(results[0], Decimal("1.3")), _same(results[1], Decimal("1.25"))] == [True, True]
+    assert [bool(results[2]), bool(results[3])] == [True, False]
+    assert [str(results[4])[:10], str(results[5])[:10]] == ["2024-02-01", "2024-03-01"]
+    assert hits[1::2] == [True, True, True]  # each second statement of a shape came from the cache
+
+
 def test_strings_are_bound_parameters_never_sql(lab):
     catalog = lab.store.catalog()
     entity = catalog.entity("lab.sample")

@@ -17,6 +17,7 @@ from sqlalchemy import (Boolean, Date, Float, Integer, Numeric, String, FromClau
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
 
 from ..i18n_text import text
@@ -29,9 +30,13 @@ RESULT_SQL_TYPES: dict[str, TypeEngine[Any]] = {"number": Numeric(38, 10, asdeci
 
 
 class Dialected(ColumnClause):
-    """One expression with a spelling per dialect (``default`` for the rest)."""
+    """One expression with a spelling per dialect (``default`` for the rest).
+
+    Its cache key includes every variant, so statements holding one stay in SQLAlchemy's compiled cache (without
+    it, every list and record read of an entity with such a formula was compiled anew)."""
 
     inherit_cache = False
+    _traverse_internals = [*ColumnClause._traverse_internals, ("variants", InternalTraversal.dp_string_clauseelement_dict)]
 
     def __init__(self, variants: dict[str, ColumnElement], type_=None):
         super().__init__("dialected", type_=type_)
