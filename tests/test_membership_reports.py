@@ -20,7 +20,21 @@ from crmkit.runtime.reports.runner import run_report
 CN = dt.timezone(dt.timedelta(hours=8))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def services(databases, tmp_path_factory):
+    """One app for the module: its tests only read, and seeding the demo costs 10-50 s (this overrides conftest's
+    per-test ``services``)."""
+    from conftest import make_settings
+    from crmkit.runtime.web.app import create_app
+
+    app = create_app(make_settings(databases.fresh("membership"), tmp_path_factory.mktemp("reports")), testing=True)
+    yield app.extensions["crmkit"]
+    with app.app_context():
+        app.extensions["sqlalchemy"].session.remove()
+        app.extensions["crmkit"].engine.dispose()
+
+
+@pytest.fixture(scope="module")
 def seeded(services):
     """The demo (members, orders, plan, rewards, coupons), some redemptions and some expired points, figures refreshed."""
     install(services, "membership", demo=True, demo_size=40)
