@@ -11,9 +11,11 @@ nothing (PermissionAdmin writes and audits only differences). Roles an administr
 - Store Manager — their store's members, applications and orders: row scope ``org_subtree`` (the member's org unit
   is its store's unit, see workflow_actions.create_member).
 - Auditor — read-only on every membership entity (coupons, level history and lifecycle parameters included), may
-  export members; personal fields of members and applications hidden. The platform's masking is a property of the
-  field for every reader (system reads included, so an SMS automation would get the masked mobile), so a per-role
-  mask is a ``hidden`` field rule; the member's name stays readable as the record title.
+  export members; personal fields of members and applications ``masked``: the Auditor reads 138****5678,
+  110101********8515, ********** for a birthday, on every surface (lists, record pages, API, exports, history), and
+  can neither unmask them nor filter, sort or group by them (search finds them only by the exact value). The mask is the Auditor's field rule, not the field's, so everyone
+  else (and system reads: an SMS automation gets the real mobile) is unaffected. The member's name stays readable as
+  the record title.
 
 Every role that may update members has the member's ``status`` read-only: card status changes go through the card
 actions (reason, history). Likewise every coupon field is read-only for the roles: a coupon changes only by being
@@ -62,7 +64,8 @@ def install_roles(services, actor) -> dict[str, int]:
             actions = spec["actions"].get(ent, ())
             admin.set_actions(role_id, entity, actions, actor_id=actor.id, create_missing=True)
             admin.set_row_scope(role_id, entity, spec.get("scopes", {}).get(ent, "all"), actor_id=actor.id)
-            rules = {f: ("hidden", False) for f in spec.get("fields", {}).get(ent, ())}
+            # The Auditor reads these masked (earlier installs hid them; installing again moves them to masked).
+            rules = {f: ("masked", False) for f in spec.get("fields", {}).get(ent, ())}
             if "update" in actions:
                 rules.update(CARD_STATUS_READ_ONLY.get(ent, {}))
                 if ent in ACTION_ONLY:

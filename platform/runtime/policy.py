@@ -1,7 +1,7 @@
 """The one policy point: every read and write asks it what an actor may do with an entity.
 
 Entity actions come from Flask-AppBuilder permissions named after stable resources
-(``entity:<app>.<entity>`` with the actions in ``ACTIONS``). Field access (hidden /
+(``entity:<app>.<entity>`` with the actions in ``ACTIONS``). Field access (hidden / masked /
 read-only / editable, may unmask) and row scopes (own, org unit, org subtree, all, custom
 filter) come from the platform's rule tables (``permissions``), unioned over the actor's
 roles and cached per process by a version stamp: one SQL statement per request.
@@ -82,14 +82,31 @@ class Policy:
         return self.access(actor, entity).unmaskable
 
     def comparable_fields(self, actor: Actor, entity: EntityDef) -> tuple[str, ...]:
-        """Readable fields the actor may filter and sort on: a masked field only with the right to unmask it."""
+        """Readable fields the actor may filter and sort on: a field they see masked only with the right to unmask it."""
         access = self.access(actor, entity)
-        masked = self.masked_fields(entity)
-        return tuple(n for n in access.readable if n not in masked or n in access.unmaskable)
+        return tuple(n for n in access.readable if n not in access.masked or n in access.unmaskable)
+
+    def masks(self, actor: Actor, entity: EntityDef) -> Mapping[str, str]:
+        """Field name → mask style of the fields ``actor`` sees masked: the entity's own masks (every reader, system
+        reads included) and the fields the actor's roles grant only ``masked`` (not admins, so not system reads)."""
+        return self.access(actor, entity).masked
+
+    def mask(self, actor: Actor, entity: EntityDef, *rows: dict) -> None:
+        """``rows`` as ``actor`` may see them: the fields they see masked are masked in place (values only; other names
+        are left alone). The one place values are masked before they leave the server; pass a page's rows together,
+        so the actor's masks are looked up once."""
+        masks = self.masks(actor, entity)
+        if not masks:
+            return
+        for row in rows:
+            for name, style in masks.items():
+                if name in row:
+                    row[name] = mask_value(style, row[name])
 
     @staticmethod
-    def masked_fields(entity: EntityDef) -> Mapping[str, str]:
-        """Field name → mask style, for the fields shown masked in every output (computed once per compiled entity)."""
+    def entity_masks(entity: EntityDef) -> Mapping[str, str]:
+        """Field name → the field's own mask style (its definition's ``mask``), whoever reads: the fields that can be
+        unmasked at all. What one actor sees masked is ``masks(actor, entity)``. Computed once per compiled entity."""
         found = _MASKS.get(id(entity))
         if found is None or found[0] is not entity:
             found = (entity, MappingProxyType({f.name: style for f in entity.fields if (style := mask_style(f))}))
@@ -97,14 +114,6 @@ class Policy:
                 _MASKS.clear()
             _MASKS[id(entity)] = found
         return found[1]
-
-    @staticmethod
-    def mask(entity: EntityDef, row: dict) -> dict:
-        """``row`` with masked fields masked in place (values only; unknown names are left alone)."""
-        for name, style in Policy.masked_fields(entity).items():
-            if name in row:
-                row[name] = mask_value(style, row[name])
-        return row
 
     # --- rows ------------------------------------------------------------------------------
     def row_filter(self, actor: Actor, entity: EntityDef, table: FromClause, catalog: Any = None) -> ColumnElement | None:
@@ -161,7 +170,8 @@ def without_retired(access: EntityAccess, entity: EntityDef) -> EntityAccess:
         return access
     return dataclasses.replace(access, readable=tuple(n for n in access.readable if n not in retired),
                                writable=tuple(n for n in access.writable if n not in retired),
-                               unmaskable=frozenset(n for n in access.unmaskable if n not in retired))
+                               unmaskable=frozenset(n for n in access.unmaskable if n not in retired),
+                               masked=MappingProxyType({n: s for n, s in access.masked.items() if n not in retired}))
 
 
 def substitute_variables(tree: Any, actor: Actor) -> tuple[Any, bool]:

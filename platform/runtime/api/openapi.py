@@ -160,7 +160,7 @@ def entity_paths(catalog: Catalog, entity: EntityDef) -> dict[str, dict]:
                          "type": "object", "required": ["id", "field", "value"],
                          "properties": {"id": {"type": "integer"}, "field": {"type": "string"}, "value": {}}}),
                          **errors("400", "401", "403", "404", "415", "422")}},
-        }} if (masked := Policy.masked_fields(entity)) else {}),
+        }} if (masked := Policy.entity_masks(entity)) else {}),
         f"{base}/bulk-update": {
             "post": {"operationId": f"{op}_bulk_update", "summary": f"Apply the same change to many {label} (all or nothing)", "tags": tag,
                      "security": WRITE_SECURITY, "requestBody": json_body(ref(schema_name(key, "bulk_update"))),

@@ -32,6 +32,11 @@ SYSTEM_FILTERABLE = ("id", "created_at", "updated_at", "created_by", "owner_id")
 SYSTEM_SORTABLE = ("id", "created_at", "updated_at")
 
 
+# Field schemas describe real values; a masked one is text of its own shape whatever the field's type.
+MASKED_NOTE = ("A field masked for the caller (its definition's mask, or a role that reads it masked) comes as masked text, "
+               "e.g. 138****5678 or ****, whatever its type.")
+
+
 def schema_name(entity_key: str, suffix: str = "") -> str:
     return entity_key.replace(".", "_") + (f"_{suffix}" if suffix else "")
 
@@ -135,7 +140,8 @@ def entity_schemas(catalog: Catalog, entity: EntityDef) -> dict[str, dict]:
         input_props["id"] = {"type": "integer", "minimum": 1, "description": "Id of an existing row to keep or change; omit for a new row. Rows left out are removed."}
     required = [f.name for f in writable if f.required and f.default is None]
     schemas: dict[str, dict] = {
-        name: {"type": "object", "title": entity.label.en, "description": f"{entity.label.zh} / {entity.label.en}",
+        name: {"type": "object", "title": entity.label.en,
+               "description": f"{entity.label.zh} / {entity.label.en}. {MASKED_NOTE}",
                "required": ["id", "row_version", "created_at", "updated_at"], "properties": record_props},
         schema_name(entity.key, "input"): {"type": "object", "title": f"New {entity.label.en}", "additionalProperties": False,
                                            "required": required, "properties": input_props},

@@ -1,4 +1,4 @@
-"""Records → JSON: each field through its type's ``to_json`` (decimals as strings, dates ISO)."""
+"""Records → JSON: each field through its type's ``to_json`` (decimals as strings, dates ISO; masked values as their text)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -21,7 +21,7 @@ def record_json(catalog: Catalog, entity: EntityDef, row: dict) -> dict:
             child = catalog.entities[f.opt("entity")]
             out[name] = [record_json(catalog, child, r) for r in value or []]
         elif f is not None:
-            out[name] = None if value is None else catalog.type_of(f).to_json(f, value)
+            out[name] = None if value is None else catalog.type_of(f).json_value(f, value)
         else:
             out[name] = plain(value)
     return out

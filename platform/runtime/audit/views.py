@@ -68,7 +68,7 @@ def _present(r: dict, catalog: Catalog, policy, actor, locale: str, tz) -> dict:
     changes = r["changes"] or {}
     if r["category"] == "record" and entity is not None:
         readable = set(policy.readable_fields(actor, entity))
-        masked = policy.masked_fields(entity)
+        masked = policy.masks(actor, entity)
         unmaskable = policy.unmaskable_fields(actor, entity)
         for name, change in changes.items():
             if name not in readable:

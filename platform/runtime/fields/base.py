@@ -23,6 +23,7 @@ from sqlalchemy.types import TypeEngine
 from ..errors import BadQuery
 from ..i18n_text import Text, join, text
 from ..meta.model import FieldDef, Label
+from ..permissions.masking import MaskedText
 
 # Operators and the number of values they take: 0 (none), 1, 2 (between) or "n" (in).
 OPERATOR_ARITY: dict[str, int | str] = {
@@ -114,6 +115,14 @@ class FieldType:
         if value is None:
             return ""
         return str(self.to_json(f, value))
+
+    # A value read through the query service may have been masked (``permissions.masking``): it is text then, not a
+    # value of this type, so the places that format read values call these two rather than ``display`` / ``to_json``.
+    def display_text(self, f: FieldDef, value: Any, locale: str) -> str:
+        return str(value) if isinstance(value, MaskedText) else self.display(f, value, locale)
+
+    def json_value(self, f: FieldDef, value: Any) -> Any:
+        return str(value) if isinstance(value, MaskedText) else self.to_json(f, value)
 
     def json_schema(self, f: FieldDef) -> dict:
         raise NotImplementedError

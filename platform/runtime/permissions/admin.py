@@ -14,8 +14,10 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select
 from ..audit import record_event
 from ..db import write_transaction
 from ..errors import BadQuery, ValidationFailed
+from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef
+from .masking import role_mask_style
 from .rules import RuleCache, bump_stamp
 from .tables import FIELD_ACCESS, SCOPES, field_rule, row_scope
 
@@ -47,6 +49,22 @@ def ensure_permission_rows(conn: Connection, resource: str, actions: Iterable[st
         if conn.execute(select(ab_permission_view.c.id).where(ab_permission_view.c.permission_id == perm,
                                                              ab_permission_view.c.view_menu_id == vm)).first() is None:
             conn.execute(insert(ab_permission_view).values(permission_id=perm, view_menu_id=vm))
+
+
+def field_rule_errors(entity: EntityDef, rules: dict[str, tuple[str, bool]]) -> dict[str, list]:
+    """Field name → problems with its (access, may_unmask) rule; empty when every rule may be stored."""
+    errors: dict[str, list] = {}
+    for name, (access, _) in rules.items():
+        f = entity.field_map.get(name)
+        if f is None:
+            errors[name] = [text("{entity} has no field '{name}'.", "{entity}没有字段“{name}”。", entity=Text(entity.key, entity.label.zh), name=name)]
+        elif access not in FIELD_ACCESS:
+            errors[name] = [text("'{access}' is not a field access level; choose one of: {levels}.", "“{access}”不是字段权限级别，请选择：{levels}。",
+                                 access=str(access)[:40], levels=", ".join(FIELD_ACCESS))]
+        elif access == "masked" and role_mask_style(f) is None:
+            errors[name] = [text("{field} cannot be shown masked: it refers to other records, people or files. Choose hidden or read-only.",
+                                 "{field}无法脱敏显示：它引用其他记录、人员或文件。请选择隐藏或只读。", field=f.label)]
+    return errors
 
 
 class PermissionAdmin:
@@ -110,13 +128,9 @@ class PermissionAdmin:
 
     # --- field rules ---------------------------------------------------------------------------
     def set_field_rules(self, role_id: int, entity: EntityDef, rules: dict[str, tuple[str, bool]], *, actor_id: int | None) -> int:
-        """Set (access, may_unmask) per field name; a field set to ("editable", False) needs no rule and is stored as none."""
-        errors = {}
-        for name, (access, _) in rules.items():
-            if name not in entity.field_map:
-                errors[name] = [f"{entity.key} has no field '{name}'."]
-            elif access not in FIELD_ACCESS:
-                errors[name] = [f"Choose one of: {', '.join(FIELD_ACCESS)}."]
+        """Set (access, may_unmask) per field name; a field set to ("editable", False) needs no rule and is stored as none.
+        Every rule is checked before anything is written: one bad rule refuses them all."""
+        errors = field_rule_errors(entity, rules)
         if errors:
             raise ValidationFailed(errors)
         self.role_name(role_id)

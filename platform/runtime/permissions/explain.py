@@ -15,7 +15,7 @@ class RoleLine:
     role_id: int
     name: str
     actions: list[str]
-    field_access: str | None  # for the asked field
+    field_access: str | None  # for the asked field: hidden / masked / read_only / editable
     may_unmask: bool
     scope: str
     scope_filter: object
@@ -34,6 +34,7 @@ class Explanation:
     field_name: str | None = None
     field_readable: bool | None = None
     field_writable: bool | None = None
+    field_masked: bool | None = None  # read with its value masked (the field's own mask, or only masked roles)
     field_unmaskable: bool | None = None
 
 
@@ -73,5 +74,6 @@ def explain(services, actor: Actor, entity: EntityDef, record_id: int | None = N
         access = policy.access(actor, entity)
         out.field_readable = out.can_read and field_name in access.readable
         out.field_writable = policy.allows(actor, entity, "update") and field_name in access.writable
+        out.field_masked = bool(out.field_readable) and field_name in access.masked
         out.field_unmaskable = field_name in access.unmaskable
     return out

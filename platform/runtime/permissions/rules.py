@@ -7,22 +7,24 @@ change made here) with a fingerprint of FAB's role-permission table, so a grant 
 FAB's own role screens is noticed too.
 
 A user's effective access is the union over the roles that grant anything on the entity:
-a field is readable when any such role does not hide it, writable when any such role may
-edit it, and a row is visible when any such role's scope covers it. A role without a rule
-for a field may edit it; a role without a row scope sees all rows.
+each field gets the best level any such role grants (hidden < masked < read-only < editable),
+and a row is visible when any such role's scope covers it. A role without a rule for a field
+may edit it; a role without a row scope sees all rows. A field whose best level is ``masked``
+is read with its value masked (``masking.role_mask_style``) and is never writable or unmaskable.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from flask_appbuilder.security.sqla import models as fab_models
 from sqlalchemy import Connection, Engine, Table, func, select
 
 from ..actor import Actor
-from ..meta.model import EntityDef
-from .masking import mask_style
+from ..meta.model import EntityDef, FieldDef
+from .masking import mask_style, role_mask_style
 from .tables import field_rule, policy_stamp, row_scope
 
 ab_role: Table = fab_models.Role.__table__
@@ -31,7 +33,7 @@ ab_view_menu: Table = fab_models.ViewMenu.__table__
 ab_permission_view: Table = fab_models.PermissionView.__table__
 ab_permission_view_role: Table = fab_models.assoc_permissionview_role
 
-ACCESS_RANK = {"hidden": 0, "read_only": 1, "editable": 2}
+ACCESS_RANK = {"hidden": 0, "masked": 1, "read_only": 2, "editable": 3}  # the tables' FIELD_ACCESS, in this order
 REQUEST_KEY = "crmkit_policy_rules"
 
 
@@ -65,6 +67,9 @@ class EntityAccess:
     readable: tuple[str, ...]
     writable: tuple[str, ...]
     unmaskable: frozenset[str]
+    # Field name → mask style of every readable field this actor sees masked: the entity's own masks (for every
+    # reader, unmaskable ones included: revealing is a separate, audited action) and the role masks.
+    masked: Mapping[str, str]
     scopes: tuple[ScopeRule, ...] | None  # None: every row
     roles: tuple[int, ...]  # the roles the access comes from
 
@@ -172,52 +177,66 @@ def field_access(rules: RuleSet, role_id: int, entity: EntityDef, name: str) -> 
     return rules.fields.get((role_id, entity.key), {}).get(name) or FieldRule("editable", False)
 
 
+def granted_level(rule: FieldRule, f: FieldDef) -> str:
+    """The level ``rule`` grants on ``f``. Fails closed: an unknown level grants nothing, and ``masked`` on a field
+    whose values cannot be masked (a link, a child table: ``masking.NOT_ROLE_MASKABLE``) reads as ``hidden``."""
+    if rule.access not in ACCESS_RANK or (rule.access == "masked" and role_mask_style(f) is None):
+        return "hidden"
+    return rule.access
+
+
+def may_unmask(level: str, rule: FieldRule) -> bool:
+    """A role lets its holders reveal a masked value only if it also reads the field unmasked itself."""
+    return rule.may_unmask and ACCESS_RANK[level] >= ACCESS_RANK["read_only"]
+
+
 def effective_access(rules: RuleSet, actor: Actor, entity: EntityDef, catalog_version: int | None = None) -> EntityAccess:
-    # The key holds everything the answer depends on, masks and read-only flags included: two catalogs may
+    # The key holds everything the answer depends on, masks, types and read-only flags included: two catalogs may
     # share an entity id and field names yet differ in those (e.g. a definition edited and republished).
     key = (actor.is_admin, actor.role_ids, entity.key, entity.id, catalog_version,
-           tuple((f.name, mask_style(f), f.read_only) for f in entity.fields))
+           tuple((f.name, f.type, f.opt("result"), mask_style(f), f.read_only) for f in entity.fields))
     found = rules.memo.get(key)
     if found is not None:
         return found
-    masked = {f.name for f in entity.fields if mask_style(f)}
-    if actor.is_admin:
+    own_masks = {f.name: style for f in entity.fields if (style := mask_style(f))}
+    roles = () if actor.is_admin else granting_roles(rules, actor, entity)
+    if actor.is_admin or not roles:
+        # Admins have every field; an actor built from permissions alone (no role-based rules apply) the defaults.
         access = EntityAccess(readable=tuple(f.name for f in entity.fields),
                               writable=tuple(f.name for f in entity.fields if not f.read_only),
-                              unmaskable=frozenset(masked), scopes=None, roles=())
+                              unmaskable=frozenset(own_masks) if actor.is_admin else frozenset(),
+                              masked=MappingProxyType(own_masks), scopes=None, roles=())
     else:
-        roles = granting_roles(rules, actor, entity)
-        if not roles:
-            # No role-based rules apply (an actor built from permissions alone): the defaults.
-            access = EntityAccess(readable=tuple(f.name for f in entity.fields),
-                                  writable=tuple(f.name for f in entity.fields if not f.read_only),
-                                  unmaskable=frozenset(), scopes=None, roles=())
+        readable, writable, unmaskable, masked = [], [], set(), dict(own_masks)
+        for f in entity.fields:
+            granted = [(granted_level(fr, f), fr) for fr in (field_access(rules, r, entity, f.name) for r in roles)]
+            best = max((level for level, _ in granted), key=ACCESS_RANK.__getitem__)
+            style = role_mask_style(f)
+            if best == "hidden":
+                continue
+            readable.append(f.name)
+            if best == "masked" and style is not None:  # (always set here: granted_level reads it as hidden otherwise)
+                masked[f.name] = style
+                continue
+            if best == "editable" and not f.read_only:
+                writable.append(f.name)
+            if f.name in own_masks and any(may_unmask(level, fr) for level, fr in granted):
+                unmaskable.add(f.name)
+        scopes: tuple[ScopeRule, ...] | None = ()
+        if entity.is_child:
+            scopes = None  # child rows are reached only through a visible parent
         else:
-            readable, writable, unmaskable = [], [], set()
-            for f in entity.fields:
-                best = max((field_access(rules, r, entity, f.name) for r in roles), key=lambda fr: ACCESS_RANK.get(fr.access, 0))
-                if best.access != "hidden":
-                    readable.append(f.name)
-                if best.access == "editable" and not f.read_only:
-                    writable.append(f.name)
-                if f.name in masked and any(field_access(rules, r, entity, f.name).may_unmask
-                                            and field_access(rules, r, entity, f.name).access != "hidden" for r in roles):
-                    unmaskable.add(f.name)
-            scopes: tuple[ScopeRule, ...] | None = ()
-            if entity.is_child:
-                scopes = None  # child rows are reached only through a visible parent
+            found_scopes: list[ScopeRule] = []
+            for r in roles:
+                s = rules.scopes.get((r, entity.key))
+                if s is None or s.scope == "all":
+                    scopes = None  # one role sees every row
+                    break
+                found_scopes.append(s)
             else:
-                found_scopes: list[ScopeRule] = []
-                for r in roles:
-                    s = rules.scopes.get((r, entity.key))
-                    if s is None or s.scope == "all":
-                        scopes = None  # one role sees every row
-                        break
-                    found_scopes.append(s)
-                else:
-                    scopes = tuple(found_scopes)
-            access = EntityAccess(readable=tuple(readable), writable=tuple(writable), unmaskable=frozenset(unmaskable),
-                                  scopes=scopes, roles=roles)
+                scopes = tuple(found_scopes)
+        access = EntityAccess(readable=tuple(readable), writable=tuple(writable), unmaskable=frozenset(unmaskable),
+                              masked=MappingProxyType(masked), scopes=scopes, roles=roles)
     if len(rules.memo) > 4096:
         rules.memo.clear()
     rules.memo[key] = access

@@ -11,7 +11,9 @@ from sqlalchemy import BigInteger, Boolean, Column, Integer, String, Table, Uniq
 from ..storage.platform_tables import metadata
 from ..storage.types import json_type
 
-FIELD_ACCESS = ("hidden", "read_only", "editable")
+# Field access levels, least to most: masked reads the value masked (never writable). ``access`` is a plain
+# String(16) without a CHECK constraint, so a new level needs no migration; PermissionAdmin validates it.
+FIELD_ACCESS = ("hidden", "masked", "read_only", "editable")
 SCOPES = ("own", "org_unit", "org_subtree", "all", "custom")
 
 field_rule = Table(

@@ -11,8 +11,8 @@ from ..errors import BadQuery, PermissionDenied, RecordNotFound, ValidationFaile
 from ..policy import ACTIONS
 from ..web.actors import current_actor
 from ..web.i18n import current_locale, translate
-from .admin import PermissionAdmin
-from .masking import mask_style
+from .admin import PermissionAdmin, field_rule_errors
+from .masking import mask_style, role_mask_style
 from .rules import field_access
 from .tables import FIELD_ACCESS, SCOPES
 
@@ -89,7 +89,7 @@ def matrix():
 
 @permissions_blueprint.route("/admin/permissions/<int:role_id>/<entity_key>", methods=["GET", "POST"])
 def role_entity(role_id: int, entity_key: str):
-    """One role on one entity: field access (hidden / read-only / editable, may unmask) and the row scope."""
+    """One role on one entity: field access (hidden / masked / read-only / editable, may unmask) and the row scope."""
     svc = services()
     admin = admin_service()
     role_name = admin.role_name(role_id)
@@ -114,7 +114,7 @@ def role_entity(role_id: int, entity_key: str):
                 raise ValidationFailed({"scope": [f"Choose one of: {', '.join(SCOPES)}."]})
             if form_scope == "custom":
                 admin.check_custom_filter(entity, tree)
-            bad = {n: [f"Choose one of: {', '.join(FIELD_ACCESS)}."] for n, (a, _) in rules.items() if a not in FIELD_ACCESS}
+            bad = field_rule_errors(entity, rules)
             if bad:
                 raise ValidationFailed(bad)
             admin.set_field_rules(role_id, entity, rules, actor_id=actor.id if actor else None)
@@ -129,7 +129,8 @@ def role_entity(role_id: int, entity_key: str):
         fr = field_access(rules, role_id, entity, f.name)
         chosen = request.form.get(f"access:{f.name}", fr.access) if errors else fr.access
         fields.append({"name": f.name, "label": f.label.get(locale), "type": f.type, "access": chosen, "may_unmask": fr.may_unmask,
-                       "masked": mask_style(f), "read_only": f.read_only, "errors": errors.get(f.name, [])})
+                       "masked": mask_style(f), "maskable": role_mask_style(f) is not None, "read_only": f.read_only,
+                       "errors": errors.get(f.name, [])})
     scope = rules.scopes.get((role_id, entity.key))
     status = 422 if errors else 200
     return render_template("crmkit/permissions/role_entity.html", role_id=role_id, role_name=role_name, entity=entity,

@@ -117,8 +117,7 @@ class QueryService:
             if direction == "before":
                 raw.reverse()
             total, exact = self._count(conn, table, where, count)
-            rows = [self._row(catalog, entity, r, out_fields) for r in raw]
-            view.fill(rows, raw)
+            rows = self._rows(catalog, entity, view, raw, out_fields, actor)
             if labels:
                 self._attach_labels(conn, catalog, out_fields, rows, actor.locale, actor)
         next_cursor = prev_cursor = None
@@ -169,8 +168,7 @@ class QueryService:
             r = conn.execute(select(*cols).where(*where)).mappings().first()
             if r is None:
                 raise RecordNotFound(text("{entity} #{id} does not exist or was deleted.", "{entity} #{id} 不存在或已被删除。", entity=entity.label, id=record_id))
-            row = self._row(catalog, entity, r, out_fields)
-            view.fill([row], [r])
+            row = self._rows(catalog, entity, view, [r], out_fields, actor)[0]
             self._attach_labels(conn, catalog, out_fields, [row], actor.locale, actor)
             for f, child in catalog.children_of(entity):
                 if f.name not in readable:
@@ -181,8 +179,7 @@ class QueryService:
                 ccols = [ct.c[c] for c in SYSTEM_OUT] + [ct.c[x.name] for x in child_fields]
                 crow = conn.execute(select(*ccols, *child_view.extra_columns(ccols))
                                     .where(ct.c.parent_id == record_id).order_by(ct.c.sort_order, ct.c.id)).mappings().all()
-                rows = [self._row(catalog, child, c, child_fields) for c in crow]
-                child_view.fill(rows, crow)
+                rows = self._rows(catalog, child, child_view, crow, child_fields, actor)
                 self._attach_labels(conn, catalog, child_fields, rows, actor.locale, actor)
                 row[f.name] = rows
         return row
@@ -228,7 +225,7 @@ class QueryService:
         entity = catalog.entity(entity_key)
         self.policy.check(actor, entity, "read")
         f = entity.field_map.get(field_name)
-        if f is None or field_name not in self.policy.masked_fields(entity) or field_name not in self.policy.readable_fields(actor, entity):
+        if f is None or field_name not in self.policy.masks(actor, entity) or field_name not in self.policy.readable_fields(actor, entity):
             raise BadQuery(text("'{name}' is not a masked field of {entity} that you can read.", "“{name}”不是{entity}中你可查看的脱敏字段。",
                                 name=field_name, entity=Text(entity.key, entity.label.zh)))
         if field_name not in self.policy.unmaskable_fields(actor, entity):
@@ -402,18 +399,25 @@ class QueryService:
         n = conn.execute(select(func.count()).select_from(sub)).scalar_one()
         return (COUNT_CAP, False) if n > COUNT_CAP else (n, True)
 
-    def _row(self, catalog, entity, r, out_fields) -> dict:
-        row = {c: r[c] for c in SYSTEM_OUT}
-        for f in out_fields:
-            row[f.name] = catalog.type_of(f).from_db(f, r[f.name])
-        self.policy.mask(entity, row)
-        row["_labels"] = {}
-        return row
+    def _rows(self, catalog, entity, view, raw, out_fields, actor: Actor) -> builtins.list[dict]:
+        """Fetched rows as ``actor`` sees them: values converted, Python formulas filled in, then masked (after the
+        formulas, so a masked formula is masked too)."""
+        rows = []
+        for r in raw:
+            row = {c: r[c] for c in SYSTEM_OUT}
+            for f in out_fields:
+                row[f.name] = catalog.type_of(f).from_db(f, r[f.name])
+            row["_labels"] = {}
+            rows.append(row)
+        view.fill(rows, raw)
+        self.policy.mask(actor, entity, *rows)
+        return rows
 
-    def _attach_labels(self, conn, catalog: Catalog, out_fields, rows: builtins.list[dict], locale: str, actor: Actor | None = None) -> None:
+    def _attach_labels(self, conn, catalog: Catalog, out_fields, rows: builtins.list[dict], locale: str, actor: Actor) -> None:
         """One query per related table for the whole page, never one per row.
 
-        A linked record's title shows only when the actor may read that entity and its title field (masked if masked)."""
+        A linked record's title shows only when the actor may read that entity and its title field (masked if the
+        actor sees it masked)."""
         if not rows:
             return
         tables = self.table_cache.tables(catalog)
@@ -431,11 +435,12 @@ class QueryService:
                 te = catalog.entities[target]
                 tt = tables[te.key]
                 tf = te.field(te.title_field)
-                if actor is not None and not self._title_visible(actor, te):
+                if not self._title_visible(actor, te):
                     continue
                 res = conn.execute(select(tt.c.id, tt.c[te.title_field]).where(tt.c.id.in_(ids))).all()
-                resolved[target] = {i: catalog.type_of(tf).display(tf, self.policy.mask(te, {tf.name: catalog.type_of(tf).from_db(tf, v)})[tf.name], locale)
-                                    for i, v in res}
+                titles = [{"id": i, tf.name: catalog.type_of(tf).from_db(tf, v)} for i, v in res]
+                self.policy.mask(actor, te, *titles)
+                resolved[target] = {t["id"]: catalog.type_of(tf).display_text(tf, t[tf.name], locale) for t in titles}
             elif kind == "user":
                 resolved["user"] = self._user_names(conn, ids)
             else:
@@ -460,8 +465,8 @@ class QueryService:
         return self._visible_changes(catalog, entity, changes or {}, set(self.policy.readable_fields(actor, entity)), actor)
 
     def _visible_changes(self, catalog, entity, changes: dict, readable, actor) -> dict:
-        """An audit entry's changes without unreadable fields, masked fields masked (child rows likewise)."""
-        masked = self.policy.masked_fields(entity)
+        """An audit entry's changes without unreadable fields, the fields ``actor`` sees masked masked (child rows likewise)."""
+        masked = self.policy.masks(actor, entity)
         out: dict[str, Any] = {}
         for k, v in changes.items():
             if k not in readable:
@@ -478,7 +483,7 @@ class QueryService:
 
     def _visible_child_changes(self, child, change: dict, actor) -> dict:
         readable = set(self.policy.readable_fields(actor, child)) | {"id"}
-        masked = self.policy.masked_fields(child)
+        masked = self.policy.masks(actor, child)
 
         def row(values: dict) -> dict:
             return {k: (mask_value(masked[k], v) if k in masked else v) for k, v in values.items() if k in readable}
@@ -500,4 +505,4 @@ class QueryService:
 
 def _title(catalog: Catalog, entity: EntityDef, row: dict, locale: str) -> str:
     f = entity.field(entity.title_field)
-    return catalog.type_of(f).display(f, row.get(f.name), locale) or f"#{row['id']}"
+    return catalog.type_of(f).display_text(f, row.get(f.name), locale) or f"#{row['id']}"

@@ -491,7 +491,7 @@ class RecordService:
             return data, current
         access = access or self.policy.access(actor, entity)
         readable = set(access.readable)
-        masked = self.policy.masked_fields(entity)
+        masked = access.masked
         errors = {}
         data = dict(data)
         for name in list(data):

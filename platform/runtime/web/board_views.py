@@ -37,7 +37,8 @@ def kanban(entity_key):
     entity = entity_of(entity_key)
     svc.policy.check(actor, entity, "read")
     readable = svc.policy.readable_fields(actor, entity)
-    choices = _fields_of(entity, ("single_select",), readable)
+    # Columns are filters on the field, so only a field the actor may filter on (not one they see masked) groups cards.
+    choices = _fields_of(entity, ("single_select",), svc.policy.comparable_fields(actor, entity))
     if not choices:
         raise BadQuery(text("{entity} has no single-select field to group cards by.", "{entity}没有可用于分组的单选字段。", entity=entity.label))
     field = next((f for f in choices if f.name == request.args.get("by")), choices[0])
@@ -120,8 +121,8 @@ def calendar_page(entity_key):
     actor = acting()
     entity = entity_of(entity_key)
     svc.policy.check(actor, entity, "read")
-    readable = svc.policy.readable_fields(actor, entity)
-    choices = _fields_of(entity, ("date",), readable)
+    # The month is a filter on the date field: one the actor sees masked cannot place records (a masked birthday).
+    choices = _fields_of(entity, ("date",), svc.policy.comparable_fields(actor, entity))
     if not choices:
         raise BadQuery(text("{entity} has no date field to place records on a calendar.", "{entity}没有可用于日历的日期字段。", entity=entity.label))
     field = next((f for f in choices if f.name == request.args.get("by")), choices[0])

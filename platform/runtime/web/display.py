@@ -15,6 +15,7 @@ from flask import url_for
 from ..fields.choice import option_color, option_label
 from ..meta.catalog import Catalog
 from ..meta.model import FieldDef
+from ..permissions.masking import MaskedText
 from ..query.filters import SYSTEM_FIELDS
 from .i18n import translate
 
@@ -49,6 +50,8 @@ def cell(catalog: Catalog, f: FieldDef, value: Any, locale: str, label: str | No
         return EMPTY
     ft = catalog.type_of(f)
     kind = f.type
+    if isinstance(value, MaskedText):  # masked: text now, whatever the type (a masked number or yes/no is neither)
+        return Cell("mono" if kind in ("sequence", "id_number") else "text", text=str(value))
     if kind == "single_select":
         return Cell("badges", items=((option_label(f, value, locale), option_color(f, value)),))
     if kind == "multi_select":
@@ -85,7 +88,7 @@ def json_cell(catalog: Catalog, f: FieldDef, value: Any, locale: str, labels: di
     """A value as stored in an audit entry (JSON form) rendered like a live value."""
     if value is None or value == "" or value == []:
         return EMPTY
-    if f.type == "attachment":
+    if f.type == "attachment" or isinstance(value, MaskedText):
         return cell(catalog, f, value, locale)
     try:
         live = catalog.type_of(f)._deserialize(f, value)

@@ -42,7 +42,7 @@ def cell_text(catalog, entity, name: str, row: dict, locale: str, timezone: str)
     f = field_def(catalog, entity, name)
     if f is None:
         return str(value)
-    return catalog.type_of(f).display(f, value, locale)
+    return catalog.type_of(f).display_text(f, value, locale)
 
 
 class ExportJob:

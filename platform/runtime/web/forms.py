@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef, FieldDef, FormDef
+from ..permissions.masking import MaskedText
 
 # Fields a person types into (sequence numbers are assigned by the record service).
 NOT_EDITABLE_TYPES = {"sequence"}
@@ -42,6 +43,8 @@ def to_form_value(catalog: Catalog, f: FieldDef, value: Any, timezone: str) -> A
                 for r in (value or [])]
     if value is None:
         return [] if f.type in ("multi_select", "attachment") else ""
+    if isinstance(value, MaskedText):  # text now: a masked yes/no is neither, a masked list no list
+        return str(value)
     if f.type == "boolean":
         return "true" if value else ""
     if f.type == "multi_select":

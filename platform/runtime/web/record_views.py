@@ -65,7 +65,7 @@ def resolve_titles(target: str, ids, actor) -> dict[int, str]:
                                        limit=min(len(ids), 200), count="none", labels=False)
     except PermissionDenied:
         return {}
-    return {r["id"]: catalog.type_of(tf).display(tf, r.get(te.title_field), current_locale()) or f"#{r['id']}" for r in page.rows}
+    return {r["id"]: catalog.type_of(tf).display_text(tf, r.get(te.title_field), current_locale()) or f"#{r['id']}" for r in page.rows}
 
 
 def register_record_routes(bp):
@@ -150,7 +150,7 @@ def register_record_routes(bp):
 def record_title(entity: EntityDef, record: dict) -> str:
     catalog = services().store.catalog()
     f = entity.field(entity.title_field)
-    return catalog.type_of(f).display(f, record.get(f.name), current_locale()) or f"#{record['id']}"
+    return catalog.type_of(f).display_text(f, record.get(f.name), current_locale()) or f"#{record['id']}"
 
 
 # --- detail ------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def render_detail(entity: EntityDef, record_id: int):
     record = svc.queries.get(entity.key, record_id, actor)
     form = catalog.form(entity)
     # Masked fields this actor may reveal get a "show" button (each reveal is audited by the unmask view).
-    unmaskable = set(svc.policy.masked_fields(entity)) & set(svc.policy.unmaskable_fields(actor, entity))
+    unmaskable = set(svc.policy.masks(actor, entity)) & set(svc.policy.unmaskable_fields(actor, entity))
     sections = []
     for s in form.sections:
         items: list[dict[str, Any]] = []

@@ -77,7 +77,7 @@ def workbench_context(actor, locale: str) -> dict:
                                 fields=[title] if title else [], limit=WATCH_SHOWN, count="none", labels=False, sort=["-updated_at"])
         for row in page.rows:  # only records the actor may still see
             f = entity.field(entity.title_field)
-            label = catalog.type_of(f).display(f, row.get(title), locale) if title else ""
+            label = catalog.type_of(f).display_text(f, row.get(title), locale) if title else ""
             watched.append({"label": label or f"#{row['id']}", "entity": entity.label.get(locale), "updated_at": row["updated_at"],
                             "url": url_for("crmkit_web.entity_detail", entity_key=entity_key, record_id=row["id"])})
     watched.sort(key=lambda w: w["updated_at"], reverse=True)

@@ -23,6 +23,7 @@ from ..i18n_text import Text, text
 from ..meta.catalog import Catalog
 from ..meta.model import EntityDef
 from ..meta.workflows import ApprovalStep, TransitionDef, WorkflowDef, transition_entity
+from ..permissions.masking import mask_value
 from ..records.validation import validate_input
 from ..storage import platform_tables as pt
 from . import people
@@ -409,7 +410,7 @@ class WorkflowService:
                 if entity is None or t is None:
                     continue
                 x.update(entity_def=entity, transition_def=t, requester=names.get(x["requested_by"], ""), assignee=names.get(x["assignee_id"], ""),
-                         title=self._title(conn, catalog, entity, x["record_id"]), steps=len(t.approval.steps) if t.approval else 1)
+                         title=self._title(conn, catalog, entity, x["record_id"], actor), steps=len(t.approval.steps) if t.approval else 1)
                 out.append(x)
         return out
 
@@ -433,7 +434,7 @@ class WorkflowService:
                 if entity is None or wf is None:
                     continue
                 t = wf.transition(x.transition)
-                out.append({"kind": "returned", "entity_def": entity, "record_id": x.record_id, "title": self._title(conn, catalog, entity, x.record_id),
+                out.append({"kind": "returned", "entity_def": entity, "record_id": x.record_id, "title": self._title(conn, catalog, entity, x.record_id, actor),
                             "transitions": [t] if t else [], "state": wf.state(x.from_state), "at": x.decided_at or x.requested_at,
                             "comment": self._return_comment(conn, x.id)})
             pending = select(r.c.record_id).where(r.c.status == "pending")
@@ -451,12 +452,13 @@ class WorkflowService:
                 scope = self.policy.row_filter(actor, entity, table, catalog)
                 if scope is not None:
                     q = q.where(scope)
+                title_of = self._titles_for(actor, entity)
                 for mapping in conn.execute(q).mappings():
                     row = dict(mapping)
                     state = row.get("workflow_state") or wf.initial.name
                     allowed = [t for t in wf.from_state(state) if self._allowed(conn, entity, t, row, actor, owner_only_if_open=True, roles=roles)]
                     if allowed:
-                        out.append({"kind": "state", "entity_def": entity, "record_id": row["id"], "title": _title_of(catalog, entity, row),
+                        out.append({"kind": "state", "entity_def": entity, "record_id": row["id"], "title": title_of(row),
                                     "transitions": allowed, "state": wf.state(state), "at": row["updated_at"], "comment": ""})
                     if len(out) >= limit:
                         break
@@ -542,17 +544,24 @@ class WorkflowService:
         return conn.execute(select(approval_task.c.comment).where(approval_task.c.request_id == req_id, approval_task.c.status == "returned")
                             .order_by(approval_task.c.id.desc())).scalar() or ""
 
-    def _title(self, conn, catalog, entity, record_id) -> str:
+    def _title(self, conn, catalog, entity, record_id, actor: Actor) -> str:
         table = self.records.table_cache.tables(catalog)[entity.key]
         row = conn.execute(select(table).where(table.c.id == record_id)).mappings().first()
-        return _title_of(catalog, entity, dict(row)) if row else f"#{record_id}"
+        return self._titles_for(actor, entity)(dict(row)) if row else f"#{record_id}"
 
+    def _titles_for(self, actor: Actor, entity: EntityDef) -> Callable[[dict], str]:
+        """Titles of raw rows as ``actor`` may see them in an inbox: masked if they see the title masked, the id alone
+        if they may not read it (the actor's field access is looked up once, not per row)."""
+        f = entity.field_map.get(entity.title_field)
+        readable = f is not None and f.name in self.policy.readable_fields(actor, entity)
+        masks = self.policy.masks(actor, entity)
 
-def _title_of(catalog, entity, row: dict) -> str:
-    f = entity.field_map.get(entity.title_field)
-    if f is None or row.get(f.name) in (None, ""):
-        return f"#{row['id']}"
-    return str(row[f.name])
+        def title_of(row: dict) -> str:
+            if f is None or not readable or row.get(f.name) in (None, ""):
+                return f"#{row['id']}"
+            return str(mask_value(masks[f.name], row[f.name]) if f.name in masks else row[f.name])
+
+        return title_of
 
 
 def _state_label(wf: WorkflowDef, state: str | None):
