@@ -83,13 +83,24 @@ class Databases:
         return self._new_url(name)
 
     def drop_all(self):
+        """Drop every database this session created, four at a time (a run creates ~1,600 and dropping one waits
+        mostly on the server unlinking its files, ~60 ms)."""
         if BACKEND != "postgresql":
             return
+        from concurrent.futures import ThreadPoolExecutor
+
         eng = self._admin_engine()
-        with eng.connect() as c:
-            for name in reversed(self.created):
+
+        def drop(name: str) -> None:
+            with eng.connect() as c:
                 c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
                 c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+
+        templates = set(self.templates.values())
+        with ThreadPoolExecutor(4) as pool:  # copies first: a template cannot be dropped while a copy is being made from it
+            list(pool.map(drop, [n for n in reversed(self.created) if n not in templates]))
+        for name in templates:
+            drop(name)
         eng.dispose()
 
 
