@@ -57,6 +57,10 @@ class IdNumberString(TrimmedString):
             raise ValidationError(problem)
         return s
 
+    def _plain(self, value: str) -> str | None:
+        s = value.strip().upper().replace(" ", "")  # what the full path makes of it, then the same checks
+        return s if s and id_number_problem(s) is None and self._passes_validators(s) else None
+
 
 class IdNumberType(FieldType):
     name = "id_number"

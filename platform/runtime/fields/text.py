@@ -31,17 +31,31 @@ class TrimmedString(LocalizedString):
             super()._validate(value)
 
     def deserialize(self, value, attr=None, data=None, **kwargs):
-        if type(value) is str and self._plain_bounds is not None:
-            # Most cells of an import: a plain string within its length. Same result as the full path below, without
-            # marshmallow's per-call machinery; anything else (too long, required and blank, other types) takes that path.
-            lo, hi = self._plain_bounds
-            s = value.strip()
-            if s and lo <= len(s) <= hi:
-                return s
+        if type(value) is str:
+            # Most cells of an import are plain strings that are already fine: ``_plain`` gives the same result as the
+            # full path below without marshmallow's per-call machinery, or None to send the value down that path
+            # (blank, too long, not valid: the full path says what is wrong).
+            plain = self._plain(value)
+            if plain is not None:
+                return plain
         out = super().deserialize(value, attr, data, **kwargs)
         if out is None and self.required:
             raise ValidationError(self.error_messages["required"])
         return out
+
+    def _plain(self, value: str) -> str | None:
+        if self._plain_bounds is None:
+            return None
+        lo, hi = self._plain_bounds
+        s = value.strip()
+        return s if s and lo <= len(s) <= hi else None
+
+    def _passes_validators(self, value: str) -> bool:
+        """Whether every validator accepts ``value`` (the full path reports each one that does not)."""
+        try:
+            return all(v(value) is not False for v in self.validators)
+        except ValidationError:
+            return False
 
     @cached_property
     def _plain_bounds(self) -> tuple[int, float] | None:
@@ -181,6 +195,10 @@ class LowercaseString(TrimmedString):
         s = super()._deserialize(value, attr, data, **kwargs)
         return s.lower() if s else s
 
+    def _plain(self, value: str) -> str | None:
+        s = value.strip().lower()
+        return s if s and self._passes_validators(s) else None
+
 
 MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 INTERNATIONAL = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -222,6 +240,10 @@ class PhoneString(TrimmedString):
             return normalize_phone(s, self.allow_international)
         except ValueError as exc:
             raise ValidationError(exc.args[0]) from None
+
+    def _plain(self, value: str) -> str | None:
+        s = value.strip()  # an 11-digit mainland mobile is already in its canonical form
+        return s if len(s) == 11 and MAINLAND_MOBILE.match(s) and self._passes_validators(s) else None
 
 
 class PhoneType(_TextBase):
