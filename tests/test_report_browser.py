@@ -9,30 +9,43 @@ from crmkit.apps.membership.demo import seed_demo
 from crmkit.runtime.actor import SYSTEM
 from crmkit.runtime.packages import SeedContext
 
-from browser_support import launch_chromium, live_server, screenshot
+from browser_support import launch_chromium, live_server, log_in, screenshot
 from conftest import ADMIN_PASSWORD, ADMIN_USER
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def site(app):
-    services = app.extensions["crmkit"]
-    seed_demo(SeedContext(records=services.records, queries=services.queries, catalog=services.store.catalog(), actor=SYSTEM, size=80))
+@pytest.fixture(scope="module")
+def server(databases, tmp_path_factory):
+    """One seeded app, server and browser for the module (seeding 80 members and starting Chromium cost ~10 s a test);
+    each test writes only what it alone asserts on (its own report, watch, dashboard)."""
     from playwright.sync_api import sync_playwright
 
+    from conftest import make_settings
+    from crmkit.runtime.web.app import create_app
+
+    app = create_app(make_settings(databases.fresh("membership"), tmp_path_factory.mktemp("report-browser")), testing=True)
+    services = app.extensions["crmkit"]
+    seed_demo(SeedContext(records=services.records, queries=services.queries, catalog=services.store.catalog(), actor=SYSTEM, size=80))
     with live_server(app) as url, sync_playwright() as p:
         browser = launch_chromium(p)
-        context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(url + "/login/")
-        page.fill("input[name=username]", ADMIN_USER)
-        page.fill("input[name=password]", ADMIN_PASSWORD)
-        page.click("[type=submit]")
-        page.wait_for_url(re.compile(r"/home$"))
-        yield url, page
+        yield url, browser
         browser.close()
+    with app.app_context():
+        app.extensions["sqlalchemy"].session.remove()
+        services.engine.dispose()
+
+
+@pytest.fixture
+def site(server):
+    """A fresh browser context (cookies, so the language too) signed in as the admin."""
+    url, browser = server
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    log_in(page, url, ADMIN_USER, ADMIN_PASSWORD)
+    yield url, page
+    context.close()
 
 
 def drawn_canvases(page) -> list[dict]:
