@@ -6,7 +6,7 @@ and new number, the status before and after, the reason) and an audit event ``ca
 The record service's own audit entry has the field changes. Why not a workflow on the status field: a reissue
 draws a new number, and the history must keep the old one, which a state machine alone would not record.
 
-A lost or cancelled card cannot earn or redeem points: ``card_guard.refuse_blocked_card`` is the ledger's member check.
+A lost or cancelled card cannot earn or redeem points: ``card_guard.CARD_CHECK`` is the ledger's member check.
 """
 from __future__ import annotations
 

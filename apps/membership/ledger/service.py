@@ -24,7 +24,7 @@ from crmkit.runtime.i18n_text import text
 from crmkit.runtime.storage import platform_tables as pt
 
 from . import tables as t
-from ..card_guard import refuse_blocked_card
+from ..card_guard import CARD_CHECK, MemberCheck
 from .append_pg import append_statement
 from .errors import InsufficientPoints, LedgerRefused
 
@@ -80,9 +80,14 @@ _TAKE_FROM_LOT = t.lot.update().where(t.lot.c.id == bindparam("b_lot")).values(r
 
 class LedgerService:
     def __init__(self, engine: Engine, *, approval_threshold: int = 1000, clock: Callable[[], dt.datetime] = utcnow,
-                 member_check: Callable[[Connection, int], None] | None = refuse_blocked_card):
+                 member_check: MemberCheck | None = CARD_CHECK):
         self.engine = engine
         self.member_check = member_check  # refuses earning/redeeming for a member, e.g. a lost card (card_guard.py)
+        # Earn and redeem look for their key and read the member's status in one statement (built once).
+        self._find_key_and_status = None if member_check is None else select(
+            select(t.entry.c.id).where(t.entry.c.idempotency_key == bindparam("key")).scalar_subquery(),
+            select(t.entry.c.amount).where(t.entry.c.idempotency_key == bindparam("key")).scalar_subquery(),
+            member_check.status)
         self.approval_threshold = approval_threshold
         self.clock = clock
 
@@ -101,11 +106,9 @@ class LedgerService:
         def work(c: Connection) -> Posted:
             side = "pending" if pending else "wallet"
             acc, _bal, counter_acc = self._lock_with_counter(c, side, member_id, currency, counter)
-            found = self._existing(c, key)
+            found = self._existing_or_refused(c, key, member_id)
             if found:
                 return found
-            if self.member_check is not None:
-                self.member_check(c, member_id)
             entry_id = self._append(c, key=key, kind="earn_pending" if pending else "earn", currency=currency, member_id=member_id, amount=points,
                                     lines=[(acc, points), (counter_acc, -points)], source_type=source_type, source_id=source_id, memo=memo,
                                     details={**(details or {}), "expires_at": expires_at.isoformat() if expires_at else None}, actor=actor,
@@ -149,11 +152,9 @@ class LedgerService:
 
         def work(c: Connection) -> Posted:
             wallet, bal, counter_acc = self._lock_with_counter(c, "wallet", member_id, "reward", counter)
-            found = self._existing(c, key)
+            found = self._existing_or_refused(c, key, member_id)
             if found:
                 return found
-            if self.member_check is not None:
-                self.member_check(c, member_id)
             if bal < points:
                 raise InsufficientPoints(text("Not enough points: the balance is {balance}, {points} are needed.", "积分不足：余额 {balance}，需要 {points}。",
                                               balance=bal, points=points), details={"balance": bal, "needed": points})
@@ -379,6 +380,16 @@ class LedgerService:
             acc, bal = self._lock(c, kind, member_id, currency)
             return acc, bal, self._account(c, counter, 0, currency)
         return int(row[0]), int(row[1]), int(row[2])
+
+    def _existing_or_refused(self, c: Connection, key: str, member_id: int) -> Posted | None:
+        """The entry already posted under ``key``; else None, once the member check let the member post (it raises if not)."""
+        if self._find_key_and_status is None or self.member_check is None:
+            return self._existing(c, key)
+        found_id, found_amount, status = c.execute(self._find_key_and_status, {"key": key, "member_id": member_id}).one()
+        if found_id is not None:
+            return Posted(found_id, found_amount, False)
+        self.member_check.refuse(status)
+        return None
 
     def _existing(self, c: Connection, key: str) -> Posted | None:
         row = c.execute(_FIND_KEY, {"key": key}).first()
