@@ -153,3 +153,17 @@ def test_every_write_is_refused(services, audit):
     after = services.queries.get(MEMBERS, mid, SYSTEM)
     assert after["row_version"] == row["row_version"] and after["notes"] == "VIP 客户"
     assert services.queries.list("membership.lifecycle_setting", SYSTEM, count="exact").total == 0
+
+
+def test_pages_offer_no_edit_or_bulk_actions_to_a_read_only_role(app, services, audit):
+    """Jinja reads ``can.update`` as the dict's ``update`` method (always true), so every reader was offered Edit on
+    the list and the record page and the bulk bar; the templates now ask for the permission itself."""
+    _, mid, client = audit
+    edit = f"/e/{MEMBERS}/{mid}/edit"
+    listing, detail = client.get(f"/e/{MEMBERS}/").get_data(as_text=True), client.get(f"/e/{MEMBERS}/{mid}").get_data(as_text=True)
+    assert "王芳" in listing and "王芳" in detail
+    assert edit not in listing and edit not in detail
+    assert 'class="bulk-edit"' not in listing
+    admin = app.test_client()
+    login(admin)
+    assert edit in admin.get(f"/e/{MEMBERS}/").get_data(as_text=True) and edit in admin.get(f"/e/{MEMBERS}/{mid}").get_data(as_text=True)
