@@ -294,3 +294,43 @@ def test_workflow_inboxes_show_titles_as_the_actor_may_see_them(app, services):
     services.workflows.transition(APPLICATIONS, rid, "start_review", team["reviewer"])
     services.workflows.transition(APPLICATIONS, rid, "approve", team["reviewer"])
     assert [(a["record_id"], a["title"]) for a in services.workflows.approvals(team["boss"])] == [(rid, "**")]
+
+
+def test_the_approvals_inbox_shows_entered_values_as_the_approver_may_see_them(app, services):
+    """A request's entered values reach the approver's inbox (page and API) only as they may read them: masked for the
+    Auditor, left out where hidden; deciding still applies the values as stored."""
+    import datetime as dt
+
+    from crmkit.runtime.workflow.tables import approval_request, approval_task
+
+    team = people(app, services)
+    catalog = services.store.catalog()
+    perms = PermissionAdmin(services.engine, services.policy.rules, services.store.catalog)
+    hider = perms.ensure_role("Mobile Hidden Approver")
+    perms.set_actions(hider, catalog.entity(APPLICATIONS), ("read", "update"), actor_id=None)
+    perms.set_field_rules(hider, catalog.entity(APPLICATIONS), {"mobile": ("hidden", False)}, actor_id=None)
+    hidden_id = add_user(app, "hider", ["Mobile Hidden Approver"])
+    rid = services.records.create(APPLICATIONS, applicant(name="赵敏", mobile="13700137000"), SYSTEM)
+    entered = {"mobile": "13600136000", "name": "赵敏改"}
+    now = dt.datetime.now(dt.timezone.utc)
+    with write_transaction(services.engine) as conn:
+        req = conn.execute(approval_request.insert().values(entity=APPLICATIONS, record_id=rid, workflow="join", transition="approve",
+                                                            from_state="under_review", status="pending", mode="sequential", step=0,
+                                                            field_values=entered, requested_by=team["front"].id, requested_at=now)).inserted_primary_key[0]
+        for uid in (team["auditor"].id, hidden_id):
+            conn.execute(approval_task.insert().values(request_id=req, step=0, assignee_id=uid, status="pending", created_at=now))
+
+    def inbox(user_id, name):
+        rows = services.workflows.approvals(actor_of(services, user_id, name))
+        return [r["field_values"] for r in rows if r["request_id"] == req]
+
+    assert inbox(team["auditor"].id, "auditor") == [{"mobile": "136****6000", "name": "赵敏改"}]
+    assert inbox(hidden_id, "hider") == [{"name": "赵敏改"}]
+    client = app.test_client()
+    login(client, "auditor", PASSWORD)
+    page = client.get("/workflow/approvals").get_data(as_text=True)
+    api = client.get("/api/v1/approvals", headers={"X-CSRFToken": csrf_from(client.get("/home").get_data(as_text=True))})
+    assert "136****6000" in page and "13600136000" not in page
+    assert api.status_code == 200 and "13600136000" not in api.get_data(as_text=True)
+    with services.engine.connect() as conn:  # what the decision applies is untouched
+        assert conn.execute(select(approval_request.c.field_values).where(approval_request.c.id == req)).scalar_one() == entered

@@ -409,10 +409,19 @@ class WorkflowService:
                 t = wf.transition(x["transition"]) if wf else None
                 if entity is None or t is None:
                     continue
+                x["field_values"] = self._visible_values(actor, entity, x["field_values"])
                 x.update(entity_def=entity, transition_def=t, requester=names.get(x["requested_by"], ""), assignee=names.get(x["assignee_id"], ""),
                          title=self._title(conn, catalog, entity, x["record_id"], actor), steps=len(t.approval.steps) if t.approval else 1)
                 out.append(x)
         return out
+
+    def _visible_values(self, actor: Actor, entity, values: dict | None) -> dict:
+        """A request's entered values as the approver may see them: fields they cannot read left out, masked ones masked
+        (the decision itself applies the values as stored)."""
+        readable = set(self.policy.readable_fields(actor, entity))
+        shown = {k: v for k, v in (values or {}).items() if k in readable}
+        self.policy.mask(actor, entity, shown)
+        return shown
 
     def approval_count(self, actor: Actor) -> int:
         tk, r = approval_task, approval_request
