@@ -345,12 +345,20 @@ def test_an_empty_number_from_a_form_is_stored_as_empty_even_with_a_range(lab, n
     assert create_and_read(lab, {name: "  "})[name] is None
 
 
+def _outcome(field, value):
+    """What a marshmallow field makes of ``value``: ("ok", result) or ("error", messages) — for comparing a fast path with the full one."""
+    from marshmallow import ValidationError
+
+    try:
+        return "ok", field.deserialize(value)
+    except ValidationError as exc:
+        return "error", exc.messages
+
+
 @pytest.mark.parametrize("required", [False, True])
 def test_plain_text_fast_path_gives_what_the_full_path_gives(required):
     """TrimmedString skips marshmallow's machinery for a plain in-range string; every input must come out the same as
     through the full path (forced here by clearing the cached bounds)."""
-    from marshmallow import ValidationError
-
     from crmkit.runtime.fields.messages import Length
     from crmkit.runtime.fields.text import TrimmedString
 
@@ -359,21 +367,15 @@ def test_plain_text_fast_path_gives_what_the_full_path_gives(required):
     full.__dict__["_plain_bounds"] = None  # the cached property, forced to "take the full path"
     assert fast._plain_bounds == (2, 5)
 
-    def outcome(field, value):
-        try:
-            return "ok", field.deserialize(value)
-        except ValidationError as exc:
-            return "error", exc.messages
-
     for value in ["  abc ", "a", "abcdef", "", "   ", None, 12, "ab\n", "中文字", "ab", "abcde", b"abc"]:
-        assert outcome(fast, value) == outcome(full, value), value
+        assert _outcome(fast, value) == _outcome(full, value), value
 
 
 @pytest.mark.parametrize("required", [False, True])
 def test_phone_and_email_fast_paths_give_what_the_full_paths_give(required):
     """PhoneString and LowercaseString (e-mail) take a shortcut for a value that is already canonical and valid; every
     input must come out the same as through the full path (forced here by a ``_plain`` that always declines)."""
-    from marshmallow import ValidationError, validate
+    from marshmallow import validate
 
     from crmkit.runtime.fields.messages import Length
     from crmkit.runtime.fields.text import LowercaseString, PhoneString
@@ -386,47 +388,33 @@ def test_phone_and_email_fast_paths_give_what_the_full_paths_give(required):
         def _plain(self, value):
             return None
 
-    def outcome(field, value):
-        try:
-            return "ok", field.deserialize(value)
-        except ValidationError as exc:
-            return "error", exc.messages
-
     for international in (True, False):
         fast, full = PhoneString(allow_international=international, allow_none=True, required=required), \
             FullPhone(allow_international=international, allow_none=True, required=required)
         for value in ["13800138000", " 13800138000 ", "138 0013 8000", "+8613800138000", "008613800138000", "12800138000", "1380013800",
                       "138001380001", "+14155550123", "13800138000\n", "", "  ", None, 13800138000, "１３８００１３８０００", "abc"]:
-            assert outcome(fast, value) == outcome(full, value), (international, value)
-        assert outcome(fast, "13800138000") == ("ok", "13800138000")
+            assert _outcome(fast, value) == _outcome(full, value), (international, value)
+        assert _outcome(fast, "13800138000") == ("ok", "13800138000")
 
     checks = [Length(max=20), validate.Email(error="bad email")]
     fast_mail, full_mail = LowercaseString(allow_none=True, required=required, validate=checks), \
         FullEmail(allow_none=True, required=required, validate=checks)
     for value in ["a@example.com", " A@Example.COM ", "not-an-email", "averyveryverylongname@example.com", "x@y", "", "  ", None, 5,
                   "名字@例子.中国", "a@b.co\n"]:
-        assert outcome(fast_mail, value) == outcome(full_mail, value), value
-    assert outcome(fast_mail, " A@Example.COM ") == ("ok", "a@example.com")
+        assert _outcome(fast_mail, value) == _outcome(full_mail, value), value
+    assert _outcome(fast_mail, " A@Example.COM ") == ("ok", "a@example.com")
 
 
 def test_id_number_fast_path_gives_what_the_full_path_gives():
-    from marshmallow import ValidationError
-
     from crmkit.runtime.fields.identity import IdNumberString
 
     class Full(IdNumberString):
         def _plain(self, value):
             return None
 
-    def outcome(field, value):
-        try:
-            return "ok", field.deserialize(value)
-        except ValidationError as exc:
-            return "error", exc.messages
-
     for required in (False, True):
         fast, full = IdNumberString(allow_none=True, required=required), Full(allow_none=True, required=required)
         for value in ["11010519491231002X", "11010519491231002x", " 1101 0519 4912 3100 2X ", "110105194912310021", "11010519491331002X",
                       "1101051949123100", "", "  ", None, 110105194912310020, "abc", "11010520991231002X"]:
-            assert outcome(fast, value) == outcome(full, value), value
-        assert outcome(fast, " 11010519491231002x") == ("ok", "11010519491231002X")
+            assert _outcome(fast, value) == _outcome(full, value), value
+        assert _outcome(fast, " 11010519491231002x") == ("ok", "11010519491231002X")
