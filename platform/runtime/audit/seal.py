@@ -37,7 +37,6 @@ _HEAD_WAIT = _HEAD.with_for_update()
 # After a commit: take the head if free and, in the same round trip, let this transaction skip its WAL-flush wait
 # (``set_config(…, true)`` is ``SET LOCAL``; a lost seal is redone, see the module docstring).
 _HEAD_SKIP_NO_FLUSH_WAIT = _HEAD.add_columns(func.set_config("synchronous_commit", "off", true())).with_for_update(skip_locked=True)
-_HEAD_EXISTS = select(audit_head.c.id).where(audit_head.c.id == 1)
 _HEAD_MOVE = audit_head.update().where(audit_head.c.id == 1).values(seq=bindparam("b_seq"), hash=bindparam("b_hash"))
 _PENDING = select(*_CHAINED).where(_A.c.seq.is_(None)).order_by(_A.c.id).limit(BATCH)
 _ANY_PENDING = select(_A.c.id).where(_A.c.seq.is_(None)).limit(1)
