@@ -9,12 +9,13 @@ PORT   ?= 8000
 export CRMKIT_VAR_DIR ?= $(abspath $(VAR))
 
 .PHONY: run test lint typecheck bench load install install-dev clean-var help
-.PHONY: run test lint typecheck bench bench-imports fuzz install install-dev clean-var help
+.PHONY: run test lint typecheck audit bench bench-imports fuzz install install-dev clean-var help
 
 help:
 	@echo "make run    - install, initialise a SQLite demo database under $(VAR)/, print the admin login, serve on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install dev extras and run the test suite (CRMKIT_TEST_DATABASE_URL selects PostgreSQL)"
 	@echo "make typecheck - mypy on the runtime (crmkit.runtime), through a symlink tree under build/typecheck"
+	@echo "make audit  - check the installed dependencies against PyPI's vulnerability data (AUDIT_ARGS=--strict: unauditable versions fail too)"
 	@echo "make bench  - run the benchmarks (BENCH_SIZE=100000, CRMKIT_DATABASE_URL selects the database)"
 	@echo "make load   - load test: gunicorn (4 workers) on PostgreSQL + Redis, 50 locust users for 2 minutes (LOAD_ARGS)"
 	@echo "make bench-imports - the import benchmark: engine vs raw load (BENCH_SIZE rows)"
@@ -68,6 +69,11 @@ typecheck: install-dev
 	@ln -sfn ../../../apps $(TYPECHECK_TREE)/apps
 	@ln -sfn ../../../migrations $(TYPECHECK_TREE)/migrations
 	$(BIN)/mypy -p crmkit.runtime
+
+# Known vulnerabilities of the venv's distributions, from PyPI's JSON API (docs/operations.md, "Dependency audit").
+# The script uses only the standard library; it runs with the venv's python so that it sees the venv's packages.
+audit: install-dev
+	$(BIN)/python scripts/dependency_audit.py $(AUDIT_ARGS)
 
 bench: install-dev
 	$(BIN)/python -m bench $(BENCH_ARGS)
