@@ -5,7 +5,7 @@ import html
 
 from sqlalchemy import select
 
-from crmkit.runtime.audit import record_event_now
+from crmkit.runtime.audit import flush_sealer, record_event_now
 from crmkit.runtime.audit.verify import verify_chain
 from crmkit.runtime.storage import platform_tables as pt
 from conftest import ADMIN_PASSWORD, csrf_from, login
@@ -15,6 +15,7 @@ VIEWER, VIEWER_PASSWORD = "vera", "viewer-pass-9"
 
 
 def auth_entries(services):
+    flush_sealer(services.engine)  # ordered by the chain: wait for PostgreSQL's background seal
     with services.engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(A).where(A.c.category == "auth").order_by(A.c.seq)).mappings()]
 

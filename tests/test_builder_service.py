@@ -8,6 +8,7 @@ from builder_support import ADMIN, builder_of
 from crmkit.builder import edits, layout
 from crmkit.builder.drafts import DraftConflict
 from crmkit.runtime.actor import SYSTEM, Actor
+from crmkit.runtime.audit import flush_sealer
 from crmkit.runtime.errors import DefinitionError, PermissionDenied, PlanRefused
 from crmkit.runtime.storage import platform_tables as pt
 
@@ -22,6 +23,7 @@ def columns(services, table="membership_member"):
 
 
 def audit_actions(services, entity=MEMBER):
+    flush_sealer(services.engine)  # ordered by the chain: wait for PostgreSQL's background seal
     with services.engine.connect() as conn:
         return [r.action for r in conn.execute(select(pt.audit.c.action).where(pt.audit.c.category == "builder", pt.audit.c.entity == entity)
                                                .order_by(pt.audit.c.seq))]

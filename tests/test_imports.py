@@ -7,6 +7,7 @@ import decimal
 import pytest
 from sqlalchemy import func, select
 
+from crmkit.runtime.audit import flush_sealer
 from crmkit.runtime.audit.verify import verify_chain
 from crmkit.runtime.errors import PermissionDenied, ValidationFailed
 from crmkit.runtime.imports import ImportEngine, auto_map, open_table
@@ -171,6 +172,7 @@ def test_audit_entries_match_the_single_record_path(services, admin, tmp_path):
     run_file(services, admin, write_csv(tmp_path / "a.csv", member_rows(1)))
     services.records.create("membership.member", {"name": "会员00001", "mobile": "13900000001", "email": "m1@example.com", "joined_on": "2024-03-05",
                                                   "status": "active", "total_spent": "1.50", "notes": "备注 1"}, admin)
+    flush_sealer(services.engine)  # ordered by the chain: wait for PostgreSQL's background seal
     with services.engine.connect() as conn:
         rows = conn.execute(select(pt.audit.c.changes).where(pt.audit.c.category == "record").order_by(pt.audit.c.seq)).scalars().all()
         events = conn.execute(select(pt.outbox.c.payload).order_by(pt.outbox.c.id)).scalars().all()

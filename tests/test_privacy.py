@@ -6,6 +6,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from crmkit.runtime.audit import flush_sealer
 from crmkit.runtime.audit.verify import verify_chain
 from crmkit.runtime.errors import PermissionDenied, ValidationFailed
 from crmkit.runtime.privacy.erasure import erase_subject
@@ -33,6 +34,7 @@ def consents(services):
 
 def audit_rows(services, **where):
     a = pt.audit
+    flush_sealer(services.engine)  # ordered by the chain: wait for PostgreSQL's background seal
     with services.engine.connect() as conn:
         q = select(a).order_by(a.c.seq)
         for k, v in where.items():

@@ -5,8 +5,8 @@ transactions (two cashiers posting points) never queue on it. The entry is seale
 by whoever holds the head lock:
 
 - on SQLite, at once, in the writer's own transaction (its write lock is held anyway);
-- on PostgreSQL, right after the writer's transaction commits (``seal_after_commit``), in a short transaction of
-  its own. Only one sealer works at a time; the others skip (``FOR UPDATE SKIP LOCKED``) because the one that
+- on PostgreSQL, right after the writer's transaction commits, by its process's background sealer (``sealer.py``
+  runs ``seal_after_commit``) in short transactions of its own. Only one sealer works at a time; the others skip (``FOR UPDATE SKIP LOCKED``) because the one that
   holds the lock looks again after it commits, so an entry committed while it worked is never left behind;
 - the worker's minute tick (``seal_now``) catches entries written outside ``write_transaction``.
 
@@ -92,6 +92,19 @@ def _seal_after(conn: Connection, head: tuple[int, str]) -> int:
 
 def has_pending(conn: Connection) -> bool:
     return conn.execute(_ANY_PENDING).first() is not None
+
+
+def seal_if_free(conn: Connection) -> bool:
+    """Seal what is pending in one short transaction if the head is free; False if another sealer holds it.
+
+    The background sealer's pass (``sealer.py``): when the head is taken it tries again shortly, so that it reads the
+    pending entries at least once after it was woken."""
+    with conn.begin():
+        row = conn.execute(_HEAD_SKIP_NO_FLUSH_WAIT).first()
+        if row is None:
+            return False
+        _seal_after(conn, (int(row[0]), row[1]))
+    return True
 
 
 def seal_after_commit(conn: Connection) -> None:

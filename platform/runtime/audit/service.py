@@ -1,8 +1,9 @@
 """``record_event``: the one function that writes audit entries.
 
 It runs inside the caller's transaction, so an entry commits or rolls back with the change it describes. The
-entry is chained (given its ``seq`` and hashes) by ``seal``: at once on SQLite, right after the commit on
-PostgreSQL, so that concurrent writers never wait for each other on the chain head.
+entry is chained (given its ``seq`` and hashes) by ``seal``: at once on SQLite; on PostgreSQL by the process's
+background sealer right after the commit (``sealer.py``), so that concurrent writers never wait for each other on the
+chain head and a write does not pay for the seal.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from sqlalchemy import Connection, Engine
 from ..db import after_commit, inserted_id, is_sqlite, write_transaction
 from ..storage import platform_tables as pt
 from .chain import payload_hash
-from .seal import seal_after_commit, seal_pending
+from .seal import seal_pending
+from .sealer import wake_sealer
 
 # What an entry is about. Record changes come from the record service; the others from their features.
 _INSERT = pt.audit.insert()  # built once: it runs for every audited write
@@ -36,8 +38,23 @@ def record_event(conn: Connection, *, category: str, action: str, actor_id: int 
     if is_sqlite(conn):
         seal_pending(conn)
     else:  # outside a write_transaction the next seal chains it (at the latest the worker's minute tick)
-        after_commit(conn, seal_after_commit)
+        after_commit(conn, wake_sealer)
     return entry_id
+
+
+def pending_entry(conn: Connection, *, category: str, action: str, actor_id: int | None = None, entity: str | None = None,
+                  record_id: int | None = None, changes: dict | None = None, at: dt.datetime | None = None) -> dict:
+    """The column values of an audit entry that the caller inserts in a statement of its own, on PostgreSQL.
+
+    For a hot path that writes its change and the entry in one statement (the points ledger, ``append_pg.py``): the
+    values are checked and built as ``record_event`` builds them, and the entry is sealed the same way after the commit.
+    SQLite seals in the writer's transaction, so it takes ``record_event`` only."""
+    if is_sqlite(conn):
+        raise ValueError("on SQLite write audit entries with record_event (it seals them in the writer's transaction)")
+    check_event(category, action)
+    after_commit(conn, wake_sealer)
+    return entry_values({} if changes is None else changes, at=at, actor_id=actor_id, category=category, action=action, entity=entity,
+                        record_id=record_id, subject=None, ip=None, request_id=None)
 
 
 def check_event(category: str, action: str) -> None:
