@@ -2,6 +2,8 @@
 card refused by the ledger, store managers scoped to their store, auditors without personal fields."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import select
 
@@ -121,6 +123,20 @@ def test_a_lost_card_cannot_earn_or_redeem_points_until_unfrozen(services, team)
     assert ledger.earn(m, 10, key="after", actor=SYSTEM).created
 
 
+def test_a_replayed_posting_is_answered_with_its_first_entry_after_the_card_is_lost(services, team):
+    """Idempotency comes first: a client retrying a posting that went through gets the entry, not a refusal."""
+    m = make_member(services)
+    ledger = LedgerService(services.engine)
+    earned = ledger.earn(m, 300, key="order:1", actor=SYSTEM)
+    spent = ledger.redeem(m, 100, key="gift:1", actor=SYSTEM)
+    card_action(services, team["front"], m, "report_lost", "挂失")
+    assert ledger.earn(m, 300, key="order:1", actor=SYSTEM) == replace(earned, created=False)
+    assert ledger.redeem(m, 100, key="gift:1", actor=SYSTEM) == replace(spent, created=False)
+    with pytest.raises(CardBlocked):
+        ledger.earn(m, 300, key="order:2", actor=SYSTEM)
+    assert ledger.balances(m)["reward"]["wallet"] == 200
+
+
 def test_reissue_in_pool_mode_draws_a_pool_card_or_a_named_special_number(services, team):
     m = make_member(services)
     card_pool.generate_batch(services.engine, prefix="R", start=1, count=2, digits=4, actor_id=None)
@@ -152,7 +168,6 @@ def test_roles_exist_with_their_permissions_and_scopes(services):
 def test_store_manager_sees_only_their_store_and_auditor_sees_personal_fields_masked(app, services, team):
     org = OrgService(services.engine)
     north, south = org.create_unit(SYSTEM, name="北区门店", code="N1"), org.create_unit(SYSTEM, name="南区门店", code="S1")
-    from dataclasses import replace
 
     mine = services.records.create(MEMBERS, {"name": "北客", "mobile": "13100000001", "joined_on": "2025-01-01"}, replace(SYSTEM, org_unit_id=north))
     other = services.records.create(MEMBERS, {"name": "南客", "mobile": "13100000002", "joined_on": "2025-01-01"}, replace(SYSTEM, org_unit_id=south))

@@ -42,6 +42,26 @@ def test_same_idempotency_key_posts_once(services):
     assert entry_count(services, idempotency_key="t:once") == 1
 
 
+def test_a_replayed_redeem_gets_its_first_entry_even_when_the_balance_is_gone_and_writes_nothing(services):
+    lg = ledger(services)
+    lg.earn(7, 100, key="t:seed", actor=SYSTEM)
+    first = lg.redeem(7, 80, key="t:gift", actor=SYSTEM)
+    lg.redeem(7, 20, key="t:rest", actor=SYSTEM)
+    before = postings_snapshot(services), audit_and_outbox(services)
+    again = lg.redeem(7, 80, key="t:gift", actor=SYSTEM)  # the balance is 0 now: a new redeem would be refused
+    assert (again.entry_id, again.amount, again.created) == (first.entry_id, -80, False)
+    assert (postings_snapshot(services), audit_and_outbox(services)) == before
+    with pytest.raises(InsufficientPoints):
+        lg.redeem(7, 80, key="t:gift:2", actor=SYSTEM)
+    assert lg.balances(7)["reward"]["wallet"] == 0 and entry_count(services, idempotency_key="t:gift") == 1
+    assert_sound(services)
+
+
+def audit_and_outbox(services) -> tuple[int, int]:
+    with services.engine.connect() as c:
+        return tuple(c.execute(select(sql("count(*)")).select_from(t)).scalar_one() for t in (pt.audit, pt.outbox))
+
+
 def test_every_posting_writes_an_audit_entry_and_an_outbox_event(services):
     """PostgreSQL writes a posting in one statement, SQLite statement by statement (append_pg.py): both write the same rows."""
     lg = ledger(services)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select
+from sqlalchemy import Connection, Engine, and_, bindparam, func, null, select
 from sqlalchemy.exc import IntegrityError
 
 from crmkit.runtime.actor import Actor
 from crmkit.runtime.audit import record_event
+from crmkit.runtime.audit.service import pending_entry
 from crmkit.runtime.db import write_transaction
 from crmkit.runtime.errors import ValidationFailed
 from crmkit.runtime.i18n_text import text
@@ -25,7 +26,7 @@ from crmkit.runtime.storage import platform_tables as pt
 
 from . import tables as t
 from ..card_guard import CARD_CHECK, MemberCheck
-from .append_pg import append_statement
+from .append_pg import AUDIT_COLUMNS, NEXT_ENTRY_ID, KeyAlreadyPosted, append_statement
 from .errors import InsufficientPoints, LedgerRefused
 
 MEMBER_ENTITY = "membership.member"
@@ -40,6 +41,16 @@ class Posted:
     entry_id: int
     amount: int  # signed effect on the member
     created: bool  # False: the idempotency key was already used and nothing new was posted
+
+
+@dataclass(frozen=True)
+class _Hold:
+    """What an earn or redeem knows once the member's account is locked."""
+    account: int
+    balance: int
+    counter: int  # the counter account the posting's other line goes to
+    entry_id: int | None  # PostgreSQL: the new entry's id, drawn with the lock
+    found: Posted | None  # the entry already posted under the key, when known by now
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ _COUNTER = select(t.account.c.id).where(t.account.c.kind == bindparam("counter")
                                          t.account.c.currency == bindparam("currency")).scalar_subquery()
 # The member's account locked and the counter account's id read in one round trip (earn and redeem, the hot postings).
 _LOCK_ACCOUNT_AND_COUNTER = _LOCK_ACCOUNT.add_columns(_COUNTER)
+_NEXT_ENTRY_ID = select(NEXT_ENTRY_ID)
 _MOVE_BALANCE = (t.account.update().where(t.account.c.id == bindparam("b_acc"), t.account.c.balance.is_not(None))
                  .values(balance=t.account.c.balance + bindparam("b_points"), updated_at=bindparam("b_now")))
 _FIND_KEY = select(t.entry.c.id, t.entry.c.amount).where(t.entry.c.idempotency_key == bindparam("key"))
@@ -83,7 +95,10 @@ class LedgerService:
                  member_check: MemberCheck | None = CARD_CHECK):
         self.engine = engine
         self.member_check = member_check  # refuses earning/redeeming for a member, e.g. a lost card (card_guard.py)
-        # Earn and redeem look for their key and read the member's status in one statement (built once).
+        # PostgreSQL, earn and redeem: the account locked, the counter account's id, the new entry's id and the member's
+        # status in one round trip; the key is checked by the append itself (append_pg.py). Built once.
+        self._hold_pg = _LOCK_ACCOUNT_AND_COUNTER.add_columns(NEXT_ENTRY_ID, null() if member_check is None else member_check.status)
+        # SQLite (and a member's first posting): the key looked for and the member's status read in one statement.
         self._find_key_and_status = None if member_check is None else select(
             select(t.entry.c.id).where(t.entry.c.idempotency_key == bindparam("key")).scalar_subquery(),
             select(t.entry.c.amount).where(t.entry.c.idempotency_key == bindparam("key")).scalar_subquery(),
@@ -105,14 +120,17 @@ class LedgerService:
 
         def work(c: Connection) -> Posted:
             side = "pending" if pending else "wallet"
-            acc, _bal, counter_acc = self._lock_with_counter(c, side, member_id, currency, counter)
-            found = self._existing_or_refused(c, key, member_id)
-            if found:
-                return found
-            entry_id = self._append(c, key=key, kind="earn_pending" if pending else "earn", currency=currency, member_id=member_id, amount=points,
-                                    lines=[(acc, points), (counter_acc, -points)], source_type=source_type, source_id=source_id, memo=memo,
-                                    details={**(details or {}), "expires_at": expires_at.isoformat() if expires_at else None}, actor=actor,
-                                    lot=None if pending else (acc, points, expires_at))
+            hold = self._hold(c, side, member_id, currency, counter, key)
+            if hold.found:
+                return hold.found
+            try:
+                entry_id = self._append(c, entry_id=hold.entry_id, key=key, kind="earn_pending" if pending else "earn", currency=currency,
+                                        member_id=member_id, amount=points, lines=[(hold.account, points), (hold.counter, -points)],
+                                        source_type=source_type, source_id=source_id, memo=memo,
+                                        details={**(details or {}), "expires_at": expires_at.isoformat() if expires_at else None}, actor=actor,
+                                        lot=None if pending else (hold.account, points, expires_at))
+            except KeyAlreadyPosted:
+                return self._posted(c, key)
             return Posted(entry_id, points, True)
 
         return self._run(conn, key, work)
@@ -151,17 +169,23 @@ class LedgerService:
         _counter(counter, ("redeemed", "merchant"))
 
         def work(c: Connection) -> Posted:
-            wallet, bal, counter_acc = self._lock_with_counter(c, "wallet", member_id, "reward", counter)
-            found = self._existing_or_refused(c, key, member_id)
-            if found:
-                return found
+            hold = self._hold(c, "wallet", member_id, "reward", counter, key)
+            if hold.found:
+                return hold.found
+            wallet, bal = hold.account, hold.balance
             if bal < points:
+                found = self._existing(c, key)  # a replay returns its first result, whatever the balance is now
+                if found:
+                    return found
                 raise InsufficientPoints(text("Not enough points: the balance is {balance}, {points} are needed.", "积分不足：余额 {balance}，需要 {points}。",
                                               balance=bal, points=points), details={"balance": bal, "needed": points})
             used = self._consume(c, wallet, points)
-            entry_id = self._append(c, key=key, kind="redeem", currency="reward", member_id=member_id, amount=-points,
-                                    lines=[(wallet, -points), (counter_acc, points)], source_type=source_type, source_id=source_id, memo=memo,
-                                    details={**(details or {}), "lots": used}, actor=actor)
+            try:
+                entry_id = self._append(c, entry_id=hold.entry_id, key=key, kind="redeem", currency="reward", member_id=member_id, amount=-points,
+                                        lines=[(wallet, -points), (hold.counter, points)], source_type=source_type, source_id=source_id, memo=memo,
+                                        details={**(details or {}), "lots": used}, actor=actor, taken=used)
+            except KeyAlreadyPosted:
+                return self._posted(c, key)
             if within is not None:
                 within(c, entry_id)
             return Posted(entry_id, -points, True)
@@ -198,17 +222,18 @@ class LedgerService:
             counter_line = c.execute(select(t.line.c.account_id).select_from(t.line.join(t.account, t.account.c.id == t.line.c.account_id))
                                      .where(t.line.c.entry_id == entry_id, t.account.c.member_id == 0)).scalar_one()
             details: dict = {"points": want}
+            used: list[list[int]] = []
             if orig["amount"] > 0:  # the member got points: take them back (FIFO, this entry's lot first)
                 take = min(want, bal)
                 details["shortfall"] = want - take
                 if take and in_wallet:
-                    details["lots"] = self._consume(c, acc, take, first_entry=lot_entry)
+                    details["lots"] = used = self._consume(c, acc, take, first_entry=lot_entry)
                 amount, lines = -take, [(acc, -take), (counter_line, take)]
             else:  # the member spent points: give them back, expiring like the earliest lot they came from
                 amount, lines = want, [(acc, want), (counter_line, -want)]
             lot = (acc, amount, self._earliest_expiry(c, (orig["details"] or {}).get("lots") or [])) if amount > 0 else None
             rid = self._append(c, key=key, kind="reverse", currency=cur, member_id=member, amount=amount, lines=lines, source_type=orig["source_type"],
-                               source_id=orig["source_id"], reversal_of=entry_id, memo=memo, details=details, actor=actor, lot=lot)
+                               source_id=orig["source_id"], reversal_of=entry_id, memo=memo, details=details, actor=actor, lot=lot, taken=used)
             return Posted(rid, amount, True)
 
         return self._run(conn, key, work)
@@ -346,7 +371,7 @@ class LedgerService:
         try:
             with write_transaction(self.engine) as c:
                 return work(c)
-        except IntegrityError:
+        except (IntegrityError, KeyAlreadyPosted):
             # Two first postings of one key raced (possible only for different members): the loser reports the winner's entry.
             with self.engine.connect() as c:
                 found = self._existing(c, key)
@@ -373,13 +398,46 @@ class LedgerService:
             row = c.execute(_LOCK_ACCOUNT, key).one()
         return int(row[0]), int(row[1])
 
-    def _lock_with_counter(self, c: Connection, kind: str, member_id: int, currency: str, counter: str) -> tuple[int, int, int]:
-        """``_lock`` plus the id of the ``counter`` account the posting's other line goes to."""
-        row = c.execute(_LOCK_ACCOUNT_AND_COUNTER, {"kind": kind, "member_id": member_id, "currency": currency, "counter": counter}).first()
-        if row is None or row[2] is None:  # a first posting: open what is missing the slow way
-            acc, bal = self._lock(c, kind, member_id, currency)
-            return acc, bal, self._account(c, counter, 0, currency)
-        return int(row[0]), int(row[1]), int(row[2])
+    def _hold(self, c: Connection, kind: str, member_id: int, currency: str, counter: str, key: str) -> _Hold:
+        """Lock the member's account for an earn or redeem and learn what the posting needs; raises if the member check refuses.
+
+        On PostgreSQL one statement does it, and an earlier entry under ``key`` is found by the append's ``ON CONFLICT``
+        (which also sees one committed while this posting waited for the lock). SQLite, whose writer holds the database
+        lock, and a member's first posting look for the key here."""
+        params = {"kind": kind, "member_id": member_id, "currency": currency, "counter": counter}
+        if c.dialect.name == "postgresql":
+            row = c.execute(self._hold_pg, params).first()
+            if row is not None and row[2] is not None:
+                hold = _Hold(int(row[0]), int(row[1]), int(row[2]), int(row[3]), None)
+                return hold if self.member_check is None else self._checked(c, hold, key, row[4])
+            acc, bal = self._lock(c, kind, member_id, currency)  # a first posting: open what is missing the slow way
+            counter_acc = self._account(c, counter, 0, currency)
+        else:
+            row = c.execute(_LOCK_ACCOUNT_AND_COUNTER, params).first()
+            if row is None or row[2] is None:
+                acc, bal = self._lock(c, kind, member_id, currency)
+                counter_acc = self._account(c, counter, 0, currency)
+            else:
+                acc, bal, counter_acc = int(row[0]), int(row[1]), int(row[2])
+        return _Hold(acc, bal, counter_acc, None, self._existing_or_refused(c, key, member_id))
+
+    def _checked(self, c: Connection, hold: _Hold, key: str, status) -> _Hold:
+        """``hold`` once the member check lets the member post; a replay of an earlier posting is answered whatever the status is now."""
+        try:
+            self.member_check.refuse(status)  # type: ignore[union-attr]  # called with a member check only
+        except LedgerRefused:
+            found = self._existing(c, key)
+            if found:
+                return replace(hold, found=found)
+            raise
+        return hold
+
+    def _posted(self, c: Connection, key: str) -> Posted:
+        """The entry an append found already posted under ``key``."""
+        found = self._existing(c, key)
+        if found is None:
+            raise AssertionError(f"the key {key!r} conflicted but no entry holds it")
+        return found
 
     def _existing_or_refused(self, c: Connection, key: str, member_id: int) -> Posted | None:
         """The entry already posted under ``key``; else None, once the member check let the member post (it raises if not)."""
@@ -409,9 +467,12 @@ class LedgerService:
         return total
 
     def _append(self, c: Connection, *, key, kind, currency, member_id, amount, lines, source_type, source_id, memo, details, actor,
-                reversal_of=None, lot: tuple[int, int, dt.datetime | None] | None = None) -> int:
-        """Write an entry, its lines (summing to zero), the balance moves, the outbox event, the new ``lot`` (account,
-        points, expiry) if any, and the audit entry; returns the entry id."""
+                reversal_of=None, lot: tuple[int, int, dt.datetime | None] | None = None, taken: list[list[int]] | None = None,
+                entry_id: int | None = None) -> int:
+        """Write an entry, its lines (summing to zero), the balance moves, what it ``taken`` from lots ([lot id, points],
+        from ``_consume``), the new ``lot`` (account, points, expiry) if any, the outbox event and the audit entry; returns
+        the entry id. ``entry_id``: the id already drawn from the entries' sequence (PostgreSQL). Raises ``KeyAlreadyPosted``
+        (PostgreSQL) when ``key`` turns out to be taken, having written nothing."""
         if sum(a for _, a in lines) != 0:
             raise AssertionError("an entry's lines must sum to zero")
         now = self.clock()
@@ -422,22 +483,32 @@ class LedgerService:
                  "details": details}
         outbox = {"topic": f"points.{kind}", "entity": MEMBER_ENTITY, "payload": {**change, "member_id": member_id, "actor_id": actor.id}}
         if c.dialect.name == "postgresql":  # one statement (append_pg.py)
-            params = {**entry, **outbox, "key": key, "now": now, "actor": actor.id}
+            if entry_id is None:
+                entry_id = c.execute(_NEXT_ENTRY_ID).scalar_one()
+            audit = pending_entry(c, category="record", action=f"points.{kind}", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=member_id,
+                                  changes={"entry": entry_id, **change})
+            params = {**entry, **outbox, "payload": {**outbox["payload"], "entry": entry_id}, "entry_id": entry_id, "key": key, "now": now,
+                      "actor": actor.id, **{f"a_{col}": audit[col] for col in AUDIT_COLUMNS}}
             for i, (acc, a) in enumerate(lines):
                 params[f"acc_{i}"], params[f"amt_{i}"] = acc, a
             if lot is not None:
                 params["lot_acc"], params["lot_amount"], params["lot_expires"] = lot
-            entry_id = c.execute(append_statement(len(lines), lot is not None), params).scalar_one()
-        else:
-            entry_id = c.execute(_INSERT_ENTRY, {**entry, "idempotency_key": key, "created_at": now, "created_by": actor.id}).inserted_primary_key[0]
-            if lines:
-                c.execute(_INSERT_LINES, [{"entry_id": entry_id, "account_id": acc, "currency": currency, "amount": a} for acc, a in lines])
-                # counter accounts (balance NULL) match nothing, so their shared rows are never locked
-                c.execute(_MOVE_BALANCE, [{"b_acc": acc, "b_points": a, "b_now": now} for acc, a in lines])
-            c.execute(_INSERT_OUTBOX, {**outbox, "created_at": now, "record_id": member_id, "payload": {**outbox["payload"], "entry": entry_id}})
-            if lot is not None:
-                self._add_lot(c, lot[0], entry_id, lot[1], lot[2])
-        # The audit chain serialises every writer on its head row: keep it the last statement before the caller's other work.
+            if taken:
+                params["take_ids"], params["take_points"] = [lot_id for lot_id, _ in taken], [n for _, n in taken]
+            if c.execute(append_statement(len(lines), lot is not None, bool(taken)), params).first() is None:
+                raise KeyAlreadyPosted(key)  # nothing was written
+            return entry_id
+        entry_id = c.execute(_INSERT_ENTRY, {**entry, "idempotency_key": key, "created_at": now, "created_by": actor.id}).inserted_primary_key[0]
+        if lines:
+            c.execute(_INSERT_LINES, [{"entry_id": entry_id, "account_id": acc, "currency": currency, "amount": a} for acc, a in lines])
+            # counter accounts (balance NULL) match nothing, so their shared rows are never locked
+            c.execute(_MOVE_BALANCE, [{"b_acc": acc, "b_points": a, "b_now": now} for acc, a in lines])
+        c.execute(_INSERT_OUTBOX, {**outbox, "created_at": now, "record_id": member_id, "payload": {**outbox["payload"], "entry": entry_id}})
+        if taken:
+            c.execute(_TAKE_FROM_LOT, [{"b_lot": lot_id, "b_n": n} for lot_id, n in taken])
+        if lot is not None:
+            self._add_lot(c, lot[0], entry_id, lot[1], lot[2])
+        # SQLite seals the entry at once, under the write lock the transaction holds anyway.
         record_event(c, category="record", action=f"points.{kind}", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=member_id,
                      changes={"entry": entry_id, **change})
         return entry_id
@@ -447,7 +518,8 @@ class LedgerService:
                                 "created_at": self.clock()})
 
     def _consume(self, c: Connection, acc: int, points: int, *, first_entry: int | None = None) -> list[list[int]]:
-        """Take ``points`` from the wallet's open lots, oldest first (``first_entry``'s own lot before the rest).
+        """What to take for ``points`` from the wallet's open lots, oldest first (``first_entry``'s own lot before the rest),
+        as [lot id, points]; ``_append`` writes it with the entry.
 
         Lots are read 64 at a time through the partial index of open lots, so a wallet with many spent lots costs nothing extra."""
         used: list[list[int]] = []
@@ -467,8 +539,6 @@ class LedgerService:
                     left = _take(lot, left, used)
                 if not left:
                     break
-        if used:
-            c.execute(_TAKE_FROM_LOT, [{"b_lot": lot_id, "b_n": n} for lot_id, n in used])
         return used
 
     def _earliest_expiry(self, c: Connection, used: list) -> dt.datetime | None:
@@ -511,11 +581,12 @@ class LedgerService:
             raise InsufficientPoints(text("Not enough points: the balance is {balance}, {points} are needed.", "积分不足：余额 {balance}，需要 {points}。",
                                           balance=bal, points=-points), details={"balance": bal, "needed": -points})
         details = {"adjustment": adjustment_id, "reason": row["reason"]}
+        used: list[list[int]] = []
         if points < 0:
-            details["lots"] = self._consume(c, wallet, -points)
+            details["lots"] = used = self._consume(c, wallet, -points)
         entry_id = self._append(c, key=key, kind="adjust", currency=cur, member_id=member, amount=points, lines=[(wallet, points), (counter, -points)],
                                 source_type="adjustment", source_id=adjustment_id, memo=row["reason"], details=details, actor=actor,
-                                lot=(wallet, points, None) if points > 0 else None)
+                                lot=(wallet, points, None) if points > 0 else None, taken=used)
         c.execute(t.adjustment.update().where(t.adjustment.c.id == adjustment_id)
                   .values(status="approved", decided_by=actor.id, decided_at=self.clock(), entry_id=entry_id))
         return Posted(entry_id, points, True)
@@ -556,7 +627,7 @@ def _maybe(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
 
 
 def _take(lot, left: int, used: list[list[int]]) -> int:
-    """Note what ``_consume`` takes from ``lot`` (written back in one statement)."""
+    """Note what ``_consume`` takes from ``lot`` (``_append`` writes it back)."""
     n = min(left, int(lot.remaining))
     if n:
         used.append([lot.id, n])

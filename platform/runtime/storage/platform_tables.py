@@ -63,7 +63,8 @@ applied_field = Table(
     Column("type_sig", String(100), nullable=False),
 )
 
-# Append-only and hash-chained (see crmkit.runtime.audit): write only through audit.record_event.
+# Append-only and hash-chained (see crmkit.runtime.audit): write only through audit.record_event (or, for a hot path's own
+# statement on PostgreSQL, with the values of audit.service.pending_entry).
 audit = Table(
     "crmkit_audit", metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
