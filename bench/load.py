@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
 import os
 import socket
@@ -64,6 +65,17 @@ def read_stats(prefix: Path) -> list[dict]:
     return out
 
 
+def add_points_plan(services) -> int:
+    """A plan covering last year to next year with one consumption item (1 point per yuan), so paid orders earn points."""
+    from crmkit.runtime.actor import SYSTEM
+
+    year = dt.date.today().year
+    plan = services.records.create("membership.points_plan", {"name": "压测积分计划", "code": "LOAD", "starts_on": f"{year - 1}-01-01",
+                                                              "ends_on": f"{year + 1}-12-31", "expiry_rule": "never"}, SYSTEM)
+    services.records.create("membership.point_item", {"plan": plan, "name": "消费积分", "kind": "consumption", "per_yuan": "1"}, SYSTEM)
+    return plan
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     ap.add_argument("--users", type=int, default=50)
@@ -83,7 +95,8 @@ def main() -> None:
     services = app.extensions["crmkit"]
     t = time.perf_counter()
     seed_members(services, args.size)
-    print(f"seeded {args.size} members in {time.perf_counter() - t:.1f}s")
+    add_points_plan(services)
+    print(f"seeded {args.size} members and a points plan in {time.perf_counter() - t:.1f}s")
     info = machine.describe(services.engine)
     services.engine.dispose()
 

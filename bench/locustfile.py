@@ -1,10 +1,12 @@
-"""Mixed traffic for `make load`: staff browsing, searching and opening members in the web UI, and an
-integration creating members through the API. Points traffic joins when the ledger's endpoints exist.
+"""Mixed traffic for `make load`: staff browsing, searching and opening members in the web UI (with their points
+panel), and an integration creating members and purchase orders through the API (each paid order earns points
+through the ledger, under the plan ``bench.load`` creates).
 
 Run by ``python -m bench.load`` (which prepares the data and the servers); not a test.
 """
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import random
@@ -51,6 +53,20 @@ class Staff(HttpUser):
     def api_list(self):
         self.client.get(f"/api/v1/records/membership.member?limit=50&sort={random.choice(SORTS[1:])}", headers=self.api,
                         name="api: list members")
+
+    @task(2)
+    def purchase(self):
+        """A paid order through the API: the order is stored and its points are posted to the member's wallet."""
+        body = {"member": random.randint(1, SIZE), "kind": "consumption", "amount": f"{random.randint(10, 2000)}.00", "payment_status": "paid",
+                "ordered_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        with self.client.post("/api/v1/records/membership.order", json=body, headers=self.api, name="points: purchase earns (API)",
+                              catch_response=True) as resp:
+            if resp.status_code != 201:
+                resp.failure(f"{resp.status_code}: {resp.text[:200]}")
+
+    @task(1)
+    def points_panel(self):
+        self.client.get(f"/membership/points/member/{random.randint(1, SIZE)}/panel", name="points: member's balance and history")
 
     @task(1)
     def create_member(self):
