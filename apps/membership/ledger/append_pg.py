@@ -8,7 +8,12 @@ both). The entry's id is taken from its sequence beforehand (earn and redeem rea
 outbox payload and the audit entry, whose hash covers it, can name it.
 
 The entry is inserted ``ON CONFLICT (idempotency_key) DO NOTHING`` and every other write hangs on its row: a key that
-was already used (even by a posting that committed while this one waited) writes nothing and returns no row.
+was already used (even by a posting that committed while this one waited) writes nothing and returns no entry id.
+
+A redeem also picks its lots here (``fifo``): the oldest open lots of the wallet, up to ``FIFO_LOTS`` of them, running
+totals deciding what each gives, recorded in the entry's ``details.lots`` as ``_consume`` records them. The account is
+locked by then, so the statement reads the lots as they are. When those lots hold less than the points (a wallet of
+many small lots), nothing is written and the caller takes the lots with ``_consume`` instead.
 """
 from __future__ import annotations
 
@@ -29,20 +34,38 @@ class KeyAlreadyPosted(Exception):
 # The next entry id (PostgreSQL): read with the account lock, or on its own for the rarer postings.
 NEXT_ENTRY_ID = func.nextval(func.pg_get_serial_sequence(t.entry.name, "id"))
 
+FIFO_LOTS = 64
+
 # The audit entry's columns, bound as ``a_<column>`` (the values come from ``audit.service.pending_entry``).
 AUDIT_COLUMNS = ("at", "actor_id", "category", "action", "entity", "record_id", "subject", "ip", "request_id", "changes", "payload_hash", "redacted")
 _AUDIT_TYPES = {"at": UTCDateTime(), "actor_id": Integer(), "record_id": BigInteger(), "changes": json_type(), "redacted": Boolean()}
 
 
 @lru_cache(maxsize=None)
-def append_statement(lines: int, with_lot: bool, takes_lots: bool) -> TextClause:
-    """The statement for an entry with ``lines`` lines (``acc_i``/``amt_i``), ``with_lot`` a new lot, and ``takes_lots``
-    the lots it consumes (``take_ids``/``take_points``)."""
+def append_statement(lines: int, with_lot: bool, takes_lots: bool, fifo: bool = False) -> TextClause:
+    """The statement for an entry with ``lines`` lines (``acc_i``/``amt_i``), ``with_lot`` a new lot, ``takes_lots`` the
+    lots it consumes (``take_ids``/``take_points``), or ``fifo`` the lots it picks itself (``fifo_acc``/``fifo_points``).
+
+    It returns the entry id (NULL when the key was taken) and, with ``fifo``, the points the picked lots hold."""
     rows = ", ".join(f"(CAST(:acc_{i} AS BIGINT), CAST(:amt_{i} AS BIGINT))" for i in range(lines))
-    parts = [
-        f"e AS (INSERT INTO {t.entry.name} (id, idempotency_key, kind, currency, member_id, amount, source_type, source_id, reversal_of, memo, "
-        "details, created_at, created_by) VALUES (:entry_id, :key, :kind, :currency, :member_id, :amount, :source_type, :source_id, :reversal_of, "
-        ":memo, :details, :now, :actor) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)",
+    columns = ("INSERT INTO {t} (id, idempotency_key, kind, currency, member_id, amount, source_type, source_id, reversal_of, memo, details, "
+               "created_at, created_by) ").format(t=t.entry.name)
+    values = ":entry_id, :key, :kind, :currency, :member_id, :amount, :source_type, :source_id, :reversal_of, :memo, {details}, :now, :actor"
+    conflict = " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)"
+    parts = []
+    if fifo:
+        parts += [
+            f"ol AS (SELECT id, remaining FROM {t.lot.name} WHERE account_id = :fifo_acc AND remaining > 0 ORDER BY id LIMIT {FIFO_LOTS})",
+            "oc AS (SELECT id, remaining, CAST(sum(remaining) OVER (ORDER BY id) AS BIGINT) AS upto FROM ol)",
+            "tv AS (SELECT id, LEAST(remaining, :fifo_points - (upto - remaining)) AS points FROM oc WHERE upto - remaining < :fifo_points)",
+            "pick AS (SELECT coalesce(sum(points), 0) AS got, coalesce(jsonb_agg(jsonb_build_array(id, points) ORDER BY id), '[]') AS lots FROM tv)",
+            "e AS (" + columns + "SELECT " + values.format(details="CAST(:details AS JSONB) || jsonb_build_object('lots', pick.lots)")
+            + " FROM pick WHERE pick.got = :fifo_points" + conflict,
+            f"tk AS (UPDATE {t.lot.name} lt SET remaining = lt.remaining - tv.points FROM e, tv WHERE lt.id = tv.id)",
+        ]
+    else:
+        parts.append("e AS (" + columns + "VALUES (" + values.format(details=":details") + ")" + conflict)
+    parts += [
         f"o AS (INSERT INTO {pt.outbox.name} (created_at, topic, entity, record_id, payload) SELECT :now, :topic, :entity, :member_id, :payload FROM e)",
         f"a AS (INSERT INTO {pt.audit.name} ({', '.join(AUDIT_COLUMNS)}) SELECT {', '.join(f':a_{c}' for c in AUDIT_COLUMNS)} FROM e)",
     ]
@@ -67,6 +90,9 @@ def append_statement(lines: int, with_lot: bool, takes_lots: bool) -> TextClause
     binds += [bindparam(f"a_{c}", type_=_AUDIT_TYPES.get(c, String())) for c in AUDIT_COLUMNS]
     if takes_lots:
         binds += [bindparam("take_ids", type_=ARRAY(BigInteger())), bindparam("take_points", type_=ARRAY(BigInteger()))]
+    if fifo:
+        binds += [bindparam("fifo_acc", type_=BigInteger()), bindparam("fifo_points", type_=BigInteger())]
     if with_lot:
         binds += [bindparam("lot_acc", type_=BigInteger()), bindparam("lot_amount", type_=BigInteger()), bindparam("lot_expires", type_=UTCDateTime())]
-    return text("WITH " + ", ".join(parts) + " SELECT id FROM e").bindparams(*binds)
+    result = "SELECT (SELECT id FROM e), (SELECT got FROM pick)" if fifo else "SELECT (SELECT id FROM e), NULL"
+    return text("WITH " + ", ".join(parts) + " " + result).bindparams(*binds)

@@ -179,11 +179,10 @@ class LedgerService:
                     return found
                 raise InsufficientPoints(text("Not enough points: the balance is {balance}, {points} are needed.", "积分不足：余额 {balance}，需要 {points}。",
                                               balance=bal, points=points), details={"balance": bal, "needed": points})
-            used = self._consume(c, wallet, points)
             try:
                 entry_id = self._append(c, entry_id=hold.entry_id, key=key, kind="redeem", currency="reward", member_id=member_id, amount=-points,
                                         lines=[(wallet, -points), (hold.counter, points)], source_type=source_type, source_id=source_id, memo=memo,
-                                        details={**(details or {}), "lots": used}, actor=actor, taken=used)
+                                        details=dict(details or {}), actor=actor, fifo=(wallet, points))
             except KeyAlreadyPosted:
                 return self._posted(c, key)
             if within is not None:
@@ -468,9 +467,10 @@ class LedgerService:
 
     def _append(self, c: Connection, *, key, kind, currency, member_id, amount, lines, source_type, source_id, memo, details, actor,
                 reversal_of=None, lot: tuple[int, int, dt.datetime | None] | None = None, taken: list[list[int]] | None = None,
-                entry_id: int | None = None) -> int:
+                fifo: tuple[int, int] | None = None, entry_id: int | None = None) -> int:
         """Write an entry, its lines (summing to zero), the balance moves, what it ``taken`` from lots ([lot id, points],
-        from ``_consume``), the new ``lot`` (account, points, expiry) if any, the outbox event and the audit entry; returns
+        from ``_consume``) or, with ``fifo`` (account, points), what it takes from the account's oldest lots (recorded in
+        ``details["lots"]``), the new ``lot`` (account, points, expiry) if any, the outbox event and the audit entry; returns
         the entry id. ``entry_id``: the id already drawn from the entries' sequence (PostgreSQL). Raises ``KeyAlreadyPosted``
         (PostgreSQL) when ``key`` turns out to be taken, having written nothing."""
         if sum(a for _, a in lines) != 0:
@@ -493,11 +493,20 @@ class LedgerService:
                 params[f"acc_{i}"], params[f"amt_{i}"] = acc, a
             if lot is not None:
                 params["lot_acc"], params["lot_amount"], params["lot_expires"] = lot
+            if fifo is not None:
+                params["fifo_acc"], params["fifo_points"] = fifo
+                new_id, got = c.execute(append_statement(len(lines), lot is not None, False, True), params).one()
+                if got == fifo[1]:  # else the key was free but the lots short: nothing was written
+                    return self._appended(new_id, key)
+                # the oldest lots the statement looks at hold too little: take them the long way
+                taken = self._consume(c, fifo[0], fifo[1])
+                params["details"] = details = {**details, "lots": taken}
             if taken:
                 params["take_ids"], params["take_points"] = [lot_id for lot_id, _ in taken], [n for _, n in taken]
-            if c.execute(append_statement(len(lines), lot is not None, bool(taken)), params).first() is None:
-                raise KeyAlreadyPosted(key)  # nothing was written
-            return entry_id
+            return self._appended(c.execute(append_statement(len(lines), lot is not None, bool(taken)), params).one()[0], key)
+        if fifo is not None:
+            taken = self._consume(c, fifo[0], fifo[1])
+            entry["details"] = {**details, "lots": taken}
         entry_id = c.execute(_INSERT_ENTRY, {**entry, "idempotency_key": key, "created_at": now, "created_by": actor.id}).inserted_primary_key[0]
         if lines:
             c.execute(_INSERT_LINES, [{"entry_id": entry_id, "account_id": acc, "currency": currency, "amount": a} for acc, a in lines])
@@ -511,6 +520,12 @@ class LedgerService:
         # SQLite seals the entry at once, under the write lock the transaction holds anyway.
         record_event(c, category="record", action=f"points.{kind}", actor_id=actor.id, entity=MEMBER_ENTITY, record_id=member_id,
                      changes={"entry": entry_id, **change})
+        return entry_id
+
+    @staticmethod
+    def _appended(entry_id: int | None, key: str) -> int:
+        if entry_id is None:
+            raise KeyAlreadyPosted(key)  # nothing was written
         return entry_id
 
     def _add_lot(self, c: Connection, acc: int, entry_id: int, amount: int, expires_at: dt.datetime | None) -> None:
