@@ -33,6 +33,7 @@ ROWS = [
 @pytest.fixture(scope="module")
 def lab(databases, tmp_path_factory):
     s = fresh_services(databases, tmp_path_factory)
+    s.queries.clock = lambda: NOW  # the expectations are computed from NOW: keep them true across midnight in China
     publish(s, lab_documents())
     cats = {"A": s.records.create("lab.category", {"name": "甲类"}, SYSTEM), "B": s.records.create("lab.category", {"name": "乙类"}, SYSTEM)}
     data = []
@@ -156,6 +157,17 @@ def resolve(lab, value):
 def test_operator(lab, tree, pred):
     tree = {**tree, "value": resolve(lab, tree["value"])}
     assert titles(lab, filter=tree) == expect(lab, pred)
+
+
+def test_relative_dates_follow_the_query_services_clock(lab):
+    """"Today" is the clock's day in the configured timezone, so a fixed clock gives the same answer on both sides of midnight."""
+    queries = lab["s"].queries
+    try:
+        queries.clock = lambda: NOW + dt.timedelta(days=2)
+        assert titles(lab, filter=cond("day", "in_range", "today")) == {"Apricot 杏"}  # the row dated two days ahead
+    finally:
+        queries.clock = lambda: NOW
+    assert titles(lab, filter=cond("day", "in_range", "today")) == {"苹果 Apple"}
 
 
 def test_and_or_nesting(lab):

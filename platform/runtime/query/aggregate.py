@@ -81,6 +81,7 @@ class Aggregator:
         self.policy = queries.policy
         self.dialect = queries.engine.dialect.name
         self.timezone = queries.timezone
+        self.clock = queries.clock
         self._joins: dict[tuple[str, ...], Any] = {}
         self._from: Any = None  # a FromClause once the base table is chosen, joined as paths are resolved
 
@@ -134,7 +135,7 @@ class Aggregator:
             return func.timezone(self.timezone, col)
         # SQLite has no time zone database: shift by the zone's current offset (exact for zones without DST,
         # such as Asia/Shanghai; see docs/reports.md).
-        offset = dt.datetime.now(ZoneInfo(self.timezone)).utcoffset() or dt.timedelta()
+        offset = self.clock().astimezone(ZoneInfo(self.timezone)).utcoffset() or dt.timedelta()
         return func.datetime(col, f"{int(offset.total_seconds() // 60):+d} minutes")
 
     def bucket(self, col: ColumnElement, ftype: str, bucket: str) -> ColumnElement:
@@ -200,7 +201,7 @@ class Aggregator:
         table = self.tables[entity.key]
         self._from = table
         comparable = self.policy.comparable_fields(self.actor, entity)
-        ctx = FilterContext(self.dialect, self.timezone, dt.datetime.now(dt.timezone.utc))
+        ctx = FilterContext(self.dialect, self.timezone, self.clock())
         where = [table.c.deleted_at.is_(None)]
         scope = self.policy.row_filter(self.actor, entity, table, self.catalog)
         if scope is not None:

@@ -10,7 +10,7 @@ import builtins
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from marshmallow import ValidationError
 from sqlalchemy import Engine, FromClause, String, and_, false, func, or_, select, tuple_, union_all
@@ -54,13 +54,19 @@ class Page:
         return f"{self.total}" if self.total_exact else f"{self.total}+"
 
 
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
 class QueryService:
-    def __init__(self, engine: Engine, store: MetadataStore, policy: Policy, tables: TableCache, *, timezone: str = "Asia/Shanghai"):
+    def __init__(self, engine: Engine, store: MetadataStore, policy: Policy, tables: TableCache, *, timezone: str = "Asia/Shanghai",
+                 clock: Callable[[], dt.datetime] = _utcnow):
         self.engine = engine
         self.store = store
         self.policy = policy
         self.table_cache = tables
         self.timezone = timezone
+        self.clock = clock  # "now" for relative date filters (today, last 7 days, …)
 
     def catalog(self) -> Catalog:
         return self.store.catalog()
@@ -138,7 +144,7 @@ class QueryService:
         self.policy.check(actor, entity, "read")
         view = computed_view(catalog, entity, self.table_cache.tables(catalog), self.timezone)
         comparable = view.comparable(self.policy.comparable_fields(actor, entity))
-        ctx = FilterContext(self.engine.dialect.name, self.timezone, dt.datetime.now(dt.timezone.utc))
+        ctx = FilterContext(self.engine.dialect.name, self.timezone, self.clock())
         compile_filter(catalog, entity, view.table, filter, ctx, comparable)
         if sort:
             self._sort_keys(catalog, entity, comparable, sort)
@@ -275,7 +281,7 @@ class QueryService:
         if row_filter is not None:
             conds.append(row_filter)
         if tree:
-            ctx = FilterContext(self.engine.dialect.name, self.timezone, dt.datetime.now(dt.timezone.utc))
+            ctx = FilterContext(self.engine.dialect.name, self.timezone, self.clock())
             conds.append(compile_filter(catalog, entity, table, tree, ctx, comparable))
         if search is not None and search.strip():
             terms = search.strip().split()[:5]
