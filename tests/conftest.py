@@ -105,6 +105,7 @@ class Databases:
 
 
 def build_template(url: str, kind: str, var_dir: Path) -> None:
+    from crmkit.runtime.audit import flush_sealer
     from crmkit.runtime.installer import install
     from crmkit.runtime.services import Services
     from crmkit.runtime.storage.migrate import upgrade_platform
@@ -113,6 +114,7 @@ def build_template(url: str, kind: str, var_dir: Path) -> None:
     settings = Settings(database_url=url, secret_key="template-secret-key-0123456789abcdef0123456789", var_dir=var_dir)
     services = Services.build(settings)
     upgrade_platform(services.engine)
+    flush_sealer(services.engine)
     services.engine.dispose()
     app = create_app(settings, testing=True)
     with app.app_context():
@@ -124,8 +126,10 @@ def build_template(url: str, kind: str, var_dir: Path) -> None:
 
             app.extensions["sqlalchemy"].session.remove()  # drop the session's pre-install snapshot (SQLite: busy)
             sync_entity_permissions(app, app.extensions["crmkit"])
-        # Close every connection before the file is copied, so SQLite folds its WAL into the database file.
+        # Close every connection before the file is copied, so SQLite folds its WAL into the database file, and
+        # PostgreSQL can copy the template (no session may be connected to it, the audit sealer's included).
         app.extensions["sqlalchemy"].session.remove()
+        flush_sealer(app.extensions["crmkit"].engine)
         app.extensions["crmkit"].engine.dispose()
 
 
