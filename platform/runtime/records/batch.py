@@ -54,6 +54,21 @@ class DryRun(Exception):
     """Raised inside the transaction to roll a dry run back."""
 
 
+_CUSTOM_PLANS = sql_text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def _plan_each_statement(conn: Connection) -> None:
+    """PostgreSQL: plan this batch's lookups for the values they get, not once for all batches.
+
+    A bulk load grows its table from nothing. psycopg prepares a statement run five times on a connection, and
+    PostgreSQL may then keep one generic plan for it, made while the table was small: a sequential scan that compares
+    every row with the batch's 1,000 key values. At 20,000 rows that took 0.6 s per lookup and made an import 4×
+    slower (bench imports). Custom plans see the values, so they use the key's index (and hash the list); planning
+    costs well under a millisecond per statement, ~17 statements per batch."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_CUSTOM_PLANS)
+
+
 def write_many(service, entity_key: str, items: list[Any], actor: Actor, *, mode: str = "insert", key: str | None = None,
                request_id: str | None = None, within: Callable[[Connection, list[ItemResult]], None] | None = None,
                dry_run: bool = False) -> list[ItemResult]:
@@ -74,6 +89,7 @@ def write_many(service, entity_key: str, items: list[Any], actor: Actor, *, mode
     results = [ItemResult(i, "error") for i in range(len(items))]
     try:
         with service._write() as conn:  # the same transaction wrapper as single writes (wakes the outbox after commit)
+            _plan_each_statement(conn)
             existing = _existing(service, conn, catalog, entity, table, items, results, key_field, actor, mode) if key_field else {}
             creates, updates = _plan(service, catalog, entity, items, results, existing, key_field, mode, actor)
             _check_batch(service, conn, catalog, entity, creates, updates, results, actor)
