@@ -418,3 +418,31 @@ def test_id_number_fast_path_gives_what_the_full_path_gives():
                       "1101051949123100", "", "  ", None, 110105194912310020, "abc", "11010520991231002X"]:
             assert _outcome(fast, value) == _outcome(full, value), value
         assert _outcome(fast, " 11010519491231002x") == ("ok", "11010519491231002X")
+
+
+def test_the_option_index_resolves_every_input_as_the_option_list_does():
+    """OptionString resolves cells through an index built once; it must pick the same option as walking the list."""
+    from marshmallow import ValidationError
+
+    from crmkit.runtime.fields.choice import OptionIndex, resolve_option
+    from crmkit.runtime.meta.model import FieldDef, Label
+
+    options = [{"value": "a", "label": {"zh": "甲", "en": "Alpha"}},
+               {"value": "Alpha", "label": {"zh": "乙", "en": "Beta"}},  # a value equal to an earlier option's English label
+               {"value": "c", "label": {"zh": "a", "en": "alpha two"}},  # a Chinese label equal to an earlier value
+               {"value": "d", "label": "丁"},  # one label for both languages
+               {"value": "e", "label": {"zh": "戊", "en": "BETA"}}]  # an English label equal to an earlier one but for case
+    f = FieldDef(id="fld_x", name="x", type="single_select", label=Label("x", "x"), config={"options": options})
+    index = OptionIndex(f)
+
+    def outcome(resolve, s):
+        try:
+            return "ok", resolve(s)
+        except ValidationError as exc:
+            return "error", exc.messages
+
+    inputs = ["a", "A", "甲", "alpha", "ALPHA", "Alpha", "乙", "beta", "Beta", "BETA", "c", "alpha two", "d", "丁", "e", "戊", "z", "Α", "a "]
+    for s in inputs:
+        assert outcome(index.resolve, s) == outcome(lambda v: resolve_option(f, v), s), s
+    assert [index.resolve(s) for s in ("Alpha", "alpha", "BETA", "a")] == ["a", "a", "Alpha", "a"]  # first matching option wins
+
