@@ -6,8 +6,10 @@ by whoever holds the head lock:
 
 - on SQLite, at once, in the writer's own transaction (its write lock is held anyway);
 - on PostgreSQL, right after the writer's transaction commits, by its process's background sealer (``sealer.py``
-  runs ``seal_after_commit``) in short transactions of its own. Only one sealer works at a time; the others skip (``FOR UPDATE SKIP LOCKED``) because the one that
-  holds the lock looks again after it commits, so an entry committed while it worked is never left behind;
+  runs ``seal_if_free``) in a short transaction of its own. Only one sealer works at a time (``FOR UPDATE SKIP
+  LOCKED``): a background sealer that finds the head taken tries again shortly, and a transaction that held the
+  head itself (``lock_head``: bulk writes, retention) looks again after it commits (``seal_after_commit``), so an
+  entry committed while another sealer worked is never left behind;
 - the worker's minute tick (``seal_now``) catches entries written outside ``write_transaction``.
 
 A seal that is lost in a crash loses nothing: its entries simply stay pending and the next seal takes them, which is

@@ -26,7 +26,7 @@ from ..meta.model import EntityDef, FieldDef
 from ..meta.store import MetadataStore
 from ..permissions.masking import mask_value
 from ..policy import Policy
-from ..records.service import TableCache, record_id_or_none
+from ..records.service import TableCache, record_id_or_none, utcnow
 from ..storage import fab_tables, platform_tables as pt
 from .cursor import BAD_CURSOR, decode_cursor, encode_cursor
 from .computed import computed_view
@@ -54,13 +54,9 @@ class Page:
         return f"{self.total}" if self.total_exact else f"{self.total}+"
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 class QueryService:
     def __init__(self, engine: Engine, store: MetadataStore, policy: Policy, tables: TableCache, *, timezone: str = "Asia/Shanghai",
-                 clock: Callable[[], dt.datetime] = _utcnow):
+                 clock: Callable[[], dt.datetime] = utcnow):
         self.engine = engine
         self.store = store
         self.policy = policy
